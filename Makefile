@@ -1,0 +1,39 @@
+# SemanticDialect: every target sets up .venv on first use (torch pinned first, then the project).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup demo test bench sim rtl synth clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: an unpinned resolve would pull gigabytes of CUDA wheels.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/sdialect demo
+
+test: setup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
+
+bench: setup
+	$(VENV)/bin/sdialect bench golden
+
+sim: setup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) tests -k "hw or sim or rtl"
+
+rtl: setup
+	$(VENV)/bin/sdialect rtl --all --out build/rtl
+
+synth: setup
+	$(VENV)/bin/sdialect synth
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,259 @@
+"""Quantize and dequantize whole tensors in every registered format (NUMERICS.md sections 2-3).
+
+``quantize(x, "fb32")`` returns a ``QuantizedTensor`` holding unpacked 4-bit codes (one per uint8)
+and the per-block metadata; ``QuantizedTensor.dequantize()`` gives float32 values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .blocks import BlockedTensor, InputError, exact_ldexp, front_end, shared_exponent
+from .formats import (
+    CODE_BITS,
+    E2M1_HALF_UNITS,
+    EXPONENT_BIAS,
+    FormatError,
+    FormatKind,
+    FormatSpec,
+    Selection,
+    get_format,
+)
+from .select import select_lut, select_mse, select_two_stage
+
+__all__ = [
+    "E4M3_MAX",
+    "E4M3_MIN_NORMAL",
+    "QuantizedTensor",
+    "dequantize",
+    "e2m1_encode",
+    "quantize",
+]
+
+SIGN_BIT = 1 << (CODE_BITS - 1)
+MAGNITUDE_MASK = SIGN_BIT - 1
+#: Largest finite E4M3 value and its smallest normal, 2**-6 (the NVFP4 block-scale clamp).
+E4M3_MAX = 448.0
+E4M3_MIN_NORMAL = 2.0**-6
+#: The E2M1 maximum (6.0) and the 4/6 alternative that fouroversix maps a block's max to.
+E2M1_MAX = 6.0
+FOUR_OVER_SIX_MAX = 4.0
+
+
+@dataclass(frozen=True)
+class QuantizedTensor:
+    """A tensor in one of the registry's formats, unpacked (one 4-bit code per uint8).
+
+    Shapes: ``codes`` is the (padded) input shape ``(..., nblocks * block)``; every per-block field
+    is ``(..., nblocks)``. ``length`` is the input's original last-axis length.
+    """
+
+    format: str
+    block: int
+    length: int
+    codes: torch.Tensor  # uint8: bit 3 sign, bits 2..0 magnitude index
+    exponent: torch.Tensor | None = None  # uint8 biased shared exponent (dialect formats, MXFP4)
+    dialect: torch.Tensor | None = None  # uint8 dialect id (dialect formats)
+    block_scale: torch.Tensor | None = None  # uint8 E4M3 bits (NVFP4 variants)
+    tensor_scale: torch.Tensor | None = None  # float32 scalar (NVFP4 variants)
+
+    @property
+    def spec(self) -> FormatSpec:
+        return get_format(self.format)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (*self.codes.shape[:-1], self.length)
+
+    @property
+    def num_blocks(self) -> int:
+        return self.codes.shape[-1] // self.block
+
+    def signed_half_units(self) -> torch.Tensor:
+        """int64 ``(..., nblocks, block)``: each element as (-1)^s * magnitude in half units."""
+        book = self.spec.formatbook
+        codes = self.codes.to(torch.int64).unflatten(-1, (self.num_blocks, self.block))
+        index = codes & MAGNITUDE_MASK
+        if self.dialect is not None:
+            table = book.half_units[self.dialect.to(torch.int64)]  # (..., nblocks, 8)
+            magnitude = torch.gather(table, -1, index)
+        else:
+            magnitude = book.half_units[0][index]
+        return torch.where(codes & SIGN_BIT != 0, -magnitude, magnitude)
+
+    def unbiased_exponent(self) -> torch.Tensor:
+        """int64 ``(..., nblocks)``: e = E - 127 (dialect formats and MXFP4)."""
+        if self.exponent is None:
+            raise FormatError(f"format {self.format!r} has no shared exponent")
+        return self.exponent.to(torch.int64) - EXPONENT_BIAS
+
+    def block_scale_fp32(self) -> torch.Tensor:
+        """float32 ``(..., nblocks)``: fl32(t * s), the NVFP4 dequantization multiplier."""
+        if self.block_scale is None or self.tensor_scale is None:
+            raise FormatError(f"format {self.format!r} has no E4M3 block scale")
+        return self.tensor_scale * self.block_scale.view(torch.float8_e4m3fn).to(torch.float32)
+
+    def dequantize(self) -> torch.Tensor:
+        """float32 values, shape ``self.shape`` (padding removed)."""
+        h = self.signed_half_units()
+        if self.spec.kind in (FormatKind.NVFP4, FormatKind.NVFP4_46):
+            # torchao's order: fl32(value * fl32(t * s)); the E2M1 value h/2 is exact.
+            values = (h.to(torch.float32) * 0.5) * self.block_scale_fp32()[..., None]
+        else:
+            # value = h * 2^(e - 1), formed exactly in float64 and rounded once to float32.
+            values = exact_ldexp(h.to(torch.float64), (self.unbiased_exponent() - 1)[..., None])
+            values = values.to(torch.float32)
+        values = values.flatten(-2)
+        # Negative zero codes keep their sign: (-1)^1 * 0 = -0.0.
+        negative_zero = (self.codes & SIGN_BIT != 0) & (values == 0)
+        values = torch.where(negative_zero, torch.tensor(-0.0), values)
+        return values[..., : self.length]
+
+
+def dequantize(q: QuantizedTensor) -> torch.Tensor:
+    return q.dequantize()
+
+
+# --------------------------------------------------------------------------------------------
+# E2M1 and E4M3 element conversions
+# --------------------------------------------------------------------------------------------
+
+_E2M1_VALUES = torch.tensor(E2M1_HALF_UNITS, dtype=torch.float64) / 2
+_E2M1_MIDPOINTS = (_E2M1_VALUES[:-1] + _E2M1_VALUES[1:]) / 2  # 0.25, 0.75, ..., 5.0 (exact)
+
+
+def e2m1_encode(v: torch.Tensor) -> torch.Tensor:
+    """Round each value to FP4 E2M1, round-half-to-even on the code, saturating at 6.
+
+    Returns uint8 codes (bit 3 = the sign bit of ``v``). Exact for float32/float64 ``v``.
+    """
+    magnitude = v.abs()
+    midpoints = _E2M1_MIDPOINTS.to(v.dtype)
+    index = torch.bucketize(magnitude, midpoints)  # number of midpoints strictly below
+    # On a midpoint, bucketize picked the lower code; an odd lower code rounds up to the even one.
+    at_tie = midpoints[index.clamp(max=len(midpoints) - 1)] == magnitude
+    index = index + (at_tie & (index % 2 == 1)).to(index.dtype)
+    return (index | (torch.signbit(v).to(torch.int64) << 3)).to(torch.uint8)
+
+
+def e4m3_encode(v: torch.Tensor) -> torch.Tensor:
+    """float32 -> E4M3 (fn) bits, round to nearest even; callers clamp to [2**-6, 448] first."""
+    return v.to(torch.float8_e4m3fn).view(torch.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-format quantizers
+# --------------------------------------------------------------------------------------------
+
+
+def _quantize_dialect(
+    blocked: BlockedTensor, spec: FormatSpec, select: Selection, mask: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    book = spec.formatbook
+    e, u, sign = front_end(blocked.values)
+    if select is Selection.LUT:
+        dialect = select_lut(u, book, mask)
+    elif select is Selection.MSE:
+        dialect = select_mse(blocked.values, e, u, book, mask)
+    else:
+        if mask is not None:
+            raise FormatError("a candidate mask needs LUT or MSE selection, not two-stage")
+        dialect = select_two_stage(u, book)
+    index = torch.gather(book.idx_table[dialect], -1, u)  # (..., nblocks, B)
+    codes = (sign << 3) | index
+    return {
+        "codes": codes.flatten(-2).to(torch.uint8),
+        "exponent": (e + EXPONENT_BIAS).to(torch.uint8),
+        "dialect": dialect.to(torch.uint8),
+    }
+
+
+def _quantize_mxfp4(blocked: BlockedTensor) -> dict[str, torch.Tensor]:
+    # OCP MX FLOOR rule: X = 2^(floor(log2 amax) - 2), the same exponent as a dialect block.
+    # Elements are divided by the *stored* scale (2^-127 for byte 0; see NUMERICS.md section 3).
+    e = shared_exponent(blocked.values)
+    scaled = exact_ldexp(blocked.values, -e[..., None])
+    return {"codes": e2m1_encode(scaled).flatten(-2), "exponent": (e + EXPONENT_BIAS).to(torch.uint8)}
+
+
+def _nvfp4_candidate(x32: torch.Tensor, amax_block: torch.Tensor, t: torch.Tensor, target: float):
+    """One NVFP4 scaling candidate (block max mapped to ``target``): float32 ops in torchao's order."""
+    s = torch.clamp((amax_block / target) / t, E4M3_MIN_NORMAL, E4M3_MAX)
+    s_bits = e4m3_encode(s)
+    r = (1.0 / t) / s_bits.view(torch.float8_e4m3fn).to(torch.float32)
+    codes = e2m1_encode(torch.clamp(x32 * r[..., None], -E2M1_MAX, E2M1_MAX))
+    return codes, s_bits
+
+
+def _quantize_nvfp4(blocked: BlockedTensor, four_over_six: bool) -> dict[str, torch.Tensor]:
+    x32 = blocked.values.to(torch.float32)  # NVFP4 is defined in float32 (float64 input is rounded)
+    amax_tensor = x32.abs().amax()
+    # The 4/6 variant divides by 448 * 4 so the max-to-4 candidate's scale also fits E4M3.
+    largest_target = FOUR_OVER_SIX_MAX if four_over_six else E2M1_MAX
+    t = amax_tensor / (E4M3_MAX * largest_target)
+    shape = x32.shape
+    if amax_tensor == 0:  # torchao gives NaN here; the contract says t = 0, bytes 0, codes 0
+        zeros = torch.zeros(shape[:-1], dtype=torch.uint8)
+        return {
+            "codes": torch.zeros(shape, dtype=torch.uint8).flatten(-2),
+            "block_scale": zeros,
+            "tensor_scale": torch.tensor(0.0),
+        }
+    amax_block = x32.abs().amax(-1)
+    codes, s_bits = _nvfp4_candidate(x32, amax_block, t, E2M1_MAX)
+    if four_over_six:
+        codes4, s_bits4 = _nvfp4_candidate(x32, amax_block, t, FOUR_OVER_SIX_MAX)
+        err6 = _nvfp4_block_sse(x32, codes, s_bits, t)
+        err4 = _nvfp4_block_sse(x32, codes4, s_bits4, t)
+        use4 = err4 < err6  # ties keep the standard max-to-6 candidate
+        codes = torch.where(use4[..., None], codes4, codes)
+        s_bits = torch.where(use4, s_bits4, s_bits)
+    return {"codes": codes.flatten(-2), "block_scale": s_bits, "tensor_scale": t}
+
+
+def _nvfp4_block_sse(x32, codes, s_bits, t) -> torch.Tensor:
+    """float64 sum of squared errors per block of one NVFP4 candidate, dequantized as stored."""
+    q = QuantizedTensor(
+        format="nvfp4", block=x32.shape[-1], length=codes.shape[-1] * codes.shape[-2],
+        codes=codes.flatten(-2), block_scale=s_bits, tensor_scale=t,
+    )  # fmt: skip
+    deq = q.dequantize().unflatten(-1, x32.shape[-2:]).to(torch.float64)
+    return ((x32.to(torch.float64) - deq) ** 2).sum(-1)
+
+
+def quantize(
+    x: torch.Tensor,
+    format: str | FormatSpec = "fb32",
+    *,
+    block: int | None = None,
+    select: Selection | str | None = None,
+    mask: torch.Tensor | None = None,
+    pad: bool = False,
+) -> QuantizedTensor:
+    """Quantize ``x`` along its last axis in blocks of ``block`` values.
+
+    Args:
+        x: float16/bfloat16/float32/float64 tensor, finite.
+        format: a registry name (``golden.FORMATS``) or spec.
+        block: block size; default the format's (32 for dialects and MXFP4, 16 for NVFP4).
+        select: dialect selection rule (dialect formats only); default the format's.
+        mask: optional boolean candidate mask, broadcastable to ``(..., nblocks, num_dialects)``.
+        pad: zero-pad a last axis that is not a multiple of ``block`` (else an error).
+    """
+    spec = get_format(format)
+    block = spec.check_block(block)
+    select = spec.check_select(select)
+    if mask is not None and not spec.is_dialect:
+        raise FormatError(f"format {spec.name!r} has no dialects to mask")
+    blocked = BlockedTensor(x, block, pad=pad)
+    if spec.kind is FormatKind.DIALECT:
+        fields = _quantize_dialect(blocked, spec, select, mask)
+    elif spec.kind is FormatKind.MXFP4:
+        fields = _quantize_mxfp4(blocked)
+    elif spec.kind in (FormatKind.NVFP4, FormatKind.NVFP4_46):
+        fields = _quantize_nvfp4(blocked, four_over_six=spec.kind is FormatKind.NVFP4_46)
+    else:  # pragma: no cover - the registry lists every kind above
+        raise InputError(f"no quantizer for format kind {spec.kind}")
+    return QuantizedTensor(format=spec.name, block=block, length=blocked.length, **fields)

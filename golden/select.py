@@ -1,0 +1,109 @@
+"""Dialect selection: which dialect of a formatbook each block uses (NUMERICS.md section 2.2).
+
+All three rules take the 5-bit codes ``u`` of a batch of blocks, shape ``(..., nblocks, B)``, and
+return int64 dialect ids of shape ``(..., nblocks)``; ties always go to the lowest id.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .formats import DIALECTFP4_16, NUM_UCODES, Formatbook, FormatError
+
+__all__ = ["code_histogram", "lut_costs", "select_lut", "select_mse", "select_two_stage"]
+
+
+def code_histogram(u: torch.Tensor) -> torch.Tensor:
+    """H[..., v] = #{i : u_i = v}, int64 of shape ``(..., nblocks, 32)``."""
+    hist = torch.zeros(*u.shape[:-1], NUM_UCODES, dtype=torch.int64)
+    return hist.scatter_add_(-1, u, torch.ones_like(u))
+
+
+def lut_costs(u: torch.Tensor, book: Formatbook) -> torch.Tensor:
+    """cost[..., d] = sum_i ERR[d][u_i] (int64, ``(..., nblocks, D)``), as ERR @ H.
+
+    The product runs in float32: every count is <= B, every entry <= 961 and every sum
+    < 2**24 for B <= 64, so the float GEMM is exact whatever its summation order.
+    """
+    hist = code_histogram(u).to(torch.float32)
+    return (hist @ book.err_table.T.to(torch.float32)).to(torch.int64)
+
+
+def _check_mask(mask: torch.Tensor, batch_shape: torch.Size, book: Formatbook) -> torch.Tensor:
+    if mask.dtype != torch.bool or mask.shape[-1] != book.num_dialects:
+        raise FormatError(
+            f"candidate mask must be boolean with last axis {book.num_dialects} ({book.name}), "
+            f"got dtype {mask.dtype} and shape {tuple(mask.shape)}"
+        )
+    try:
+        mask = mask.expand(*batch_shape, book.num_dialects)
+    except RuntimeError:
+        raise FormatError(
+            f"candidate mask of shape {tuple(mask.shape)} does not broadcast to the blocks "
+            f"{tuple(batch_shape)} x {book.num_dialects} dialects"
+        ) from None
+    if not mask.any(-1).all():
+        raise FormatError("candidate mask leaves a block with no dialect to choose from")
+    return mask
+
+
+def _masked_argmin(cost: torch.Tensor, mask: torch.Tensor | None, book: Formatbook) -> torch.Tensor:
+    if mask is not None:
+        mask = _check_mask(mask, cost.shape[:-1], book)
+        cost = cost.masked_fill(~mask, torch.iinfo(cost.dtype).max if not cost.is_floating_point() else float("inf"))
+    return cost.argmin(-1)  # first minimum: ties to the lowest id
+
+
+def select_lut(u: torch.Tensor, book: Formatbook, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """LUT selection: argmin over (allowed) dialects of the bin-centre cost ERR @ H."""
+    return _masked_argmin(lut_costs(u, book), mask, book)
+
+
+def select_two_stage(u: torch.Tensor, book: Formatbook = DIALECTFP4_16) -> torch.Tensor:
+    """BlockDialect's two-stage online selection (DialectFP4-16 only).
+
+    Stage 1: the truncated block maximum m = clamp(max(u) >> 1, 8, 15) picks pair p = 15 - m.
+    Stage 2: count the codes inside each dialect's beneficial range; A (2p) wins ties.
+    An all-zero block gets dialect 0.
+    """
+    if book is not DIALECTFP4_16:
+        raise FormatError(f"two-stage selection is defined for DialectFP4-16 only, not {book.name}")
+    umax = u.amax(-1)
+    pair = 15 - (umax >> 1).clamp(8, 15)
+    ranges = book.two_stage_ranges[pair]  # (..., 2 [A/B], 2 [lo/hi])
+    lo, hi = ranges[..., 0][..., None, :], ranges[..., 1][..., None, :]  # (..., 1, 2)
+    inside = (u[..., :, None] >= lo) & (u[..., :, None] < hi)  # (..., B, 2)
+    count = inside.sum(-2)
+    dialect = 2 * pair + (count[..., 1] > count[..., 0]).to(torch.int64)
+    return torch.where(umax == 0, torch.zeros_like(dialect), dialect)
+
+
+def select_mse(
+    blocks: torch.Tensor,
+    e: torch.Tensor,
+    u: torch.Tensor,
+    book: Formatbook,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Offline MSE selection: argmin_d sum_i (x_i - deq_d(x_i))^2 in float64, ties to lowest id.
+
+    ``deq_d`` is the dialect quantizer of NUMERICS 2.1 (nearest index of the truncated code).
+    Dialects are visited one at a time so memory stays at one dequantized copy of the blocks.
+    """
+    from .blocks import exact_ldexp
+
+    x = blocks.to(torch.float64)
+    step = exact_ldexp(torch.ones_like(e, dtype=torch.float64), e - 1)[..., None]  # one half unit
+    best = torch.full(e.shape, float("inf"), dtype=torch.float64)
+    best_id = torch.zeros(e.shape, dtype=torch.int64)
+    allowed = None if mask is None else _check_mask(mask, e.shape, book)
+    magnitude = x.abs()
+    for d in range(book.num_dialects):
+        deq = book.half_units[d][book.idx_table[d][u]].to(torch.float64) * step
+        sse = ((magnitude - deq) ** 2).sum(-1)
+        if allowed is not None:
+            sse = torch.where(allowed[..., d], sse, torch.full_like(sse, float("inf")))
+        better = sse < best  # strict: an equal later dialect never displaces an earlier one
+        best = torch.where(better, sse, best)
+        best_id = torch.where(better, torch.full_like(best_id, d), best_id)
+    return best_id

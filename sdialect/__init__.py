@@ -1,0 +1,1 @@
+"""sdialect package."""
