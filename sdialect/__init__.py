@@ -1,1 +1,1 @@
-"""sdialect package."""
+"""The `sdialect` command line: one entry point over the golden model, RTL, kernels and evaluation."""

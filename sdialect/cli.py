@@ -1,0 +1,75 @@
+"""`sdialect`: the project's command line.
+
+Every subcommand is a module with ``add_arguments(parser)`` and ``main(args) -> int``; the table below
+maps command names to those modules, so each subsystem owns its command and the heavy imports
+(torch, triton, amaranth) happen only inside ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import USER_ERRORS
+
+#: command -> (module, one-line help). "bench" takes a target: bench TARGET -> module.
+COMMANDS = {
+    "formats": ("sdialect.commands.formats", "list the formats, their bits per element and formatbooks"),
+    "quantize": ("sdialect.commands.quantize", "quantize one .npy tensor into the NUMERICS.md section 6 .npz file"),
+    "matmul": ("sdialect.commands.matmul", "bit-exact quantized matmul of two .npy tensors (NUMERICS.md section 4)"),
+    "demo": ("sdialect.commands.golden_demo", "the main job on the embedded default"),
+    "rtl": ("rtl_gen.cli_rtl", "generate Verilog for the hardware units into build/rtl"),
+    "synth": ("rtl_gen.cli_synth", "synthesize the units and tile (Yosys, ECP5) into a cost report"),
+}
+BENCHMARKS = {
+    "golden": ("sdialect.commands.bench_golden", "golden-model quantization speed against torchao's MXFP4"),
+    "kernels": ("kernels.cli_bench", "Triton kernel throughput on a GPU"),
+    "model": ("golden.dit.cli_bench", "model quantization time, memory and per-step cost"),
+}
+
+
+def _load(module_name: str):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == module_name:  # a subsystem that has not landed yet
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdialect", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = _load(module_name)
+        if module is not None:
+            p = sub.add_parser(name, help=help_text, description=help_text)
+            module.add_arguments(p)
+            p.set_defaults(run=module.main)
+    bench = sub.add_parser("bench", help="benchmarks writing JSON under build/bench/")
+    targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
+    for name, (module_name, help_text) in BENCHMARKS.items():
+        module = _load(module_name)
+        if module is not None:
+            p = targets.add_parser(name, help=help_text, description=help_text)
+            module.add_arguments(p)
+            p.set_defaults(run=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except USER_ERRORS as err:
+        print(f"sdialect {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sdialect {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
