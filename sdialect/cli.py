@@ -19,6 +19,7 @@ COMMANDS = {
     "quantize": ("sdialect.commands.quantize", "quantize one .npy tensor into the NUMERICS.md section 6 .npz file"),
     "matmul": ("sdialect.commands.matmul", "bit-exact quantized matmul of two .npy tensors (NUMERICS.md section 4)"),
     "demo": ("sdialect.commands.golden_demo", "the main job on the embedded default"),
+    "tour": ("sdialect.commands.golden_demo", "the golden model on real video clips, every format side by side"),
     "rtl": ("rtl_gen.cli_rtl", "generate Verilog for the hardware units into build/rtl"),
     "synth": ("rtl_gen.cli_synth", "synthesize the units and tile (Yosys, ECP5) into a cost report"),
 }
@@ -33,7 +34,7 @@ def _load(module_name: str):
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        if err.name == module_name:  # a subsystem that has not landed yet
+        if module_name == err.name or module_name.startswith(f"{err.name}."):  # not landed yet
             return None
         raise
 

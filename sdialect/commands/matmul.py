@@ -1,0 +1,42 @@
+"""`sdialect matmul A.npy W.npy --format F -o Y.npy`: the bit-exact quantized matmul.
+
+Rows of ``A`` (..., K) are quantized with the format's activation rule, rows of ``W`` (N, K) with
+MSE selection (dialect formats); ``Y = A W^T`` follows NUMERICS.md section 4 and is float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from golden.formats import FORMATS
+
+from ..errors import UsageError
+from ._io import load_float_array, write_atomically
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("activations", help="A.npy, shape (..., K)")
+    parser.add_argument("weight", help="W.npy, shape (N, K)")
+    parser.add_argument("--format", required=True, choices=list(FORMATS), help="number format")
+    parser.add_argument("--block", type=int, default=None, help="block size (default: the format's)")
+    parser.add_argument("-o", "--output", required=True, help="output .npy (float32)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from golden.matmul import quantized_linear
+
+    if not args.output.endswith(".npy"):
+        raise UsageError(f"output {args.output} must end in .npy")
+    a = load_float_array(args.activations, "activation")
+    w = load_float_array(args.weight, "weight")
+    if w.ndim != 2:
+        raise UsageError(f"weight {args.weight} has shape {w.shape}; expected (N, K)")
+    if a.shape[-1] != w.shape[1]:
+        raise UsageError(f"activation K = {a.shape[-1]} does not match weight K = {w.shape[1]}")
+    y = quantized_linear(torch.from_numpy(a), torch.from_numpy(w), args.format, block=args.block).numpy()
+    write_atomically(args.output, lambda tmp: np.save(tmp, y))
+    print(f"{args.output}: {y.shape} float32 ({args.format})")
+    return 0
