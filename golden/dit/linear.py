@@ -1,0 +1,250 @@
+"""The quantized linear layer and its functional core (ALGORITHMS.md sections 1-3).
+
+For an input of ``M`` rows ``X`` (float, ``(M, K)``), a quantized weight ``W`` (``(N, K)``), the
+salient rows ``S`` (indices into the ``M`` rows) and an optional per-row candidate mask:
+
+    Q1 = Q(X; mask)                       LUT selection restricted by the mask (SeDA), else the
+                                          format's activation rule
+    R  = X_S - deq(Q1_S)                  float32 residual of the salient rows
+    Q2 = Q(R)                             same format and selection, no mask
+    Y  = Q1 W  ;  Y[S] = Y[S] + Q2 W      one extra GEMM over |S| rows
+    out = Y + bias                        float32, then cast to the input dtype
+
+``Execution.INTEGER`` computes each ``Q W`` with ``golden.quantized_matmul`` (bit-exact, NUMERICS
+section 4) and the additions in binary32 in the order written above. ``Execution.FAKE_QUANT``
+computes ``deq(Q) @ deq(W).T`` in float32 (same additions); the two differ only by float32
+rounding of the matmul (README.md, "Fake-quant vs integer tolerance").
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..formats import FormatError, get_format
+from ..matmul import quantized_matmul
+from ..quantize import QuantizedTensor, quantize
+from .config import Backend, Execution, QuantConfig
+from .saliency import choose_families
+
+__all__ = [
+    "ActivationPlan",
+    "DecomposedActivation",
+    "QuantizedLinear",
+    "TokenRole",
+    "decomposed_matmul",
+    "quantize_activation",
+    "quantize_weight",
+]
+
+
+class TokenRole(enum.Enum):
+    """Which tokens a linear's input rows are."""
+
+    #: ``(batch, L, K)`` with the video tokens at positions ``0 .. T - 1`` (text may follow).
+    VIDEO = "video"
+    #: Text (or other conditioning) tokens only: never salient, never grouped.
+    TEXT = "text"
+
+
+@dataclass(frozen=True)
+class ActivationPlan:
+    """Per-call decomposition inputs of one linear.
+
+    ``salient_rows``: int64 ``(n,)`` ascending indices into the flattened ``M`` rows, or None.
+    ``candidate_mask``: bool ``(M, D)`` allowed dialects per row (SeDA), or None for all.
+    """
+
+    salient_rows: torch.Tensor | None = None
+    candidate_mask: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class DecomposedActivation:
+    """``Q1`` of all rows and ``Q2`` of the salient rows' residual (None without decomposition)."""
+
+    main: QuantizedTensor
+    residual: QuantizedTensor | None = None
+    salient_rows: torch.Tensor | None = None
+
+    def dequantize(self) -> torch.Tensor:
+        """float32 ``(M, K)``: ``deq(Q1)`` with ``deq(Q2)`` added to the salient rows."""
+        x_hat = self.main.dequantize()
+        if self.residual is not None:
+            x_hat[self.salient_rows] = x_hat[self.salient_rows] + self.residual.dequantize()
+        return x_hat
+
+
+def quantize_weight(weight: torch.Tensor, config: QuantConfig) -> QuantizedTensor:
+    """Quantize an ``(N, K)`` float weight once, offline, blocks along K (MSE for dialects)."""
+    return quantize(weight.detach(), config.format, block=config.block, select=config.weight_select, pad=True)
+
+
+def quantize_activation(x: torch.Tensor, config: QuantConfig, plan: ActivationPlan) -> DecomposedActivation:
+    """Quantize activation rows ``x`` ``(M, K)`` per ``plan`` (see the module docstring)."""
+    mask = None if plan.candidate_mask is None else plan.candidate_mask[:, None, :]
+    main = quantize(x, config.format, block=config.block, select=config.activation_select, mask=mask, pad=True)
+    rows = plan.salient_rows
+    if rows is None or rows.numel() == 0:
+        return DecomposedActivation(main=main)
+    residual = x[rows].to(torch.float32) - main.dequantize()[rows]
+    second = quantize(residual, config.format, block=config.block, select=config.activation_select, pad=True)
+    return DecomposedActivation(main=main, residual=second, salient_rows=rows)
+
+
+def decomposed_matmul(
+    act: DecomposedActivation, weight: QuantizedTensor, *, execution: Execution, weight_deq: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``Y = Q1 W ; Y[S] += Q2 W`` as float32 ``(M, N)`` (no bias)."""
+    if execution is Execution.INTEGER:
+        y = quantized_matmul(act.main, weight)
+        if act.residual is not None:
+            y[act.salient_rows] = y[act.salient_rows] + quantized_matmul(act.residual, weight)
+        return y
+    w = weight.dequantize() if weight_deq is None else weight_deq
+    y = act.main.dequantize() @ w.T
+    if act.residual is not None:
+        y[act.salient_rows] = y[act.salient_rows] + act.residual.dequantize() @ w.T
+    return y
+
+
+class QuantizedLinear(nn.Module):
+    """Drop-in replacement of an ``nn.Linear`` with W4A4 block quantization.
+
+    The quantized weight lives in ``weight_q`` (a ``golden.QuantizedTensor``, not a parameter);
+    ``bias`` stays float. With a ``block_state`` and ``TokenRole.VIDEO`` the layer applies the
+    decomposition and SeDA state its transformer block's attention processor computed.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        weight_q: QuantizedTensor,
+        bias: torch.Tensor | None,
+        config: QuantConfig,
+        role: TokenRole = TokenRole.VIDEO,
+        block_state=None,
+        float_weight: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if weight_q.format != config.format or weight_q.block != config.block or len(weight_q.shape) != 2:
+            raise FormatError(
+                f"layer {name!r}: weight is {weight_q.format}/{weight_q.block} of shape {weight_q.shape}, "
+                f"expected a 2-D {config.format}/{config.block} weight"
+            )
+        self.name = name
+        self.out_features, self.in_features = weight_q.shape
+        self.weight_q = weight_q
+        self.config = config
+        self.role = TokenRole(role)
+        self.block_state = block_state
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.register_buffer("float_weight", None if float_weight is None else float_weight.detach().clone(), persistent=False)
+        self._weight_deq: torch.Tensor | None = None
+        self._families: dict[int, tuple[int, torch.Tensor]] = {}
+        #: Observers set by ``collect_stats`` / ``capture``: called as ``observer(layer, x, act, y)``.
+        self.observers: list = []
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, *, name: str, config: QuantConfig, **kwargs) -> QuantizedLinear:
+        float_weight = linear.weight if config.retain_float_weights else None
+        return cls(
+            name=name, weight_q=quantize_weight(linear.weight, config), bias=linear.bias,
+            config=config, float_weight=float_weight, **kwargs,
+        )  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, format={self.config.format}, "
+            f"block={self.config.block}, role={self.role.value}"
+        )
+
+    @property
+    def weight_deq(self) -> torch.Tensor:
+        """float32 ``(N, K)`` dequantized weight (derived from ``weight_q`` on first use)."""
+        if self._weight_deq is None:
+            self._weight_deq = self.weight_q.dequantize()
+        return self._weight_deq
+
+    # -- decomposition and SeDA state ---------------------------------------------------------
+
+    def plan(self, x: torch.Tensor) -> ActivationPlan:
+        """Salient rows and candidate masks of this call's input ``x`` ``(batch, L, K)``."""
+        state = self.block_state
+        if state is None or self.role is TokenRole.TEXT or self.config.decomposition is None:
+            return ActivationPlan()
+        call = state.model.call
+        slot = state.slot()
+        if call is None or slot.salient is None:
+            return ActivationPlan()
+        if x.dim() != 3:
+            raise FormatError(f"layer {self.name!r} expected (batch, tokens, features) input, got shape {tuple(x.shape)}")
+        batch, length, _ = x.shape
+        tokens = call.num_video_tokens
+        if length < tokens or slot.salient.shape[0] != batch:
+            raise FormatError(
+                f"layer {self.name!r} got input {tuple(x.shape)}, expected batch {slot.salient.shape[0]} and at "
+                f"least the {tokens} video tokens of this call"
+            )
+        base = torch.arange(batch)[:, None] * length
+        rows = (base + slot.salient).reshape(-1)
+        mask = None
+        if slot.groups is not None:
+            families = self._group_families(x, slot, call.slot)  # (batch, k)
+            token_family = torch.where(
+                slot.groups >= 0, torch.gather(families, 1, slot.groups.clamp(min=0)), torch.full_like(slot.groups, -1)
+            )  # (batch, T)
+            book = get_format(self.config.format).formatbook
+            row_family = torch.full((batch, length), -1, dtype=torch.int64)
+            row_family[:, :tokens] = token_family
+            row_family = row_family.reshape(-1)
+            dialect_family = torch.arange(book.num_dialects) // book.family_size
+            mask = (row_family[:, None] < 0) | (dialect_family[None, :] == row_family[:, None])
+        return ActivationPlan(salient_rows=rows, candidate_mask=mask)
+
+    def _group_families(self, x: torch.Tensor, slot, slot_index: int) -> torch.Tensor:
+        """This layer's family per group; recomputed the first time it sees a new grouping."""
+        cached = self._families.get(slot_index)
+        if cached is None or cached[0] != slot.version:
+            anchor_rows = torch.gather(x, 1, slot.anchors[:, :, None].expand(-1, -1, x.shape[-1]))
+            cached = (slot.version, choose_families(anchor_rows, block=self.config.block))
+            self._families[slot_index] = cached
+        return cached[1]
+
+    def reset_state(self) -> None:
+        self._families.clear()
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise FormatError(f"layer {self.name!r} expects {self.in_features} input features, got shape {tuple(x.shape)}")
+        plan = self.plan(x)
+        rows = x.reshape(-1, self.in_features)
+        triton = self.config.backend is Backend.TRITON
+        act = quantize_activation(rows, self.config, plan) if not triton or self.observers else None
+        if triton:
+            y = self._triton(rows, plan)
+        else:
+            y = decomposed_matmul(
+                act, self.weight_q, execution=self.config.execution,
+                weight_deq=self.weight_deq if self.config.execution is Execution.FAKE_QUANT else None,
+            )  # fmt: skip
+        if self.bias is not None:
+            y = y + self.bias.to(torch.float32)
+        for observer in self.observers:
+            observer(self, rows, act, plan, y)
+        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def _triton(self, rows: torch.Tensor, plan: ActivationPlan) -> torch.Tensor:
+        try:
+            from kernels import w4a4_linear
+        except ImportError as err:
+            raise FormatError(f"Backend.TRITON needs kernels.w4a4_linear, which is not importable ({err})") from None
+        return w4a4_linear(
+            rows, self.weight_q, candidate_mask=plan.candidate_mask, salient_rows=plan.salient_rows, mode="exact"
+        )

@@ -1,0 +1,117 @@
+"""Denoising-step bookkeeping: which step and which call of that step the transformer is running.
+
+The user's loop is not changed: a forward pre-hook on the transformer reads the ``timestep``
+argument of every call. A call whose timestep differs from the previous call's starts a new
+denoising step; a call with the same timestep is another *slot* of the same step (pipelines that
+run the conditional and unconditional CFG passes as two calls). A timestep larger than the previous
+one (schedules count down) starts a new generation at step 0. Batched CFG (one call, batch 2) is one
+slot whose per-sample state has a batch axis. State that lives across steps (salient tokens, SeDA
+groups, per-linear families) is kept per slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["BlockState", "CallInfo", "ModelState"]
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """One transformer forward call.
+
+    Attributes:
+        step: 0-based denoising step.
+        slot: index of this call among the calls of the same step (0 unless CFG runs as two calls).
+        grid: ``(frames, rows, cols)`` of video tokens after patchification; tokens are numbered
+            ``j = (f * rows + r) * cols + c``.
+        profile: whether this step runs the saliency pass.
+        regroup: whether this step recomputes SeDA groups.
+    """
+
+    step: int
+    slot: int
+    grid: tuple[int, int, int]
+    profile: bool
+    regroup: bool
+
+    @property
+    def num_video_tokens(self) -> int:
+        f, r, c = self.grid
+        return f * r * c
+
+
+@dataclass
+class SlotState:
+    """Per-slot state of one transformer block.
+
+    ``salient``: int64 ``(batch, |S|)`` video-token indices, sorted, or None before the first
+    profiling step. ``anchors``: the ``salient`` of the last regrouping step; ``groups``: int64
+    ``(batch, T)`` position in ``anchors`` of each video token's SeDA group, -1 for no group.
+    ``version`` increases whenever ``groups`` changes.
+    """
+
+    salient: torch.Tensor | None = None
+    anchors: torch.Tensor | None = None
+    groups: torch.Tensor | None = None
+    version: int = 0
+
+
+@dataclass
+class BlockState:
+    """State shared by the attention processor and the quantized linears of one transformer block."""
+
+    name: str
+    model: ModelState
+    slots: dict[int, SlotState] = field(default_factory=dict)
+
+    def slot(self) -> SlotState:
+        return self.slots.setdefault(self.model.call.slot, SlotState())
+
+
+class ModelState:
+    """Step tracking for one quantized transformer (attached as ``model._sdialect_state``)."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.call: CallInfo | None = None
+        self._last_timestep: float | None = None
+        self._step = -1
+        self._slot = 0
+        self.blocks: dict[str, BlockState] = {}
+
+    def block(self, name: str) -> BlockState:
+        return self.blocks.setdefault(name, BlockState(name=name, model=self))
+
+    def reset(self) -> None:
+        """Forget the schedule and every block's state: the next call is step 0 of a new generation."""
+        self.call = None
+        self._last_timestep = None
+        self._step = -1
+        self._slot = 0
+        for block in self.blocks.values():
+            block.slots.clear()
+
+    def begin_call(self, timestep: torch.Tensor | float | None, grid: tuple[int, int, int]) -> CallInfo:
+        """Advance the schedule for one forward call; returns the call's ``CallInfo``."""
+        t = None
+        if timestep is not None:
+            t = float(torch.as_tensor(timestep).detach().reshape(-1)[0].item())
+        if t is None or self._last_timestep is None or t != self._last_timestep:
+            if t is not None and self._last_timestep is not None and t > self._last_timestep:
+                self.reset()
+            self._step += 1
+            self._slot = 0
+        else:
+            self._slot += 1
+        self._last_timestep = t
+        self.call = CallInfo(
+            step=self._step,
+            slot=self._slot,
+            grid=tuple(int(g) for g in grid),
+            profile=self.config.profile_step(self._step),
+            regroup=self.config.regroup_step(self._step),
+        )
+        return self.call

@@ -1,0 +1,89 @@
+"""Tiny random-weight configurations of the supported architectures (tests, benchmarks, examples).
+
+``tiny_transformer(name)`` builds a seeded model small enough for CPU tests; ``tiny_inputs`` builds
+matching forward keyword arguments (latent, text embeddings, masks) for a batch, so a test can run
+a diffusers-style denoising loop with nothing downloaded. Hidden sizes are multiples of 32, so every
+format's block size divides them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..formats import FormatError
+
+__all__ = ["TINY_ARCHITECTURES", "tiny_inputs", "tiny_transformer"]
+
+#: Latent video of the tiny inputs: (frames, height, width) before patchification.
+TINY_LATENT = (3, 8, 8)
+TINY_TEXT_TOKENS = 6
+
+
+def _hunyuan() -> nn.Module:
+    from diffusers import HunyuanVideoTransformer3DModel
+
+    return HunyuanVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=32, num_layers=1,
+        num_single_layers=1, num_refiner_layers=1, mlp_ratio=2.0, patch_size=2, patch_size_t=1,
+        text_embed_dim=32, pooled_projection_dim=16, rope_axes_dim=(8, 12, 12), guidance_embeds=False,
+    )  # fmt: skip
+
+
+def _wan() -> nn.Module:
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=4, out_channels=4,
+        text_dim=32, freq_dim=32, ffn_dim=128, num_layers=2, rope_max_seq_len=64,
+    )  # fmt: skip
+
+
+def _ltx() -> nn.Module:
+    from diffusers import LTXVideoTransformer3DModel
+
+    return LTXVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=32, cross_attention_dim=64,
+        num_layers=2, caption_channels=32,
+    )  # fmt: skip
+
+
+_BUILDERS = {"hunyuan-video": _hunyuan, "wan": _wan, "ltx-video": _ltx}
+#: Names accepted by ``tiny_transformer`` (the ``Architecture.name`` of each supported class).
+TINY_ARCHITECTURES = tuple(_BUILDERS)
+
+
+def tiny_transformer(name: str, *, seed: int = 0) -> nn.Module:
+    """A seeded random-weight tiny model of architecture ``name``, float32, eval mode."""
+    if name not in _BUILDERS:
+        raise FormatError(f"unknown tiny architecture {name!r}; expected one of {', '.join(_BUILDERS)}")
+    torch.manual_seed(seed)
+    return _BUILDERS[name]().eval()
+
+
+def tiny_inputs(name: str, *, batch: int = 1, seed: int = 0, latent: tuple[int, int, int] = TINY_LATENT) -> dict:
+    """Forward keyword arguments (all but ``timestep``) for ``tiny_transformer(name)``.
+
+    ``hidden_states`` is the latent (``(batch, 4, frames, height, width)``, or packed tokens for
+    LTX-Video); text embeddings are random, and the last sample's last two text tokens are padding.
+    """
+    if name not in _BUILDERS:
+        raise FormatError(f"unknown tiny architecture {name!r}; expected one of {', '.join(_BUILDERS)}")
+    g = torch.Generator().manual_seed(seed)
+    frames, height, width = latent
+    text = torch.randn(batch, TINY_TEXT_TOKENS, 32, generator=g)
+    mask = torch.ones(batch, TINY_TEXT_TOKENS, dtype=torch.long)
+    mask[-1, -2:] = 0
+    if name == "hunyuan-video":
+        return {
+            "hidden_states": torch.randn(batch, 4, frames, height, width, generator=g),
+            "encoder_hidden_states": text, "encoder_attention_mask": mask,
+            "pooled_projections": torch.randn(batch, 16, generator=g),
+        }  # fmt: skip
+    if name == "wan":
+        return {"hidden_states": torch.randn(batch, 4, frames, height, width, generator=g), "encoder_hidden_states": text}
+    return {
+        "hidden_states": torch.randn(batch, frames * height * width, 4, generator=g),
+        "encoder_hidden_states": text, "encoder_attention_mask": mask,
+        "num_frames": frames, "height": height, "width": width,
+    }  # fmt: skip
