@@ -1,0 +1,454 @@
+"""The W4A4 GEMM ``y = A @ W.T`` on packed operands, and its scatter-add variant for residual rows.
+
+Each code decodes (through the format's table) to a signed half-unit magnitude ``|h| <= 15``, which
+fits int8, so a K range of blocks is one exact int8 ``tl.dot`` into int32.
+
+*Exact* mode (``GemmMode.EXACT``) is NUMERICS.md section 4 bit for bit: one dot per block pair,
+``term = fl32(acc * 2^(e_a + e_w - 2))`` and ``y = fl32(y + term)`` in increasing K order from
++0.0. The term is formed as ``(acc * 2^s1) * 2^s2`` with ``s1`` chosen so the first product is an
+exact normal number; the second product is then the single IEEE rounding the contract asks for
+(subnormal and infinite results included). Launches disable FMA contraction (see ``launch.py``).
+
+*Fast* mode (``GemmMode.FAST``) merges the blocks of a K tile of ``GemmConfig.fast_tile_k`` values
+into one dot: inside the tile, every row of A (and of W) is aligned to its largest block exponent
+``r`` on a grid ``2^ALIGN_BITS`` finer than a half unit, ``h' = round(h * 2^(ALIGN_BITS - (r - e)))``
+(ties up), which is exact whenever ``r - e <= ALIGN_BITS`` and otherwise errs by at most half a grid
+step, ``2^(r - 2 - ALIGN_BITS)`` in real units. One term per
+tile is then scaled and accumulated. ``fast_mode_error_bound`` states the resulting bound.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from golden.blocks import InputError
+from golden.formats import EXPONENT_BIAS, MAX_HALF_UNITS, FormatError
+
+from .launch import LAUNCH_OPTIONS, check_runnable
+from .packed import PackedOperand
+from .tables import ALIGN_BITS, FLOAT32_BIAS, FLOAT32_MANTISSA_BITS, NUM_CODES, format_tables
+
+__all__ = [
+    "GemmConfig",
+    "GemmMode",
+    "fast_mode_error_bound",
+    "w4a4_gemm",
+    "w4a4_gemm_scatter_add",
+    "w4a4_gemm_scatter_add_torch",
+    "w4a4_gemm_torch",
+]
+
+
+class GemmMode(enum.Enum):
+    EXACT = "exact"  # NUMERICS.md section 4, bit-identical to golden.quantized_matmul
+    FAST = "fast"  # blocks of a K tile merged into one dot; bounded error (fast_mode_error_bound)
+
+
+#: The smallest K of an int8 tl.dot the compiler accepts; smaller dots are zero-padded to it.
+MIN_DOT_K = 32
+#: 2^-24, the unit roundoff of binary32 round-to-nearest.
+UNIT_ROUNDOFF = 2.0 ** -(FLOAT32_MANTISSA_BITS + 1)
+
+_NUM_CODES = tl.constexpr(NUM_CODES)
+_ALIGN_BITS = tl.constexpr(ALIGN_BITS)
+#: Largest shift _align needs: a value shifted ALIGN_BITS + 5 places right rounds to 0 (|h| 2^ALIGN_BITS < 2^7).
+_MAX_ALIGN_SHIFT = tl.constexpr(8)
+#: Term exponent = E_a + E_w (biased bytes) - _TERM_OFFSET; fast mode also removes both alignments.
+_TERM_OFFSET = tl.constexpr(2 * EXPONENT_BIAS + 2)
+_FAST_TERM_OFFSET = tl.constexpr(2 * EXPONENT_BIAS + 2 + 2 * ALIGN_BITS)
+_FLOAT_BIAS = tl.constexpr(FLOAT32_BIAS)
+_MANTISSA_BITS = tl.constexpr(FLOAT32_MANTISSA_BITS)
+#: Smallest normal and smallest subnormal binary32 exponents (-126, -149).
+_MIN_NORMAL_EXP = tl.constexpr(1 - FLOAT32_BIAS)
+_MIN_SUBNORMAL_EXP = tl.constexpr(1 - FLOAT32_BIAS - FLOAT32_MANTISSA_BITS)
+#: Every int32 dot result the kernel scales has |acc| < 2^MAX_ACC_BITS (exact in binary32) ...
+MAX_ACC_BITS = 22
+#: ... so acc * 2^s1 is an exact, finite normal number for s1 in [-126, _S1_MAX].
+_S1_MAX = tl.constexpr(FLOAT32_BIAS - MAX_ACC_BITS - 1)
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Tile shape of the GEMM kernels.
+
+    ``block_m`` x ``block_n`` outputs per program (each >= 16, powers of two); ``fast_tile_k``
+    values of K merged per fast-mode dot (a power of two, a multiple of the block size in use).
+    """
+
+    block_m: int = 64
+    block_n: int = 64
+    fast_tile_k: int = 128
+    num_warps: int = 4
+    num_stages: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("block_m", "block_n", "fast_tile_k"):
+            value = getattr(self, name)
+            if value < 16 or value & (value - 1):
+                raise InputError(f"GemmConfig.{name} must be a power of two of at least 16, got {value}")
+        if self.fast_tile_k * (MAX_HALF_UNITS << ALIGN_BITS) ** 2 >= 1 << MAX_ACC_BITS:
+            raise InputError(f"GemmConfig.fast_tile_k={self.fast_tile_k} is too large: tile sums would reach 2^{MAX_ACC_BITS}")
+
+    def tile_blocks(self, mode: GemmMode, block: int) -> int:
+        """Blocks merged into one dot: 1 in exact mode, fast_tile_k // block in fast mode."""
+        if mode is GemmMode.EXACT:
+            return 1
+        if self.fast_tile_k % block:
+            raise InputError(f"GemmConfig.fast_tile_k={self.fast_tile_k} is not a multiple of the block size {block}")
+        return self.fast_tile_k // block
+
+
+# --------------------------------------------------------------------------------------------
+# Triton
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _pow2(k):
+    """2^k as binary32 for integer ``k`` in [-149, 127] (subnormal powers included)."""
+    normal = ((k + _FLOAT_BIAS) << _MANTISSA_BITS).to(tl.float32, bitcast=True)
+    subnormal = (1 << tl.minimum(tl.maximum(k - _MIN_SUBNORMAL_EXP, 0), _MANTISSA_BITS - 1)).to(tl.float32, bitcast=True)
+    return tl.where(k >= _MIN_NORMAL_EXP, normal, subnormal)
+
+
+@triton.jit
+def _scale(acc, s):
+    """fl32(acc * 2^s) with one rounding, for int32 ``|acc| < 2^MAX_ACC_BITS`` and ``s`` in [-276, 276].
+
+    ``acc * 2^s1`` is exact; ``s2`` only clamps where the result is 0 or infinite either way.
+    """
+    s1 = tl.minimum(tl.maximum(s, _MIN_NORMAL_EXP), _S1_MAX)
+    s2 = tl.minimum(tl.maximum(s - s1, _MIN_SUBNORMAL_EXP), _FLOAT_BIAS)
+    return (acc.to(tl.float32) * _pow2(s1)) * _pow2(s2)
+
+
+@triton.jit
+def _load_values(codes_ptr, dialect_ptr, stride_codes, stride_meta, decode_ptr, rows64, row_ok, tile, row_bytes,
+                 TILE_BYTES: tl.constexpr, BLOCK: tl.constexpr, HAS_DIALECT: tl.constexpr):  # fmt: skip
+    """Signed half units of the even and odd elements of one K tile: two int32 (R, TILE_BYTES)."""
+    byte = tile * TILE_BYTES + tl.arange(0, TILE_BYTES)
+    ok = row_ok[:, None] & (byte[None, :] < row_bytes)
+    packed = tl.load(codes_ptr + rows64[:, None] * stride_codes + byte[None, :], mask=ok, other=0).to(tl.int32)
+    if HAS_DIALECT:
+        block = byte // (BLOCK // 2)
+        dialect = tl.load(dialect_ptr + rows64[:, None] * stride_meta + block[None, :], mask=ok, other=0)
+        table = decode_ptr + dialect.to(tl.int32) * _NUM_CODES
+    else:
+        table = decode_ptr
+    even = tl.load(table + (packed & 0xF)).to(tl.int32)
+    odd = tl.load(table + (packed >> 4)).to(tl.int32)
+    return even, odd
+
+
+@triton.jit
+def _load_exponents(exponent_ptr, stride_meta, rows64, row_ok, tile, num_blocks,
+                    TILE_BYTES: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    """Biased exponent of the block of every byte of one K tile, int32 (R, TILE_BYTES); 0 past K."""
+    block = (tile * TILE_BYTES + tl.arange(0, TILE_BYTES)) // (BLOCK // 2)
+    ok = row_ok[:, None] & (block[None, :] < num_blocks)
+    return tl.load(exponent_ptr + rows64[:, None] * stride_meta + block[None, :], mask=ok, other=0).to(tl.int32)
+
+
+@triton.jit
+def _align(value, shift):
+    """round(value * 2^(ALIGN_BITS - shift)), ties up: exact for shift <= ALIGN_BITS, else within 1/2."""
+    shift = tl.minimum(shift, _MAX_ALIGN_SHIFT)
+    return ((value << _ALIGN_BITS) + ((1 << shift) >> 1)) >> shift
+
+
+@triton.jit
+def _dot_operand(even, odd, PAD: tl.constexpr):
+    """Interleave even/odd elements back into K order as int8; PAD = 2 zero-pads a 16-wide K to 32."""
+    values = tl.join(even, odd)
+    values = tl.reshape(values, (values.shape[0], 2 * values.shape[1])).to(tl.int8)
+    if PAD == 2:
+        values = tl.join(values, tl.zeros_like(values))
+        values = tl.reshape(values, (values.shape[0], 2 * values.shape[1]))
+    return values
+
+
+@triton.jit
+def _w4a4_gemm_kernel(
+    a_codes_ptr, a_exponent_ptr, a_dialect_ptr, stride_a_codes, stride_a_meta,
+    w_codes_ptr, w_exponent_ptr, w_dialect_ptr, stride_w_codes, stride_w_meta,
+    decode_ptr, out_ptr, stride_out, out_rows_ptr,
+    num_rows, num_cols, num_blocks,
+    BLOCK: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    TILE_BLOCKS: tl.constexpr,
+    DOT_PAD: tl.constexpr,
+    FAST: tl.constexpr,
+    HAS_DIALECT: tl.constexpr,
+    SCATTER: tl.constexpr,
+):  # fmt: skip
+    """One (BLOCK_M, BLOCK_N) tile of y = A @ W.T; SCATTER adds it into out[out_rows] instead."""
+    tl.static_assert(FAST or TILE_BLOCKS == 1, "exact mode takes one block per dot")
+    tl.static_assert(TILE_BLOCKS * BLOCK * DOT_PAD >= 32, "an int8 tl.dot needs K >= 32")
+    tl.static_assert(DOT_PAD == 1 or DOT_PAD == 2, "only a 16-wide dot is padded")
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot tiles are at least 16 x 16")
+    TILE_BYTES: tl.constexpr = TILE_BLOCKS * BLOCK // 2
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < num_rows
+    col_ok = cols < num_cols
+    rows64 = rows.to(tl.int64)
+    cols64 = cols.to(tl.int64)
+    row_bytes = num_blocks * (BLOCK // 2)
+    y = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+    for tile in range(0, tl.cdiv(num_blocks, TILE_BLOCKS)):
+        a_even, a_odd = _load_values(a_codes_ptr, a_dialect_ptr, stride_a_codes, stride_a_meta, decode_ptr,
+                                     rows64, row_ok, tile, row_bytes, TILE_BYTES, BLOCK, HAS_DIALECT)  # fmt: skip
+        w_even, w_odd = _load_values(w_codes_ptr, w_dialect_ptr, stride_w_codes, stride_w_meta, decode_ptr,
+                                     cols64, col_ok, tile, row_bytes, TILE_BYTES, BLOCK, HAS_DIALECT)  # fmt: skip
+        if FAST:
+            e_a = _load_exponents(a_exponent_ptr, stride_a_meta, rows64, row_ok, tile, num_blocks, TILE_BYTES, BLOCK)
+            e_w = _load_exponents(w_exponent_ptr, stride_w_meta, cols64, col_ok, tile, num_blocks, TILE_BYTES, BLOCK)
+            ref_a = tl.max(e_a, axis=1)
+            ref_w = tl.max(e_w, axis=1)
+            a_even = _align(a_even, ref_a[:, None] - e_a)
+            a_odd = _align(a_odd, ref_a[:, None] - e_a)
+            w_even = _align(w_even, ref_w[:, None] - e_w)
+            w_odd = _align(w_odd, ref_w[:, None] - e_w)
+            exponent = ref_a[:, None] + ref_w[None, :] - _FAST_TERM_OFFSET
+        else:
+            e_a = tl.load(a_exponent_ptr + rows64 * stride_a_meta + tile, mask=row_ok, other=0).to(tl.int32)
+            e_w = tl.load(w_exponent_ptr + cols64 * stride_w_meta + tile, mask=col_ok, other=0).to(tl.int32)
+            exponent = e_a[:, None] + e_w[None, :] - _TERM_OFFSET
+        a = _dot_operand(a_even, a_odd, DOT_PAD)
+        w = _dot_operand(w_even, w_odd, DOT_PAD)
+        acc = tl.dot(a, tl.trans(w), out_dtype=tl.int32)
+        y = y + _scale(acc, exponent)
+    out_mask = row_ok[:, None] & col_ok[None, :]
+    if SCATTER:
+        target = tl.load(out_rows_ptr + rows, mask=row_ok, other=0)
+        out = out_ptr + target[:, None] * stride_out + cols64[None, :]
+        y = tl.load(out, mask=out_mask, other=0.0) + y
+    else:
+        out = out_ptr + rows64[:, None] * stride_out + cols64[None, :]
+    tl.store(out, y, mask=out_mask)
+
+
+# --------------------------------------------------------------------------------------------
+# Public wrappers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_operands(a: PackedOperand, w: PackedOperand, mode) -> GemmMode:
+    for name, operand in (("activation", a), ("weight", w)):
+        if not isinstance(operand, PackedOperand):
+            raise InputError(f"the {name} operand must be a PackedOperand, got {type(operand).__name__}")
+    if a.format != w.format or a.block != w.block:
+        raise FormatError(
+            f"GEMM operands must share format and block; got {a.format}/{a.block} and {w.format}/{w.block}"
+        )
+    if a.length != w.length:
+        raise InputError(f"reduction lengths differ: activation K={a.length}, weight K={w.length}")
+    if a.device != w.device:
+        raise InputError(f"the activation is on {a.device} but the weight is on {w.device}")
+    try:
+        return GemmMode(mode)
+    except ValueError:
+        raise InputError(f"unknown GEMM mode {mode!r}; expected one of {', '.join(m.value for m in GemmMode)}") from None
+
+
+def _check_scatter(a: PackedOperand, w: PackedOperand, out: torch.Tensor, rows: torch.Tensor) -> None:
+    if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.dim() != 2 or out.shape[1] != w.rows:
+        raise InputError(
+            f"out must be a float32 (M, {w.rows}) tensor, got {getattr(out, 'dtype', type(out).__name__)} "
+            f"of shape {tuple(getattr(out, 'shape', ()))}"
+        )
+    if out.stride(1) != 1 or out.device != a.device:
+        raise InputError(f"out must be row-contiguous and on {a.device}")
+    if not isinstance(rows, torch.Tensor) or rows.dtype != torch.int64 or rows.shape != (a.rows,):
+        raise InputError(
+            f"rows must be int64 of shape ({a.rows},), one output row per activation row, got "
+            f"{getattr(rows, 'dtype', type(rows).__name__)} of shape {tuple(getattr(rows, 'shape', ()))}"
+        )
+    if rows.device != a.device:
+        raise InputError(f"rows are on {rows.device} but the activations are on {a.device}")
+    if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= out.shape[0]):
+        raise InputError(f"row indices must lie in [0, {out.shape[0]}), got {int(rows.min())}..{int(rows.max())}")
+    if rows.unique().numel() != rows.numel():
+        raise InputError("row indices must be unique (each output row receives one residual)")
+
+
+def _launch(a, w, mode, config, out, out_rows, scatter):
+    tables = format_tables(a.format, a.device)
+    tile_blocks = config.tile_blocks(mode, a.block)
+    dot_k = tile_blocks * a.block
+    if a.rows == 0 or w.rows == 0:
+        return
+    grid = (triton.cdiv(a.rows, config.block_m), triton.cdiv(w.rows, config.block_n))
+    _w4a4_gemm_kernel[grid](
+        a_codes_ptr=a.codes, a_exponent_ptr=a.exponent,
+        a_dialect_ptr=a.exponent if a.dialect is None else a.dialect,
+        stride_a_codes=a.codes.stride(0), stride_a_meta=a.exponent.stride(0),
+        w_codes_ptr=w.codes, w_exponent_ptr=w.exponent,
+        w_dialect_ptr=w.exponent if w.dialect is None else w.dialect,
+        stride_w_codes=w.codes.stride(0), stride_w_meta=w.exponent.stride(0),
+        decode_ptr=tables.decode, out_ptr=out, stride_out=out.stride(0),
+        out_rows_ptr=out_rows if scatter else a.exponent,
+        num_rows=a.rows, num_cols=w.rows, num_blocks=a.num_blocks,
+        BLOCK=a.block, BLOCK_M=config.block_m, BLOCK_N=config.block_n, TILE_BLOCKS=tile_blocks,
+        DOT_PAD=max(1, MIN_DOT_K // dot_k), FAST=mode is GemmMode.FAST, HAS_DIALECT=a.dialect is not None,
+        SCATTER=scatter, num_warps=config.num_warps, num_stages=config.num_stages, **LAUNCH_OPTIONS,
+    )  # fmt: skip
+
+
+def w4a4_gemm(
+    a: PackedOperand, w: PackedOperand, *, mode: GemmMode | str = GemmMode.EXACT, config: GemmConfig = GemmConfig()
+) -> torch.Tensor:
+    """``y = A @ W.T`` for packed A ``(M, K)`` and W ``(N, K)``: float32 ``(M, N)``.
+
+    Exact mode is bit-identical to ``golden.quantized_matmul``; fast mode stays within
+    ``fast_mode_error_bound``. Both operands on one CUDA device (any device when interpreting).
+    """
+    mode = _check_operands(a, w, mode)
+    check_runnable("the activation codes", a.codes)
+    out = torch.empty(a.rows, w.rows, dtype=torch.float32, device=a.device)
+    if a.rows and w.rows and a.num_blocks == 0:
+        out.zero_()
+    _launch(a, w, mode, config, out, None, scatter=False)
+    return out
+
+
+def w4a4_gemm_scatter_add(
+    a: PackedOperand,
+    w: PackedOperand,
+    out: torch.Tensor,
+    rows: torch.Tensor,
+    *,
+    mode: GemmMode | str = GemmMode.EXACT,
+    config: GemmConfig = GemmConfig(),
+) -> None:
+    """``out[rows[i]] = fl32(out[rows[i]] + (A @ W.T)[i])`` in place: the residual-row GEMM.
+
+    ``a`` holds one packed row per entry of ``rows`` (int64, unique, in range); ``out`` is float32
+    ``(M, N)``. The product is computed exactly as ``w4a4_gemm`` would, then added once.
+    """
+    mode = _check_operands(a, w, mode)
+    _check_scatter(a, w, out, rows)
+    check_runnable("the activation codes", a.codes)
+    _launch(a, w, mode, config, out, rows, scatter=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Pure-PyTorch twins
+# --------------------------------------------------------------------------------------------
+
+
+def _signed_half_units(p: PackedOperand) -> torch.Tensor:
+    """int64 (R, K) signed half units, decoded through the kernel's table."""
+    tables = format_tables(p.format, p.device)
+    codes = torch.stack((p.codes & 0xF, p.codes >> 4), dim=-1).flatten(-2).long()  # (R, K)
+    if p.dialect is None:
+        dialect = torch.zeros(p.rows, p.num_blocks, dtype=torch.long, device=p.device)
+    else:
+        dialect = p.dialect.long()
+    dialect = dialect.repeat_interleave(p.block, dim=1)
+    return tables.decode.long()[dialect, codes]
+
+
+def _round_to_binary32(acc: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """fl32(acc * 2^exponent) with one rounding: the product is exact in float64."""
+    return (acc.to(torch.float64) * torch.pow(2.0, exponent.to(torch.float64))).to(torch.float32)
+
+
+def _aligned(h: torch.Tensor, e: torch.Tensor, tile_blocks: int, block: int):
+    """Fast-mode tile operands: (values (R, T, tile), reference biased exponents (R, T))."""
+    rows, k = h.shape
+    tile = tile_blocks * block
+    tiles = -(-k // tile)
+    pad = tiles * tile - k
+    h = torch.nn.functional.pad(h, (0, pad)).reshape(rows, tiles, tile)
+    e = torch.nn.functional.pad(e.long(), (0, pad // block)).reshape(rows, tiles, tile_blocks)
+    ref = e.amax(-1)
+    shift = (ref[..., None] - e).clamp(max=8).repeat_interleave(block, dim=-1)
+    return ((h << ALIGN_BITS) + ((1 << shift) >> 1)) >> shift, ref
+
+
+def _gemm_torch(a: PackedOperand, w: PackedOperand, mode: GemmMode, config: GemmConfig) -> torch.Tensor:
+    ha, hw = _signed_half_units(a), _signed_half_units(w)
+    y = torch.zeros(a.rows, w.rows, dtype=torch.float32, device=a.device)
+    if mode is GemmMode.EXACT:
+        ea, ew = a.exponent.long(), w.exponent.long()
+        for b in range(a.num_blocks):
+            span = slice(b * a.block, (b + 1) * a.block)
+            acc = ha[:, span] @ hw[:, span].T
+            y = y + _round_to_binary32(acc, ea[:, b, None] + ew[None, :, b] - (2 * EXPONENT_BIAS + 2))
+        return y
+    tile_blocks = config.tile_blocks(mode, a.block)
+    va, ref_a = _aligned(ha, a.exponent, tile_blocks, a.block)
+    vw, ref_w = _aligned(hw, w.exponent, tile_blocks, a.block)
+    for t in range(va.shape[1]):
+        acc = va[:, t] @ vw[:, t].T
+        offset = 2 * EXPONENT_BIAS + 2 + 2 * ALIGN_BITS
+        y = y + _round_to_binary32(acc, ref_a[:, t, None] + ref_w[None, :, t] - offset)
+    return y
+
+
+def w4a4_gemm_torch(
+    a: PackedOperand, w: PackedOperand, *, mode: GemmMode | str = GemmMode.EXACT, config: GemmConfig = GemmConfig()
+) -> torch.Tensor:
+    """Pure-PyTorch twin of ``w4a4_gemm`` (same blocks, tiles, order and roundings)."""
+    return _gemm_torch(a, w, _check_operands(a, w, mode), config)
+
+
+def w4a4_gemm_scatter_add_torch(
+    a: PackedOperand,
+    w: PackedOperand,
+    out: torch.Tensor,
+    rows: torch.Tensor,
+    *,
+    mode: GemmMode | str = GemmMode.EXACT,
+    config: GemmConfig = GemmConfig(),
+) -> None:
+    """Pure-PyTorch twin of ``w4a4_gemm_scatter_add``."""
+    mode = _check_operands(a, w, mode)
+    _check_scatter(a, w, out, rows)
+    out[rows] = out[rows] + _gemm_torch(a, w, mode, config)
+
+
+def fast_mode_error_bound(a: PackedOperand, w: PackedOperand, *, config: GemmConfig = GemmConfig()) -> torch.Tensor:
+    """float64 ``(M, N)`` bound on ``|w4a4_gemm(fast) - w4a4_gemm(exact)|``, elementwise.
+
+    With ``|a|``, ``|w|`` the dequantized magnitudes and ``da``, ``dw`` the fast-mode alignment
+    errors (``2^(r - 2 - ALIGN_BITS)`` for an element whose block exponent is more than
+    ``ALIGN_BITS`` below its tile's largest ``r``, else 0), ``n_b`` blocks and ``n_t`` tiles::
+
+        bound = da @ |w|^T + |a| @ dw^T + da @ dw^T
+                + g(n_b) * |a| @ |w|^T + g(n_t) * (|a| + da) @ (|w| + dw)^T,   g(n) = n u / (1 - n u)
+
+    (u = 2^-24): the first line is the alignment error of the exact sum, the second the binary32
+    rounding of the two accumulations. It holds while no term leaves binary32's normal range.
+    """
+    _check_operands(a, w, GemmMode.FAST)
+    tile_blocks = config.tile_blocks(GemmMode.FAST, a.block)
+
+    def magnitudes_and_errors(p: PackedOperand):
+        h = _signed_half_units(p).abs().to(torch.float64)
+        e = p.exponent.long() - EXPONENT_BIAS
+        magnitude = h * torch.pow(2.0, (e - 1).to(torch.float64)).repeat_interleave(p.block, dim=1)
+        tiles = -(-p.num_blocks // tile_blocks)
+        padded = torch.nn.functional.pad(e, (0, tiles * tile_blocks - p.num_blocks), value=-EXPONENT_BIAS)
+        ref = padded.reshape(p.rows, tiles, tile_blocks).amax(-1).repeat_interleave(tile_blocks, dim=1)
+        ref = ref[:, : p.num_blocks]
+        error = torch.where(ref - e > ALIGN_BITS, torch.pow(2.0, (ref - 2 - ALIGN_BITS).to(torch.float64)), 0.0)
+        return magnitude, error.repeat_interleave(p.block, dim=1)
+
+    ma, da = magnitudes_and_errors(a)
+    mw, dw = magnitudes_and_errors(w)
+    tiles = -(-a.num_blocks // tile_blocks)
+
+    def gamma(n: int) -> float:
+        return n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
+
+    alignment = da @ mw.T + ma @ dw.T + da @ dw.T
+    rounding = gamma(a.num_blocks) * (ma @ mw.T) + gamma(tiles) * ((ma + da) @ (mw + dw).T)
+    return alignment + rounding

@@ -1,0 +1,242 @@
+"""The public W4A4 linear: activation quantization, GEMM and residual rows, and an nn.Module wrapper.
+
+``w4a4_linear(x, weight)`` computes what the golden integer path computes (ALGORITHMS.md 1 and 2.3):
+
+    Q1 = Q(x)                           activation rule of the weight's format (fb32: LUT selection,
+                                        with the optional SeDA candidate mask; dialectfp4: two-stage;
+                                        mxfp4: E2M1), both in the quantization kernel
+    y  = Q1 @ W.T                       NUMERICS.md section 4 (exact mode) or the fast GEMM
+    R  = x[S] - deq(Q1[S])              salient rows only, binary32
+    y[S] = fl32(y[S] + Q(R) @ W.T)      R quantized with the same rule (and the same rows' mask)
+
+In exact mode the result is bit-identical to ``golden.quantized_matmul`` on ``golden.quantize``'d
+operands, plus that residual step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from golden.blocks import InputError
+from golden.formats import FormatSpec
+from golden.matmul import weight_selection
+from golden.quantize import QuantizedTensor, quantize
+
+from .gemm import (
+    GemmConfig,
+    GemmMode,
+    w4a4_gemm,
+    w4a4_gemm_scatter_add,
+    w4a4_gemm_scatter_add_torch,
+    w4a4_gemm_torch,
+)
+from .packed import PackedOperand
+from .quantize_act import QuantizeConfig, quantize_activations, quantize_activations_torch
+from .residual import ResidualConfig, residual_rows, residual_rows_torch
+from .tables import kernel_format
+
+__all__ = ["KernelConfig", "TritonW4A4Linear", "w4a4_linear", "w4a4_linear_torch"]
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Launch shapes of the three kernels a linear runs."""
+
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    gemm: GemmConfig = field(default_factory=GemmConfig)
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
+
+
+@dataclass(frozen=True)
+class _Ops:
+    quantize: Callable
+    gemm: Callable
+    residual: Callable
+    scatter_add: Callable
+
+
+_KERNELS = _Ops(quantize_activations, w4a4_gemm, residual_rows, w4a4_gemm_scatter_add)
+_TWINS = _Ops(quantize_activations_torch, w4a4_gemm_torch, residual_rows_torch, w4a4_gemm_scatter_add_torch)
+
+
+def _weight_operand(weight) -> PackedOperand:
+    if isinstance(weight, PackedOperand):
+        return weight
+    if isinstance(weight, QuantizedTensor):
+        if weight.codes.dim() != 2:
+            raise InputError(f"the weight must be 2-D (N x K), got shape {tuple(weight.shape)}")
+        return PackedOperand.from_quantized(weight)
+    raise InputError(f"the weight must be a golden QuantizedTensor or a PackedOperand, got {type(weight).__name__}")
+
+
+def _salient(rows, num_rows: int, device: torch.device) -> torch.Tensor:
+    if not isinstance(rows, torch.Tensor) or rows.dtype != torch.int64 or rows.dim() != 1:
+        raise InputError(
+            f"salient_rows must be a 1-D int64 tensor of row indices, got {getattr(rows, 'dtype', type(rows).__name__)}"
+        )
+    return rows.to(device)
+
+
+def _mask_rows(candidate_mask, lead, nblocks: int, rows: torch.Tensor):
+    """The candidate mask of the salient rows, (len(rows), nblocks, D), or None."""
+    if candidate_mask is None:
+        return None
+    dialects = candidate_mask.shape[-1]
+    full = torch.broadcast_to(candidate_mask, (*lead, nblocks, dialects)).reshape(-1, nblocks, dialects)
+    return full[rows.to(full.device)]
+
+
+def _linear(ops: _Ops, x, weight, candidate_mask, salient_rows, mode, config: KernelConfig) -> torch.Tensor:
+    w = _weight_operand(weight)
+    if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] != w.length:
+        raise InputError(
+            f"activations of shape {tuple(getattr(x, 'shape', ()))} do not end in the weight's K={w.length}"
+        )
+    lead = x.shape[:-1]
+    a = ops.quantize(x, w.format, block=w.block, candidate_mask=candidate_mask, config=config.quantize)
+    y = ops.gemm(a, w, mode=mode, config=config.gemm)
+    if salient_rows is not None:
+        rows = _salient(salient_rows, a.rows, a.device)
+        residual = ops.residual(x, a, rows, config=config.residual)
+        mask = _mask_rows(candidate_mask, lead, a.num_blocks, rows)
+        a2 = ops.quantize(residual, w.format, block=w.block, candidate_mask=mask, config=config.quantize)
+        ops.scatter_add(a2, w, y, rows, mode=mode, config=config.gemm)
+    return y.reshape(*lead, w.rows)
+
+
+def w4a4_linear(
+    x: torch.Tensor,
+    weight: QuantizedTensor | PackedOperand,
+    *,
+    candidate_mask: torch.Tensor | None = None,
+    salient_rows: torch.Tensor | None = None,
+    mode: GemmMode | str = GemmMode.EXACT,
+    config: KernelConfig = KernelConfig(),
+) -> torch.Tensor:
+    """``x @ W.T`` with both operands in W's 4-bit format, on the Triton kernels.
+
+    Args:
+        x: float16/bfloat16/float32 activations ``(..., K)``, finite, on the weight's CUDA device
+            (any device under ``TRITON_INTERPRET=1``).
+        weight: the quantized weight ``(N, K)`` in fb32, dialectfp4 or mxfp4 (a golden
+            ``QuantizedTensor``, e.g. MSE-selected, or a ``PackedOperand``).
+        candidate_mask: optional boolean SeDA mask broadcastable to ``(..., K // block, D)``
+            (LUT formats only); the residual of a salient row reuses its row's mask.
+        salient_rows: optional int64 indices into the flattened rows ``x.reshape(-1, K)`` whose
+            quantization residual is quantized again and added (activation decomposition).
+        mode: ``"exact"`` (bit-identical to the golden integer path) or ``"fast"``.
+        config: launch shapes.
+
+    Returns:
+        float32 ``(..., N)``.
+    """
+    return _linear(_KERNELS, x, weight, candidate_mask, salient_rows, mode, config)
+
+
+def w4a4_linear_torch(
+    x: torch.Tensor,
+    weight: QuantizedTensor | PackedOperand,
+    *,
+    candidate_mask: torch.Tensor | None = None,
+    salient_rows: torch.Tensor | None = None,
+    mode: GemmMode | str = GemmMode.EXACT,
+    config: KernelConfig = KernelConfig(),
+) -> torch.Tensor:
+    """Pure-PyTorch twin of ``w4a4_linear``, built from the twins of its three kernels."""
+    return _linear(_TWINS, x, weight, candidate_mask, salient_rows, mode, config)
+
+
+class TritonW4A4Linear(torch.nn.Module):
+    """A linear layer whose weight is stored packed and whose forward runs ``w4a4_linear``.
+
+    Buffers: ``codes`` uint8 ``(N, K // 2)``, ``exponent`` and (dialect formats) ``dialect`` uint8
+    ``(N, K // block)``, optional float32 ``bias`` ``(N,)``. ``forward`` returns ``x.dtype``, like
+    ``nn.Linear``; the float32 GEMM output is rounded once to that dtype after adding the bias.
+    """
+
+    def __init__(
+        self,
+        weight: QuantizedTensor | PackedOperand,
+        bias: torch.Tensor | None = None,
+        *,
+        mode: GemmMode | str = GemmMode.EXACT,
+        config: KernelConfig = KernelConfig(),
+    ) -> None:
+        super().__init__()
+        packed = _weight_operand(weight)
+        try:
+            self.mode = GemmMode(mode)
+        except ValueError:
+            raise InputError(f"unknown GEMM mode {mode!r}; expected one of {', '.join(m.value for m in GemmMode)}") from None
+        if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (packed.rows,)):
+            raise InputError(f"bias must be a tensor of shape ({packed.rows},), got {tuple(getattr(bias, 'shape', ()))}")
+        self.format = packed.format
+        self.block = packed.block
+        self.in_features = packed.length
+        self.out_features = packed.rows
+        self.config = config
+        self.register_buffer("codes", packed.codes)
+        self.register_buffer("exponent", packed.exponent)
+        self.register_buffer("dialect", packed.dialect)
+        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).to(packed.device))
+
+    @classmethod
+    def from_float(
+        cls,
+        linear: torch.nn.Linear,
+        *,
+        format: str | FormatSpec,
+        block: int | None = None,
+        mode: GemmMode | str = GemmMode.EXACT,
+        config: KernelConfig = KernelConfig(),
+    ) -> TritonW4A4Linear:
+        """Quantize ``linear.weight`` with the format's weight rule (MSE selection for dialect formats)."""
+        if not isinstance(linear, torch.nn.Linear):
+            raise InputError(f"from_float takes a torch.nn.Linear, got {type(linear).__name__}")
+        spec = kernel_format(format)
+        weight = linear.weight.detach()
+        # The golden quantizer runs on the CPU; the packed result moves back to the layer's device.
+        q = quantize(weight.cpu(), spec, block=block, select=weight_selection(spec.name))
+        packed = PackedOperand.from_quantized(q)
+        packed = PackedOperand(
+            format=packed.format,
+            block=packed.block,
+            codes=packed.codes.to(weight.device),
+            exponent=packed.exponent.to(weight.device),
+            dialect=None if packed.dialect is None else packed.dialect.to(weight.device),
+        )
+        return cls(packed, linear.bias, mode=mode, config=config)
+
+    @property
+    def weight_operand(self) -> PackedOperand:
+        return PackedOperand(
+            format=self.format, block=self.block, codes=self.codes, exponent=self.exponent, dialect=self.dialect
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        candidate_mask: torch.Tensor | None = None,
+        salient_rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        y = w4a4_linear(
+            x,
+            self.weight_operand,
+            candidate_mask=candidate_mask,
+            salient_rows=salient_rows,
+            mode=self.mode,
+            config=self.config,
+        )
+        if self.bias is not None:
+            y = y + self.bias
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, format={self.format}, "
+            f"block={self.block}, mode={self.mode.value}, bias={self.bias is not None}"
+        )

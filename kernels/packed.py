@@ -1,0 +1,124 @@
+"""The packed 2-D operand the kernels read and write (NUMERICS.md section 5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from golden.blocks import InputError
+from golden.formats import FormatError, FormatSpec
+from golden.packing import pack_codes, unpack_codes
+from golden.quantize import QuantizedTensor
+
+from .tables import kernel_format
+
+__all__ = ["PackedOperand"]
+
+
+@dataclass(frozen=True)
+class PackedOperand:
+    """R rows of K values in a dialect format or MXFP4, codes packed two per byte.
+
+    ``codes``: uint8 ``(R, K // 2)``, element ``2j`` in bits 3..0 and ``2j + 1`` in bits 7..4.
+    ``exponent``: uint8 ``(R, K // block)``, the biased shared exponent ``E = e + 127``.
+    ``dialect``: uint8 ``(R, K // block)`` dialect ids (dialect formats), ``None`` for MXFP4.
+    All three live on the same device and are contiguous.
+    """
+
+    format: str
+    block: int
+    codes: torch.Tensor
+    exponent: torch.Tensor
+    dialect: torch.Tensor | None
+
+    def __post_init__(self) -> None:
+        spec = kernel_format(self.format)
+        spec.check_block(self.block)
+        if self.codes.dim() != 2 or self.codes.dtype != torch.uint8:
+            raise InputError(
+                f"packed codes must be a 2-D uint8 tensor, got {self.codes.dtype} of shape {tuple(self.codes.shape)}"
+            )
+        rows, half = self.codes.shape
+        if (2 * half) % self.block:
+            raise InputError(f"packed codes of {2 * half} values per row do not fill blocks of {self.block}")
+        expected = (rows, 2 * half // self.block)
+        fields = {"exponent": self.exponent, "dialect": self.dialect}
+        if spec.is_dialect != (self.dialect is not None):
+            need = "needs" if spec.is_dialect else "has no"
+            raise FormatError(f"format {spec.name!r} {need} per-block dialect ids")
+        for name, value in fields.items():
+            if value is None:
+                continue
+            if value.dtype != torch.uint8 or tuple(value.shape) != expected:
+                raise InputError(
+                    f"{name} must be uint8 of shape {expected}, got {value.dtype} of shape {tuple(value.shape)}"
+                )
+            if value.device != self.codes.device:
+                raise InputError(f"{name} is on {value.device} but the codes are on {self.codes.device}")
+            if not value.is_contiguous():
+                raise InputError(f"{name} must be contiguous")
+        if not self.codes.is_contiguous():
+            raise InputError("packed codes must be contiguous")
+
+    @property
+    def spec(self) -> FormatSpec:
+        return kernel_format(self.format)
+
+    @property
+    def rows(self) -> int:
+        return self.codes.shape[0]
+
+    @property
+    def length(self) -> int:
+        """K, the number of values per row."""
+        return 2 * self.codes.shape[1]
+
+    @property
+    def num_blocks(self) -> int:
+        return self.length // self.block
+
+    @property
+    def device(self) -> torch.device:
+        return self.codes.device
+
+    @classmethod
+    def from_quantized(cls, q: QuantizedTensor) -> PackedOperand:
+        """Pack a golden ``QuantizedTensor`` of shape ``(..., K)``, flattening the leading axes."""
+        if not isinstance(q, QuantizedTensor):
+            raise InputError(f"expected a golden QuantizedTensor, got {type(q).__name__}")
+        spec = kernel_format(q.format)
+        if q.length != q.codes.shape[-1]:
+            raise InputError(
+                f"the tensor was zero-padded from K={q.length} to {q.codes.shape[-1]}; the kernels need K "
+                f"divisible by the block size {q.block}"
+            )
+        nblocks = q.num_blocks
+        return cls(
+            format=spec.name,
+            block=q.block,
+            codes=pack_codes(q.codes.reshape(-1, q.length)).contiguous(),
+            exponent=q.exponent.reshape(-1, nblocks).contiguous(),
+            dialect=None if q.dialect is None else q.dialect.reshape(-1, nblocks).contiguous(),
+        )
+
+    def to_quantized(self) -> QuantizedTensor:
+        """The same values as a golden ``QuantizedTensor`` of shape ``(R, K)`` (codes unpacked)."""
+        return QuantizedTensor(
+            format=self.format,
+            block=self.block,
+            length=self.length,
+            codes=unpack_codes(self.codes),
+            exponent=self.exponent,
+            dialect=self.dialect,
+        )
+
+    def select_rows(self, rows: torch.Tensor) -> PackedOperand:
+        """The operand restricted to ``rows`` (int64 indices), in that order."""
+        return PackedOperand(
+            format=self.format,
+            block=self.block,
+            codes=self.codes[rows].contiguous(),
+            exponent=self.exponent[rows].contiguous(),
+            dialect=None if self.dialect is None else self.dialect[rows].contiguous(),
+        )

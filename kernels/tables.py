@@ -1,0 +1,124 @@
+"""Kernel-side tables and constants, all derived from the golden format registry.
+
+Nothing here is retyped: the decode, index, error and two-stage tables are the golden
+``Formatbook`` tables converted to the integer dtypes the kernels read, and the MXFP4 rounding
+table is produced by running ``golden.e2m1_encode`` on every 5-bit code.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass
+
+import numpy
+import torch
+
+from golden.formats import (
+    CODE_BITS,
+    DIALECTFP4_16,
+    EXPONENT_BIAS,
+    EXPONENT_MAX,
+    EXPONENT_MIN,
+    MAX_HALF_UNITS,
+    NUM_UCODES,
+    FormatError,
+    FormatKind,
+    FormatSpec,
+    Selection,
+    get_format,
+)
+from golden.quantize import e2m1_encode
+
+__all__ = [
+    "ALIGN_BITS",
+    "FLOAT32_BIAS",
+    "FLOAT32_MANTISSA_BITS",
+    "NUM_CODES",
+    "ActivationRule",
+    "FormatTables",
+    "activation_rule",
+    "format_tables",
+    "kernel_format",
+]
+
+#: 4-bit element codes: a sign bit and a 3-bit magnitude index.
+NUM_CODES = 1 << CODE_BITS
+#: binary32 layout, used by the kernels' integer front-end (value = M * 2^(F - bias - mantissa bits)).
+FLOAT32_MANTISSA_BITS = int(numpy.finfo(numpy.float32).nmant)
+FLOAT32_BIAS = int(numpy.finfo(numpy.float32).maxexp) - 1
+#: Fast mode aligns a block's magnitudes to its tile's largest exponent on a grid ALIGN_BITS finer
+#: than a half unit: MAX_HALF_UNITS << ALIGN_BITS must still fit a signed int8 (15 * 8 = 120).
+ALIGN_BITS = (torch.iinfo(torch.int8).max // MAX_HALF_UNITS).bit_length() - 1
+assert MAX_HALF_UNITS << ALIGN_BITS <= torch.iinfo(torch.int8).max
+
+# The golden exponent conventions the kernels rely on (NUMERICS 2.1 step 1).
+assert (EXPONENT_MIN, EXPONENT_MAX) == (-EXPONENT_BIAS, EXPONENT_BIAS)
+
+
+class ActivationRule(enum.IntEnum):
+    """How the activation-quantization kernel encodes a block (a compile-time kernel switch)."""
+
+    LUT = 0  # dialect format, LUT selection (NUMERICS 2.2), optional candidate mask
+    TWO_STAGE = 1  # DialectFP4-16, BlockDialect's two-stage selection
+    MXFP4 = 2  # E2M1 elements, round half to even on the code
+
+
+def kernel_format(format: str | FormatSpec) -> FormatSpec:
+    """The registry spec of ``format``, rejecting formats the kernels do not implement."""
+    spec = get_format(format)
+    if spec.kind not in (FormatKind.DIALECT, FormatKind.MXFP4):
+        raise FormatError(
+            f"the Triton kernels implement the dialect formats and mxfp4, not {spec.name!r}"
+        )
+    return spec
+
+
+def activation_rule(spec: FormatSpec) -> ActivationRule:
+    """The activation rule of a format: its default selection for dialect formats, else MXFP4."""
+    if spec.kind is FormatKind.MXFP4:
+        return ActivationRule.MXFP4
+    return ActivationRule.TWO_STAGE if spec.default_select is Selection.TWO_STAGE else ActivationRule.LUT
+
+
+@dataclass(frozen=True)
+class FormatTables:
+    """One format's tables on one device, in the dtypes the kernels read.
+
+    ``decode``: int8 ``(D, 16)``, signed half units of each 4-bit code per dialect (D = 1 for
+    MXFP4). ``idx`` / ``err``: int32 ``(D, 32)``, the NUMERICS 2.2 IDX and ERR tables.
+    ``two_stage``: int32 ``(P, 2, 2)`` half-open u ranges (DialectFP4-16; empty otherwise).
+    ``mx_round``: int32 ``(2, 32)``, the E2M1 magnitude code of a value in quarter units: row 0 for
+    a value strictly inside ``(u, u + 1)``, row 1 for a value exactly ``u``.
+    """
+
+    num_dialects: int
+    decode: torch.Tensor
+    idx: torch.Tensor
+    err: torch.Tensor
+    two_stage: torch.Tensor
+    mx_round: torch.Tensor
+    #: Two-stage stage 1: pair p = pair_top - clamp(max(u) >> 1, pair_top - P + 1, pair_top).
+    pair_top: int
+    num_pairs: int
+
+
+@functools.cache
+def format_tables(format_name: str, device: torch.device | str) -> FormatTables:
+    """The kernel tables of a registry format on ``device`` (cached per format and device)."""
+    book = kernel_format(format_name).formatbook
+    magnitudes = book.half_units  # (D, 8)
+    signed = torch.cat((magnitudes, -magnitudes), dim=1)  # code c: sign = bit 3, index = c & 7
+    u = torch.arange(NUM_UCODES, dtype=torch.float64)
+    mx_round = torch.stack((e2m1_encode((u + 0.5) / 4), e2m1_encode(u / 4)))
+    pair_ranges = DIALECTFP4_16.two_stage_ranges if book is DIALECTFP4_16 else torch.zeros(0, 2, 2)
+    return FormatTables(
+        num_dialects=book.num_dialects,
+        decode=signed.to(torch.int8).to(device),
+        idx=book.idx_table.to(torch.int32).to(device),
+        err=book.err_table.to(torch.int32).to(device),
+        two_stage=pair_ranges.to(torch.int32).to(device),
+        mx_round=mx_round.to(torch.int32).to(device),
+        pair_top=DIALECTFP4_16.dialects[0][-1],
+        num_pairs=DIALECTFP4_16.num_dialects // 2,
+    )
