@@ -63,8 +63,8 @@ def check_finite(blocks: torch.Tensor) -> None:
     if bad.any():
         flat = bad.reshape(-1).nonzero()[0].item()
         index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), bad.shape))
-        kind = "NaN" if torch.isnan(blocks.reshape(-1, blocks.shape[-1])[flat]).any() else "infinity"
-        raise InputError(f"block {index} contains a {kind}; the quantizer needs finite values")
+        kind = "a NaN" if torch.isnan(blocks.reshape(-1, blocks.shape[-1])[flat]).any() else "an infinity"
+        raise InputError(f"block {index} contains {kind}; the quantizer needs finite values")
 
 
 class BlockedTensor:
