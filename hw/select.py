@@ -1,0 +1,211 @@
+"""Dialect selection in hardware: the LUT dialect-select unit (DSU) and BlockDialect's two-stage selector.
+
+Both take a front-end block (exponent byte, signs, 5-bit codes u) and return the exponent byte, the
+chosen dialect id and the 4-bit element codes ``(s << 3) | IDX[d][u]`` (NUMERICS 2.1 steps 4-5, 2.2).
+Every ROM is generated from ``golden.formats`` tables (``err_table``, ``idx_table``,
+``two_stage_ranges``).
+
+Pipeline (both units): a cost stage register ``A`` that holds the block while its dialect is chosen,
+then the output register, loaded with the encoded codes. The DSU costs ``dialects_per_cycle`` dialects
+per cycle, so a block spends ``passes = num_dialects / dialects_per_cycle`` cycles in ``A``:
+
+- latency (input handshake -> output valid, no back-pressure): ``passes + 1`` cycles;
+- initiation interval: ``passes`` cycles (one block per cycle at full parallelism).
+
+The two-stage selector is the ``passes = 1`` case: latency 2, initiation interval 1.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.formats import MAGNITUDE_CODES, NUM_UCODES, Formatbook
+
+from .common import Rom, tree_reduce
+from .config import DSUConfig, TwoStageConfig
+from .layouts import selector_in_layout, selector_out_layout
+
+__all__ = ["DialectSelectUnit", "TwoStageSelector"]
+
+#: Bits of a magnitude index into a dialect (element code minus its sign bit).
+INDEX_BITS = (MAGNITUDE_CODES - 1).bit_length()
+
+
+def _encode(m: Module, book: Formatbook, dialect, block_data, block: int, out) -> None:
+    """Drive ``out`` (selector_out_layout) with the exponent, ``dialect`` and the element codes."""
+    idx = book.idx_table
+    id_bits = book.id_bits
+    # One ROM indexed by {dialect, u}; padded to a power of two so every index is defined.
+    table = [0] * (NUM_UCODES << id_bits)
+    for d in range(book.num_dialects):
+        for u in range(NUM_UCODES):
+            table[(d << (NUM_UCODES - 1).bit_length()) | u] = int(idx[d, u])
+    index_rom = Rom(m, "index_rom", table, INDEX_BITS)
+    m.d.comb += [out.exponent.eq(block_data.exponent), out.dialect.eq(dialect)]
+    for k in range(block):
+        index = index_rom.read(m, Cat(block_data.ucodes[k], dialect), f"index_{k}")
+        m.d.comb += out.codes[k].eq(Cat(index, block_data.signs[k]))
+
+
+class _Selector(wiring.Component):
+    """The shared two-register pipeline; subclasses choose the dialect in the cost stage."""
+
+    def __init__(self, config: DSUConfig | TwoStageConfig) -> None:
+        self.config = config
+        super().__init__(
+            {
+                "i": In(stream.Signature(selector_in_layout(config))),
+                "o": Out(stream.Signature(selector_out_layout(config))),
+            }
+        )
+
+    @property
+    def passes(self) -> int:
+        return 1
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an input handshake to the output valid, without back-pressure."""
+        return self.passes + 1
+
+    @property
+    def initiation_interval(self) -> int:
+        return self.passes
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        book = self.config.book.formatbook
+        held = Signal(selector_in_layout(self.config), name="held")
+        held_valid = Signal(name="held_valid")
+        step = Signal(range(max(2, self.passes)), name="pass_index")
+        last_pass = step == self.passes - 1
+
+        dialect = Signal(book.id_bits, name="dialect")
+        self.choose(m, held, held_valid, step, last_pass, dialect)
+
+        out_free = ~self.o.valid | self.o.ready
+        done = Signal(name="done")
+        m.d.comb += done.eq(held_valid & last_pass & out_free)
+        m.d.comb += self.i.ready.eq(~held_valid | done)
+
+        encoded = Signal(selector_out_layout(self.config), name="encoded")
+        _encode(m, book, dialect, held, self.config.block, encoded)
+        with m.If(done):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(encoded)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        with m.If(held_valid & ~last_pass):
+            m.d.sync += step.eq(step + 1)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [held.eq(self.i.payload), held_valid.eq(1), step.eq(0)]
+        with m.Elif(done):
+            m.d.sync += held_valid.eq(0)
+        return m
+
+    def choose(self, m, held, held_valid, step, last_pass, dialect) -> None:
+        raise NotImplementedError
+
+
+class DialectSelectUnit(_Selector):
+    """LUT selection: ``cost[d] = sum_i ERR[d][u_i]``, argmin over the masked dialects, ties to the lowest id.
+
+    Ports: ``i`` (``selector_in_layout``: exponent, signs, ucodes, mask), ``o``
+    (``selector_out_layout``: exponent, dialect, codes). An all-zero mask is outside the contract
+    (the golden model rejects it); the unit then returns dialect 0.
+    """
+
+    def __init__(self, config: DSUConfig) -> None:
+        if not isinstance(config, DSUConfig):
+            raise TypeError(f"DialectSelectUnit needs a DSUConfig, got {config!r}")
+        super().__init__(config)
+
+    @property
+    def passes(self) -> int:
+        return self.config.passes
+
+    def choose(self, m, held, held_valid, step, last_pass, dialect) -> None:
+        config = self.config
+        book = config.book.formatbook
+        err = book.err_table
+        cost_bits = (config.block * int(err.max())).bit_length()
+        parallel, passes = config.parallel, config.passes
+
+        # Candidates in increasing id order: the best of earlier passes, then this pass's dialects.
+        best_valid = Signal(name="best_valid")
+        best_cost = Signal(cost_bits, name="best_cost")
+        best_id = Signal(book.id_bits, name="best_id")
+        candidates = [(best_valid & (step != 0), best_cost, best_id)]
+        for k in range(parallel):
+            ids = [p * parallel + k for p in range(passes)]
+            # ROM of candidate k: ERR of dialect (pass * parallel + k), indexed by {pass, u}.
+            err_rom = Rom(m, f"err_rom_{k}", [int(err[d, u]) for d in ids for u in range(NUM_UCODES)], book.err_bits)
+            terms = []
+            for i in range(config.block):
+                index = held.ucodes[i] if passes == 1 else Cat(held.ucodes[i], step)
+                terms.append(err_rom.read(m, index, f"err_{k}_{i}"))
+            cost = Signal(cost_bits, name=f"cost_{k}")
+            m.d.comb += cost.eq(tree_reduce(terms, lambda a, b: a + b))
+            allowed = Signal(name=f"allowed_{k}")
+            if passes == 1:
+                m.d.comb += allowed.eq(held.mask[k])
+            else:
+                m.d.comb += allowed.eq(Cat(*(held.mask[d] for d in ids)).bit_select(step, 1))
+            cand_id = Signal(book.id_bits, name=f"id_{k}")
+            m.d.comb += cand_id.eq(step * parallel + k if passes > 1 else k)
+            candidates.append((allowed, cost, cand_id))
+
+        def better(left, right):
+            # Right holds higher ids: it wins only when strictly cheaper (ties to the lowest id).
+            take = right[0] & (~left[0] | (right[1] < left[1]))
+            return (left[0] | right[0], Mux(take, right[1], left[1]), Mux(take, right[2], left[2]))
+
+        win_valid, win_cost, win_id = tree_reduce(candidates, better)
+        m.d.comb += dialect.eq(Mux(win_valid, win_id, 0))
+        with m.If(held_valid & ~last_pass):
+            m.d.sync += [best_valid.eq(win_valid), best_cost.eq(win_cost), best_id.eq(win_id)]
+
+
+class TwoStageSelector(_Selector):
+    """BlockDialect's two-stage selection (DialectFP4-16).
+
+    Stage 1: ``m = clamp(max(u) >> 1, 16 - pairs, 15)`` picks pair ``p = 15 - m``. Stage 2: count the
+    codes inside dialect ``2p``'s and ``2p + 1``'s beneficial ranges (``two_stage_ranges``); A wins
+    ties; an all-zero block takes dialect 0. Ports as the DSU without ``mask``.
+    """
+
+    def __init__(self, config: TwoStageConfig) -> None:
+        if not isinstance(config, TwoStageConfig):
+            raise TypeError(f"TwoStageSelector needs a TwoStageConfig, got {config!r}")
+        super().__init__(config)
+
+    def choose(self, m, held, held_valid, step, last_pass, dialect) -> None:
+        block = self.config.block
+        book = self.config.book.formatbook
+        ranges = book.two_stage_ranges  # (pairs, 2 [A/B], 2 [lo/hi])
+        pairs = ranges.shape[0]
+        top = (NUM_UCODES >> 1) - 1  # largest truncated maximum u >> 1
+        ucodes = [held.ucodes[i] for i in range(block)]
+        umax = Signal(len(ucodes[0]), name="umax")
+        m.d.comb += umax.eq(tree_reduce(ucodes, lambda a, b: Mux(a > b, a, b)))
+        truncated = umax >> 1
+        low = top - (pairs - 1)
+        pair = Signal(range(pairs), name="pair")
+        m.d.comb += pair.eq(top - Mux(truncated < low, low, truncated))
+
+        counts = []
+        for c, label in enumerate("ab"):
+            lo = Signal(len(ucodes[0]) + 1, name=f"range_{label}_lo")
+            hi = Signal(len(ucodes[0]) + 1, name=f"range_{label}_hi")
+            m.d.comb += [
+                lo.eq(Array(Const(int(ranges[p, c, 0]), len(lo)) for p in range(pairs))[pair]),
+                hi.eq(Array(Const(int(ranges[p, c, 1]), len(hi)) for p in range(pairs))[pair]),
+            ]
+            inside = [(u >= lo) & (u < hi) for u in ucodes]
+            count = Signal(range(block + 1), name=f"count_{label}")
+            m.d.comb += count.eq(tree_reduce([x.as_unsigned() for x in inside], lambda a, b: a + b))
+            counts.append(count)
+        choice = Cat(counts[1] > counts[0], pair)
+        m.d.comb += dialect.eq(Mux(umax == 0, 0, choice))
