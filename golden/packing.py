@@ -53,12 +53,12 @@ def _fields(q: QuantizedTensor) -> dict[str, torch.Tensor]:
     return fields
 
 
-def _expected_fields(kind: FormatKind) -> set[str]:
+def _expected_fields(kind: FormatKind) -> tuple[str, ...]:
     if kind is FormatKind.DIALECT:
-        return {"codes", "exponent", "dialect"}
+        return ("codes", "exponent", "dialect")
     if kind is FormatKind.MXFP4:
-        return {"codes", "exponent"}
-    return {"codes", "block_scale", "tensor_scale"}
+        return ("codes", "exponent")
+    return ("codes", "block_scale", "tensor_scale")
 
 
 def save_quantized(path: str | os.PathLike, tensors: dict[str, QuantizedTensor], extra: dict | None = None) -> None:
