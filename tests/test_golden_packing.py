@@ -56,7 +56,7 @@ def _tamper(tmp_path, mutate):
      "invalid description"),
     (lambda f, m: (f, {**m, "tensors": json.dumps({"w": {"format": "fb32", "block": 32, "shape": [4, 96]}})}),
      "field 'codes' has shape"),
-    (lambda f, m: ({**f, "v.codes": f["w.codes"]}, m), "does not describe"),
+    (lambda f, m: ({**f, "v.codes": f["w.codes"].clone()}, m), "does not describe"),
 ])  # fmt: skip
 def test_inconsistent_checkpoints_are_rejected(tmp_path, mutate, problem):
     path = _tamper(tmp_path, mutate)
