@@ -14,9 +14,14 @@ __all__ = ["LAUNCH_OPTIONS", "check_runnable", "interpreting"]
 LAUNCH_OPTIONS = {"enable_fp_fusion": False}
 
 
+#: Whether ``@triton.jit`` produced interpreted kernels: triton decides when the kernel modules are
+#: imported (right after this one), so a later change of ``TRITON_INTERPRET`` has no effect.
+_INTERPRETED = bool(triton.knobs.runtime.interpret)
+
+
 def interpreting() -> bool:
-    """True when triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1`` at import)."""
-    return bool(triton.knobs.runtime.interpret)
+    """True when the kernels run in triton's CPU interpreter (``TRITON_INTERPRET=1`` at import)."""
+    return _INTERPRETED
 
 
 def check_runnable(name: str, tensor: torch.Tensor) -> None:
