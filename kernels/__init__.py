@@ -2,39 +2,45 @@
 
 Each kernel has a pure-PyTorch twin of the same signature (``*_torch``); exact-mode results and all
 quantized fields are bit-identical to the twins and to ``golden``. See ``kernels/README.md``.
+
+The public names load lazily, so ``import kernels.cli_bench`` (the command table) does not import
+triton; ``TRITON_INTERPRET=1`` must be set before the first kernel module is imported.
 """
 
-from .gemm import (
-    GemmConfig,
-    GemmMode,
-    fast_mode_error_bound,
-    w4a4_gemm,
-    w4a4_gemm_scatter_add,
-    w4a4_gemm_scatter_add_torch,
-    w4a4_gemm_torch,
-)
-from .linear import KernelConfig, TritonW4A4Linear, w4a4_linear, w4a4_linear_torch
-from .packed import PackedOperand
-from .quantize_act import QuantizeConfig, quantize_activations, quantize_activations_torch
-from .residual import ResidualConfig, residual_rows, residual_rows_torch
+import importlib
 
-__all__ = [
-    "GemmConfig",
-    "GemmMode",
-    "KernelConfig",
-    "PackedOperand",
-    "QuantizeConfig",
-    "ResidualConfig",
-    "TritonW4A4Linear",
-    "fast_mode_error_bound",
-    "quantize_activations",
-    "quantize_activations_torch",
-    "residual_rows",
-    "residual_rows_torch",
-    "w4a4_gemm",
-    "w4a4_gemm_scatter_add",
-    "w4a4_gemm_scatter_add_torch",
-    "w4a4_gemm_torch",
-    "w4a4_linear",
-    "w4a4_linear_torch",
-]
+#: public name -> defining submodule
+_EXPORTS = {
+    "GemmConfig": "gemm",
+    "GemmMode": "gemm",
+    "fast_mode_error_bound": "gemm",
+    "w4a4_gemm": "gemm",
+    "w4a4_gemm_scatter_add": "gemm",
+    "w4a4_gemm_scatter_add_torch": "gemm",
+    "w4a4_gemm_torch": "gemm",
+    "KernelConfig": "linear",
+    "TritonW4A4Linear": "linear",
+    "w4a4_linear": "linear",
+    "w4a4_linear_torch": "linear",
+    "PackedOperand": "packed",
+    "QuantizeConfig": "quantize_act",
+    "quantize_activations": "quantize_act",
+    "quantize_activations_torch": "quantize_act",
+    "ResidualConfig": "residual",
+    "residual_rows": "residual",
+    "residual_rows_torch": "residual",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kernels' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

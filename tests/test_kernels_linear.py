@@ -1,0 +1,126 @@
+"""w4a4_linear (quantize + GEMM + residual rows) and the module wrapper against the golden integer path."""
+
+from tests import kernels_interpret  # noqa: I001  (sets TRITON_INTERPRET before triton is imported)
+
+import pytest
+import torch
+
+import golden
+from golden.blocks import InputError
+from kernels import (
+    GemmMode,
+    PackedOperand,
+    TritonW4A4Linear,
+    quantize_activations,
+    residual_rows,
+    residual_rows_torch,
+    w4a4_linear,
+    w4a4_linear_torch,
+)
+
+CONFIG = kernels_interpret.SMALL
+
+
+def golden_linear(x, w_q, *, mask=None, rows=None):
+    """The golden integer path with activation decomposition (ALGORITHMS.md 2.3)."""
+    x2 = x.reshape(-1, x.shape[-1])
+    nblocks = x2.shape[1] // w_q.block
+    m2 = None if mask is None else torch.broadcast_to(mask, (*x.shape[:-1], nblocks, mask.shape[-1])).reshape(-1, nblocks, mask.shape[-1])
+    q1 = golden.quantize(x2, w_q.format, block=w_q.block, mask=m2)
+    y = golden.quantized_matmul(q1, w_q)
+    if rows is not None:
+        residual = x2[rows].float() - q1.dequantize()[rows]
+        q2 = golden.quantize(residual, w_q.format, block=w_q.block, mask=None if m2 is None else m2[rows])
+        y[rows] = y[rows] + golden.quantized_matmul(q2, w_q)
+    return y.reshape(*x.shape[:-1], -1)
+
+
+def weight(format, n, k, seed):
+    g = torch.Generator().manual_seed(seed)
+    return golden.quantize(torch.randn(n, k, generator=g), format, select=golden.weight_selection(format))
+
+
+@pytest.mark.parametrize("format", ["fb32", "dialectfp4", "mxfp4"])
+def test_exact_linear_with_salient_rows_is_bit_identical(format):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 13, 96, generator=g) * torch.logspace(-2, 2, 96)
+    w_q = weight(format, 35, 96, seed=2)
+    rows = torch.tensor([38, 0, 7, 21, 22])
+    mask = golden.FB32.family_mask(2) if format == "fb32" else None
+    gold = golden_linear(x, w_q, mask=mask, rows=rows)
+    y = w4a4_linear(x, w_q, candidate_mask=mask, salient_rows=rows, config=CONFIG)
+    assert torch.equal(y, gold)
+    assert torch.equal(w4a4_linear_torch(x, w_q, candidate_mask=mask, salient_rows=rows, config=CONFIG), gold)
+
+
+def test_salient_rows_reduce_the_error_of_those_rows():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(20, 64, generator=g)
+    w_q = weight("fb32", 24, 64, seed=4)
+    reference = x.double() @ w_q.dequantize().double().T
+    rows = torch.arange(0, 20, 4)
+    plain = w4a4_linear(x, w_q, config=CONFIG)
+    decomposed = w4a4_linear(x, w_q, salient_rows=rows, config=CONFIG)
+    plain_error = (plain.double() - reference)[rows].abs().mean()
+    assert (decomposed.double() - reference)[rows].abs().mean() < plain_error / 4
+    others = torch.ones(20, dtype=torch.bool)
+    others[rows] = False
+    assert torch.equal(plain[others], decomposed[others])
+
+
+def test_fast_linear_is_close_to_exact():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(17, 128, generator=g)
+    w_q = weight("dialectfp4", 19, 128, seed=6)
+    exact = w4a4_linear(x, w_q, config=CONFIG)
+    fast = w4a4_linear(x, w_q, mode=GemmMode.FAST, config=CONFIG)
+    assert torch.equal(fast, w4a4_linear_torch(x, w_q, mode="fast", config=CONFIG))
+    assert ((fast - exact).abs() <= 1e-2 * exact.abs().mean()).all()
+
+
+@pytest.mark.parametrize("format", ["fb32", "mxfp4"])
+def test_residual_rows_kernel_matches_twin(format):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(11, 64, generator=g).to(torch.bfloat16)
+    x[2, :32] = -0.0  # negative-zero codes dequantize to -0.0: the residual keeps x's zero sign
+    q1 = quantize_activations(x, format, config=CONFIG.quantize)
+    rows = torch.tensor([2, 10, 0, 5, 6])
+    kernel = residual_rows(x, q1, rows, config=CONFIG.residual)
+    assert torch.equal(kernel.view(torch.int32), residual_rows_torch(x, q1, rows).view(torch.int32))
+
+
+@pytest.mark.parametrize("format", ["fb32", "dialectfp4", "mxfp4"])
+def test_module_wrapper_runs_a_linear_on_the_kernels(format):
+    torch.manual_seed(8)
+    linear = torch.nn.Linear(64, 40)
+    module = TritonW4A4Linear.from_float(linear, format=format, config=CONFIG)
+    x = torch.randn(2, 9, 64)
+    w_q = golden.quantize(linear.weight.detach(), format, select=golden.weight_selection(format))
+    assert torch.equal(module(x), golden_linear(x, w_q) + linear.bias.detach())
+    assert module(x.to(torch.bfloat16)).dtype == torch.bfloat16
+    assert f"format={format}" in repr(module)
+    state = module.state_dict()
+    assert state["codes"].shape == (40, 32) and state["codes"].dtype == torch.uint8
+
+
+def test_weight_operand_round_trips_through_the_module():
+    w_q = weight("fb32", 16, 64, seed=9)
+    module = TritonW4A4Linear(w_q)
+    assert torch.equal(module.weight_operand.to_quantized().codes, w_q.codes)
+    assert module.bias is None
+
+
+def test_errors_are_one_sentence():
+    w_q = weight("fb32", 8, 64, seed=10)
+    with pytest.raises(InputError, match="K=64"):
+        w4a4_linear(torch.ones(3, 32), w_q)
+    with pytest.raises(InputError, match="int64"):
+        w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([0.5]))
+    with pytest.raises(InputError, match="must lie in"):
+        w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([3]), config=CONFIG)
+    with pytest.raises(InputError, match="QuantizedTensor or a PackedOperand"):
+        w4a4_linear(torch.ones(3, 64), torch.ones(8, 64))
+    with pytest.raises(InputError, match="padded"):
+        PackedOperand.from_quantized(golden.quantize(torch.ones(2, 40), "fb32", pad=True))
+    with pytest.raises(InputError, match="nn.Linear"):
+        TritonW4A4Linear.from_float(torch.nn.Conv1d(1, 1, 1), format="fb32")
