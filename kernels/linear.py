@@ -15,6 +15,7 @@ operands, plus that residual step.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,14 +63,26 @@ _KERNELS = _Ops(quantize_activations, w4a4_gemm, residual_rows, w4a4_gemm_scatte
 _TWINS = _Ops(quantize_activations_torch, w4a4_gemm_torch, residual_rows_torch, w4a4_gemm_scatter_add_torch)
 
 
-def _weight_operand(weight) -> PackedOperand:
+#: Packed copies of golden weights, per (id of the QuantizedTensor, device); an entry is dropped
+#: when its QuantizedTensor is garbage-collected. Quantized weights are treated as immutable.
+_PACKED_WEIGHTS: dict[tuple[int, torch.device], PackedOperand] = {}
+
+
+def _weight_operand(weight, device: torch.device) -> PackedOperand:
+    """The weight as a PackedOperand on ``device``; a golden weight is packed and moved once."""
     if isinstance(weight, PackedOperand):
         return weight
-    if isinstance(weight, QuantizedTensor):
-        if weight.codes.dim() != 2:
-            raise InputError(f"the weight must be 2-D (N x K), got shape {tuple(weight.shape)}")
-        return PackedOperand.from_quantized(weight)
-    raise InputError(f"the weight must be a golden QuantizedTensor or a PackedOperand, got {type(weight).__name__}")
+    if not isinstance(weight, QuantizedTensor):
+        raise InputError(f"the weight must be a golden QuantizedTensor or a PackedOperand, got {type(weight).__name__}")
+    if weight.codes.dim() != 2:
+        raise InputError(f"the weight must be 2-D (N x K), got shape {tuple(weight.shape)}")
+    key = (id(weight), torch.device(device))
+    packed = _PACKED_WEIGHTS.get(key)
+    if packed is None:
+        packed = PackedOperand.from_quantized(weight).to(device)
+        _PACKED_WEIGHTS[key] = packed
+        weakref.finalize(weight, _PACKED_WEIGHTS.pop, key, None)
+    return packed
 
 
 def _salient(rows, num_rows: int, device: torch.device) -> torch.Tensor:
@@ -90,12 +103,14 @@ def _mask_rows(candidate_mask, lead, nblocks: int, rows: torch.Tensor):
 
 
 def _linear(ops: _Ops, x, weight, candidate_mask, salient_rows, mode, config: KernelConfig) -> torch.Tensor:
-    w = _weight_operand(weight)
-    if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] != w.length:
-        raise InputError(
-            f"activations of shape {tuple(getattr(x, 'shape', ()))} do not end in the weight's K={w.length}"
-        )
+    if not isinstance(x, torch.Tensor) or x.dim() == 0:
+        raise InputError(f"activations must be a tensor of shape (..., K), got {type(x).__name__}")
+    w = _weight_operand(weight, x.device)
+    if x.shape[-1] != w.unpadded_length:
+        raise InputError(f"activations of shape {tuple(x.shape)} do not end in the weight's K={w.unpadded_length}")
     lead = x.shape[:-1]
+    if w.length != x.shape[-1]:  # a zero-padded weight: pad the activations the same way (golden pad=True)
+        x = torch.nn.functional.pad(x, (0, w.length - x.shape[-1]))
     a = ops.quantize(x, w.format, block=w.block, candidate_mask=candidate_mask, config=config.quantize)
     y = ops.gemm(a, w, mode=mode, config=config.gemm)
     if salient_rows is not None:
@@ -122,7 +137,9 @@ def w4a4_linear(
         x: float16/bfloat16/float32 activations ``(..., K)``, finite, on the weight's CUDA device
             (any device under ``TRITON_INTERPRET=1``).
         weight: the quantized weight ``(N, K)`` in fb32, dialectfp4 or mxfp4 (a golden
-            ``QuantizedTensor``, e.g. MSE-selected, or a ``PackedOperand``).
+            ``QuantizedTensor``, e.g. MSE-selected, or a ``PackedOperand``). A golden weight may be
+            zero-padded (``pad=True``; ``x`` is then padded the same way); it is packed and copied to
+            ``x``'s device on first use and cached while it lives, so it must not be modified.
         candidate_mask: optional boolean SeDA mask broadcastable to ``(..., K // block, D)``
             (LUT formats only); the residual of a salient row reuses its row's mask.
         salient_rows: optional int64 indices into the flattened rows ``x.reshape(-1, K)`` whose
@@ -166,7 +183,9 @@ class TritonW4A4Linear(torch.nn.Module):
         config: KernelConfig = KernelConfig(),
     ) -> None:
         super().__init__()
-        packed = _weight_operand(weight)
+        if isinstance(weight, QuantizedTensor):
+            weight = PackedOperand.from_quantized(weight)
+        packed = _weight_operand(weight, torch.device("cpu"))
         try:
             self.mode = GemmMode(mode)
         except ValueError:
@@ -175,7 +194,8 @@ class TritonW4A4Linear(torch.nn.Module):
             raise InputError(f"bias must be a tensor of shape ({packed.rows},), got {tuple(getattr(bias, 'shape', ()))}")
         self.format = packed.format
         self.block = packed.block
-        self.in_features = packed.length
+        self.logical_length = packed.logical_length
+        self.in_features = packed.unpadded_length
         self.out_features = packed.rows
         self.config = config
         self.register_buffer("codes", packed.codes)
@@ -199,21 +219,18 @@ class TritonW4A4Linear(torch.nn.Module):
         spec = kernel_format(format)
         weight = linear.weight.detach()
         # The golden quantizer runs on the CPU; the packed result moves back to the layer's device.
-        q = quantize(weight.cpu(), spec, block=block, select=weight_selection(spec.name))
-        packed = PackedOperand.from_quantized(q)
-        packed = PackedOperand(
-            format=packed.format,
-            block=packed.block,
-            codes=packed.codes.to(weight.device),
-            exponent=packed.exponent.to(weight.device),
-            dialect=None if packed.dialect is None else packed.dialect.to(weight.device),
-        )
-        return cls(packed, linear.bias, mode=mode, config=config)
+        q = quantize(weight.cpu(), spec, block=block, select=weight_selection(spec.name), pad=True)
+        return cls(PackedOperand.from_quantized(q).to(weight.device), linear.bias, mode=mode, config=config)
 
     @property
     def weight_operand(self) -> PackedOperand:
         return PackedOperand(
-            format=self.format, block=self.block, codes=self.codes, exponent=self.exponent, dialect=self.dialect
+            format=self.format,
+            block=self.block,
+            codes=self.codes,
+            exponent=self.exponent,
+            dialect=self.dialect,
+            logical_length=self.logical_length,
         )
 
     def forward(

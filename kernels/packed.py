@@ -23,7 +23,8 @@ class PackedOperand:
     ``codes``: uint8 ``(R, K // 2)``, element ``2j`` in bits 3..0 and ``2j + 1`` in bits 7..4.
     ``exponent``: uint8 ``(R, K // block)``, the biased shared exponent ``E = e + 127``.
     ``dialect``: uint8 ``(R, K // block)`` dialect ids (dialect formats), ``None`` for MXFP4.
-    All three live on the same device and are contiguous.
+    All three live on the same device and are contiguous. ``logical_length`` is the row length
+    before zero padding to whole blocks (``golden.quantize(..., pad=True)``); ``None`` means K.
     """
 
     format: str
@@ -31,6 +32,7 @@ class PackedOperand:
     codes: torch.Tensor
     exponent: torch.Tensor
     dialect: torch.Tensor | None
+    logical_length: int | None = None
 
     def __post_init__(self) -> None:
         spec = kernel_format(self.format)
@@ -60,6 +62,10 @@ class PackedOperand:
                 raise InputError(f"{name} must be contiguous")
         if not self.codes.is_contiguous():
             raise InputError("packed codes must be contiguous")
+        if self.logical_length is not None and not self.length - self.block < self.logical_length <= self.length:
+            raise InputError(
+                f"logical length {self.logical_length} does not zero-pad to {self.length} values in blocks of {self.block}"
+            )
 
     @property
     def spec(self) -> FormatSpec:
@@ -75,6 +81,11 @@ class PackedOperand:
         return 2 * self.codes.shape[1]
 
     @property
+    def unpadded_length(self) -> int:
+        """K before zero padding: the length of the rows the operand stands for."""
+        return self.length if self.logical_length is None else self.logical_length
+
+    @property
     def num_blocks(self) -> int:
         return self.length // self.block
 
@@ -88,18 +99,26 @@ class PackedOperand:
         if not isinstance(q, QuantizedTensor):
             raise InputError(f"expected a golden QuantizedTensor, got {type(q).__name__}")
         spec = kernel_format(q.format)
-        if q.length != q.codes.shape[-1]:
-            raise InputError(
-                f"the tensor was zero-padded from K={q.length} to {q.codes.shape[-1]}; the kernels need K "
-                f"divisible by the block size {q.block}"
-            )
         nblocks = q.num_blocks
+        width = q.codes.shape[-1]
         return cls(
             format=spec.name,
             block=q.block,
-            codes=pack_codes(q.codes.reshape(-1, q.length)).contiguous(),
+            codes=pack_codes(q.codes.reshape(-1, width)).contiguous(),
             exponent=q.exponent.reshape(-1, nblocks).contiguous(),
             dialect=None if q.dialect is None else q.dialect.reshape(-1, nblocks).contiguous(),
+            logical_length=None if q.length == width else q.length,
+        )
+
+    def to(self, device: torch.device | str) -> PackedOperand:
+        """The same operand on ``device``."""
+        return PackedOperand(
+            format=self.format,
+            block=self.block,
+            codes=self.codes.to(device),
+            exponent=self.exponent.to(device),
+            dialect=None if self.dialect is None else self.dialect.to(device),
+            logical_length=self.logical_length,
         )
 
     def to_quantized(self) -> QuantizedTensor:
@@ -107,7 +126,7 @@ class PackedOperand:
         return QuantizedTensor(
             format=self.format,
             block=self.block,
-            length=self.length,
+            length=self.unpadded_length,
             codes=unpack_codes(self.codes),
             exponent=self.exponent,
             dialect=self.dialect,
@@ -121,4 +140,5 @@ class PackedOperand:
             codes=self.codes[rows].contiguous(),
             exponent=self.exponent[rows].contiguous(),
             dialect=None if self.dialect is None else self.dialect[rows].contiguous(),
+            logical_length=self.logical_length,
         )

@@ -189,7 +189,7 @@ def _prepare(x, format, block, candidate_mask):
     check_finite(x2d.reshape(x2d.shape[0], nblocks, block))
     mask = None
     if candidate_mask is not None:
-        mask = _prepare_mask(candidate_mask, spec, rule, x.shape[:-1], nblocks)
+        mask = _prepare_mask(candidate_mask, spec, rule, x.shape[:-1], nblocks).to(x2d.device)
     return spec, rule, block, x2d, mask
 
 

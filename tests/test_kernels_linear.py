@@ -24,20 +24,20 @@ CONFIG = kernels_interpret.SMALL
 def golden_linear(x, w_q, *, mask=None, rows=None):
     """The golden integer path with activation decomposition (ALGORITHMS.md 2.3)."""
     x2 = x.reshape(-1, x.shape[-1])
-    nblocks = x2.shape[1] // w_q.block
+    nblocks = w_q.num_blocks
     m2 = None if mask is None else torch.broadcast_to(mask, (*x.shape[:-1], nblocks, mask.shape[-1])).reshape(-1, nblocks, mask.shape[-1])
-    q1 = golden.quantize(x2, w_q.format, block=w_q.block, mask=m2)
+    q1 = golden.quantize(x2, w_q.format, block=w_q.block, mask=m2, pad=True)
     y = golden.quantized_matmul(q1, w_q)
     if rows is not None:
         residual = x2[rows].float() - q1.dequantize()[rows]
-        q2 = golden.quantize(residual, w_q.format, block=w_q.block, mask=None if m2 is None else m2[rows])
+        q2 = golden.quantize(residual, w_q.format, block=w_q.block, mask=None if m2 is None else m2[rows], pad=True)
         y[rows] = y[rows] + golden.quantized_matmul(q2, w_q)
     return y.reshape(*x.shape[:-1], -1)
 
 
 def weight(format, n, k, seed):
     g = torch.Generator().manual_seed(seed)
-    return golden.quantize(torch.randn(n, k, generator=g), format, select=golden.weight_selection(format))
+    return golden.quantize(torch.randn(n, k, generator=g), format, select=golden.weight_selection(format), pad=True)
 
 
 @pytest.mark.parametrize("format", ["fb32", "dialectfp4", "mxfp4"])
@@ -51,6 +51,27 @@ def test_exact_linear_with_salient_rows_is_bit_identical(format):
     y = w4a4_linear(x, w_q, candidate_mask=mask, salient_rows=rows, config=CONFIG)
     assert torch.equal(y, gold)
     assert torch.equal(w4a4_linear_torch(x, w_q, candidate_mask=mask, salient_rows=rows, config=CONFIG), gold)
+
+
+def test_zero_padded_weight_pads_the_activations_like_golden():
+    """K = 80 is not a multiple of 32: golden.quantize(pad=True) semantics, as the model quantizer uses."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(9, 80, generator=g)
+    w_q = weight("fb32", 20, 80, seed=12)
+    rows = torch.tensor([1, 4, 8])
+    mask = golden.FB32.family_mask(0)[None, None, :].expand(9, 1, 32)
+    gold = golden_linear(x, w_q, mask=mask, rows=rows)
+    assert torch.equal(w4a4_linear(x, w_q, candidate_mask=mask, salient_rows=rows, config=CONFIG), gold)
+    module = TritonW4A4Linear(w_q, config=CONFIG)
+    assert module.in_features == 80 and torch.equal(module(x), golden_linear(x, w_q))
+
+
+def test_empty_salient_rows_change_nothing():
+    g = torch.Generator().manual_seed(13)
+    x = torch.randn(6, 64, generator=g)
+    w_q = weight("mxfp4", 16, 64, seed=14)
+    plain = w4a4_linear(x, w_q, config=CONFIG)
+    assert torch.equal(w4a4_linear(x, w_q, salient_rows=torch.zeros(0, dtype=torch.int64), config=CONFIG), plain)
 
 
 def test_salient_rows_reduce_the_error_of_those_rows():
@@ -120,7 +141,8 @@ def test_errors_are_one_sentence():
         w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([3]), config=CONFIG)
     with pytest.raises(InputError, match="QuantizedTensor or a PackedOperand"):
         w4a4_linear(torch.ones(3, 64), torch.ones(8, 64))
-    with pytest.raises(InputError, match="padded"):
-        PackedOperand.from_quantized(golden.quantize(torch.ones(2, 40), "fb32", pad=True))
+    with pytest.raises(InputError, match="does not zero-pad"):
+        PackedOperand(format="fb32", block=32, codes=w_q.codes.new_zeros(2, 32), exponent=w_q.exponent.new_zeros(2, 2),
+                      dialect=w_q.exponent.new_zeros(2, 2), logical_length=20)  # fmt: skip
     with pytest.raises(InputError, match="nn.Linear"):
         TritonW4A4Linear.from_float(torch.nn.Conv1d(1, 1, 1), format="fb32")
