@@ -6,7 +6,7 @@ salient rows ``S`` (indices into the ``M`` rows) and an optional per-row candida
     Q1 = Q(X; mask)                       LUT selection restricted by the mask (SeDA), else the
                                           format's activation rule
     R  = X_S - deq(Q1_S)                  float32 residual of the salient rows
-    Q2 = Q(R)                             same format and selection, no mask
+    Q2 = Q(R)                             same format, selection and row mask
     Y  = Q1 W  ;  Y[S] = Y[S] + Q2 W      one extra GEMM over |S| rows
     out = Y + bias                        float32, then cast to the input dtype
 
@@ -91,7 +91,10 @@ def quantize_activation(x: torch.Tensor, config: QuantConfig, plan: ActivationPl
     if rows is None or rows.numel() == 0:
         return DecomposedActivation(main=main)
     residual = x[rows].to(torch.float32) - main.dequantize()[rows]
-    second = quantize(residual, config.format, block=config.block, select=config.activation_select, pad=True)
+    residual_mask = None if mask is None else mask[rows]  # a salient row's residual keeps its row's mask
+    second = quantize(
+        residual, config.format, block=config.block, select=config.activation_select, mask=residual_mask, pad=True
+    )
     return DecomposedActivation(main=main, residual=second, salient_rows=rows)
 
 
@@ -245,6 +248,5 @@ class QuantizedLinear(nn.Module):
             from kernels import w4a4_linear
         except ImportError as err:
             raise FormatError(f"Backend.TRITON needs kernels.w4a4_linear, which is not importable ({err})") from None
-        return w4a4_linear(
-            rows, self.weight_q, candidate_mask=plan.candidate_mask, salient_rows=plan.salient_rows, mode="exact"
-        )
+        mask = None if plan.candidate_mask is None else plan.candidate_mask[:, None, :]
+        return w4a4_linear(rows, self.weight_q, candidate_mask=mask, salient_rows=plan.salient_rows, mode="exact")
