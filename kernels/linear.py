@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from golden.blocks import InputError
-from golden.formats import FormatSpec
+from golden.formats import FormatSpec, Selection
 from golden.matmul import weight_selection
 from golden.quantize import QuantizedTensor, quantize
 
@@ -102,7 +102,7 @@ def _mask_rows(candidate_mask, lead, nblocks: int, rows: torch.Tensor):
     return full[rows.to(full.device)]
 
 
-def _linear(ops: _Ops, x, weight, candidate_mask, salient_rows, mode, config: KernelConfig) -> torch.Tensor:
+def _linear(ops: _Ops, x, weight, select, candidate_mask, salient_rows, mode, config: KernelConfig) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.dim() == 0:
         raise InputError(f"activations must be a tensor of shape (..., K), got {type(x).__name__}")
     w = _weight_operand(weight, x.device)
@@ -111,13 +111,13 @@ def _linear(ops: _Ops, x, weight, candidate_mask, salient_rows, mode, config: Ke
     lead = x.shape[:-1]
     if w.length != x.shape[-1]:  # a zero-padded weight: pad the activations the same way (golden pad=True)
         x = torch.nn.functional.pad(x, (0, w.length - x.shape[-1]))
-    a = ops.quantize(x, w.format, block=w.block, candidate_mask=candidate_mask, config=config.quantize)
+    a = ops.quantize(x, w.format, block=w.block, select=select, candidate_mask=candidate_mask, config=config.quantize)
     y = ops.gemm(a, w, mode=mode, config=config.gemm)
     if salient_rows is not None:
         rows = _salient(salient_rows, a.rows, a.device)
         residual = ops.residual(x, a, rows, config=config.residual)
         mask = _mask_rows(candidate_mask, lead, a.num_blocks, rows)
-        a2 = ops.quantize(residual, w.format, block=w.block, candidate_mask=mask, config=config.quantize)
+        a2 = ops.quantize(residual, w.format, block=w.block, select=select, candidate_mask=mask, config=config.quantize)
         ops.scatter_add(a2, w, y, rows, mode=mode, config=config.gemm)
     return y.reshape(*lead, w.rows)
 
@@ -129,6 +129,7 @@ def w4a4_linear(
     candidate_mask: torch.Tensor | None = None,
     salient_rows: torch.Tensor | None = None,
     mode: GemmMode | str = GemmMode.EXACT,
+    select: Selection | str | None = None,
     config: KernelConfig = KernelConfig(),
 ) -> torch.Tensor:
     """``x @ W.T`` with both operands in W's 4-bit format, on the Triton kernels.
@@ -145,12 +146,13 @@ def w4a4_linear(
         salient_rows: optional int64 indices into the flattened rows ``x.reshape(-1, K)`` whose
             quantization residual is quantized again and added (activation decomposition).
         mode: ``"exact"`` (bit-identical to the golden integer path) or ``"fast"``.
+        select: activation dialect selection, LUT or two-stage (dialectfp4); default the format's.
         config: launch shapes.
 
     Returns:
         float32 ``(..., N)``.
     """
-    return _linear(_KERNELS, x, weight, candidate_mask, salient_rows, mode, config)
+    return _linear(_KERNELS, x, weight, select, candidate_mask, salient_rows, mode, config)
 
 
 def w4a4_linear_torch(
@@ -160,10 +162,11 @@ def w4a4_linear_torch(
     candidate_mask: torch.Tensor | None = None,
     salient_rows: torch.Tensor | None = None,
     mode: GemmMode | str = GemmMode.EXACT,
+    select: Selection | str | None = None,
     config: KernelConfig = KernelConfig(),
 ) -> torch.Tensor:
     """Pure-PyTorch twin of ``w4a4_linear``, built from the twins of its three kernels."""
-    return _linear(_TWINS, x, weight, candidate_mask, salient_rows, mode, config)
+    return _linear(_TWINS, x, weight, select, candidate_mask, salient_rows, mode, config)
 
 
 class TritonW4A4Linear(torch.nn.Module):

@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from golden.blocks import InputError, check_finite
-from golden.formats import CODE_BITS, EXPONENT_BIAS, NUM_UCODES, FormatError, FormatSpec
+from golden.formats import CODE_BITS, EXPONENT_BIAS, NUM_UCODES, FormatError, FormatSpec, Selection
 
 from .launch import LAUNCH_OPTIONS, check_runnable
 from .packed import PackedOperand
@@ -170,11 +170,11 @@ def _quantize_rows_kernel(
     tl.store(exponent_ptr + rows64 * stride_meta + block, (e + _EXP_BIAS).to(tl.uint8), mask=row_ok)
 
 
-def _prepare(x, format, block, candidate_mask):
+def _prepare(x, format, block, select, candidate_mask):
     """Validate the public arguments; returns (spec, rule, block, x2d, mask3d or None)."""
     spec = kernel_format(format)
     block = spec.check_block(block)
-    rule = activation_rule(spec)
+    rule = activation_rule(spec, select)
     if not isinstance(x, torch.Tensor):
         raise InputError(f"activations must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in KERNEL_DTYPES:
@@ -219,6 +219,7 @@ def quantize_activations(
     format: str | FormatSpec,
     *,
     block: int | None = None,
+    select: Selection | str | None = None,
     candidate_mask: torch.Tensor | None = None,
     config: QuantizeConfig = QuantizeConfig(),
 ) -> PackedOperand:
@@ -229,6 +230,7 @@ def quantize_activations(
             (any device under ``TRITON_INTERPRET=1``).
         format: ``"fb32"`` (LUT selection), ``"dialectfp4"`` (two-stage selection) or ``"mxfp4"``.
         block: block size (default the format's).
+        select: dialect selection, LUT or two-stage (dialectfp4 only); default the format's.
         candidate_mask: optional boolean mask broadcastable to ``(..., K // block, D)`` restricting
             each block's LUT selection (SeDA); LUT formats only.
         config: rows per program and warps.
@@ -236,7 +238,7 @@ def quantize_activations(
     Returns:
         ``PackedOperand`` with ``prod(x.shape[:-1])`` rows, bit-identical to ``golden.quantize``.
     """
-    spec, rule, block, x2d, mask = _prepare(x, format, block, candidate_mask)
+    spec, rule, block, x2d, mask = _prepare(x, format, block, select, candidate_mask)
     check_runnable("activations", x2d)
     rows, length = x2d.shape
     nblocks = length // block
@@ -276,6 +278,7 @@ def quantize_activations_torch(
     format: str | FormatSpec,
     *,
     block: int | None = None,
+    select: Selection | str | None = None,
     candidate_mask: torch.Tensor | None = None,
     config: QuantizeConfig = QuantizeConfig(),
 ) -> PackedOperand:
@@ -283,7 +286,7 @@ def quantize_activations_torch(
 
     ``config`` is accepted for signature parity and ignored.
     """
-    spec, rule, block, x2d, mask = _prepare(x, format, block, candidate_mask)
+    spec, rule, block, x2d, mask = _prepare(x, format, block, select, candidate_mask)
     rows, length = x2d.shape
     tables = format_tables(spec.name, x2d.device)
     bits = x2d.to(torch.float32).contiguous().view(torch.int32).reshape(rows, -1, block)

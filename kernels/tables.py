@@ -74,11 +74,14 @@ def kernel_format(format: str | FormatSpec) -> FormatSpec:
     return spec
 
 
-def activation_rule(spec: FormatSpec) -> ActivationRule:
-    """The activation rule of a format: its default selection for dialect formats, else MXFP4."""
+def activation_rule(spec: FormatSpec, select: Selection | str | None = None) -> ActivationRule:
+    """The kernel rule for ``select`` (default: the format's activation selection; MXFP4 has none)."""
+    select = spec.check_select(select)
     if spec.kind is FormatKind.MXFP4:
         return ActivationRule.MXFP4
-    return ActivationRule.TWO_STAGE if spec.default_select is Selection.TWO_STAGE else ActivationRule.LUT
+    if select is Selection.MSE:
+        raise FormatError("the activation kernel implements LUT and two-stage selection; MSE is an offline weight rule")
+    return ActivationRule.TWO_STAGE if select is Selection.TWO_STAGE else ActivationRule.LUT
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ CONFIG = kernels_interpret.SMALL.quantize
 CASES = [("fb32", 16), ("fb32", 32), ("fb32", 64), ("dialectfp4", 16), ("dialectfp4", 32), ("dialectfp4", 64), ("mxfp4", 32)]
 
 
-def check_quantize(x, format, block=None, mask=None):
+def check_quantize(x, format, block=None, mask=None, select=None):
     """Kernel, twin and golden agree on every packed field."""
-    kernel = quantize_activations(x, format, block=block, candidate_mask=mask, config=CONFIG)
-    twin = quantize_activations_torch(x, format, block=block, candidate_mask=mask, config=CONFIG)
-    q = golden.quantize(x, format, block=block, mask=None if mask is None else mask)
+    kernel = quantize_activations(x, format, block=block, select=select, candidate_mask=mask, config=CONFIG)
+    twin = quantize_activations_torch(x, format, block=block, select=select, candidate_mask=mask, config=CONFIG)
+    q = golden.quantize(x, format, block=block, select=select, mask=mask)
     gold = PackedOperand.from_quantized(q)
     for name in ("codes", "exponent", "dialect"):
         k, t, g = getattr(kernel, name), getattr(twin, name), getattr(gold, name)
@@ -90,6 +90,12 @@ def test_family_masks_pick_levels_within_the_family():
         assert (kernel.dialect.long() // golden.FB32.family_size == family).all()
 
 
+def test_lut_selection_on_dialectfp4_with_a_mask():
+    mask = torch.zeros(16, dtype=torch.bool)
+    mask[8:] = True
+    check_quantize(wide_range_rows(10, 64, seed=7), "dialectfp4", select="lut", mask=mask)
+
+
 def test_worked_example():
     """NUMERICS.md section 7: dialect 9 and the published codes."""
     block = torch.tensor([
@@ -115,8 +121,10 @@ def test_worked_example():
          FormatError, "no dialect"),  # fmt: skip
         (lambda: quantize_activations(torch.ones(2, 32), "fb32", candidate_mask=torch.ones(16, dtype=torch.bool)),
          FormatError, "last axis 32"),  # fmt: skip
+        (lambda: quantize_activations(torch.ones(2, 32), "fb32", select="mse"), FormatError, "offline weight rule"),
+        (lambda: quantize_activations(torch.ones(2, 32), "fb32", select="two-stage"), FormatError, "dialectfp4 only"),
     ],
-    ids=["ragged-k", "float64", "nan", "nvfp4", "mask-two-stage", "empty-mask", "mask-width"],
+    ids=["ragged-k", "float64", "nan", "nvfp4", "mask-two-stage", "empty-mask", "mask-width", "mse", "two-stage-fb32"],
 )
 def test_errors_are_one_sentence(call, error, match):
     with pytest.raises(error, match=match):
