@@ -88,6 +88,11 @@ def install(
             else:
                 if name not in weights:
                     raise FormatError(f"no quantized weight for layer {name!r}")
+                if tuple(weights[name].shape) != tuple(linear.weight.shape):
+                    raise FormatError(
+                        f"layer {name!r} has a quantized weight of shape {weights[name].shape}, the model's "
+                        f"linear needs {tuple(linear.weight.shape)}"
+                    )
                 layer = QuantizedLinear(
                     name=name, weight_q=weights[name], bias=linear.bias, config=config, role=role,
                     block_state=block_state,
