@@ -16,6 +16,7 @@ from .config import (
     UnitKind,
     config_from_json,
 )
+from .common import UnitTiming
 from .decoder import MultiFormatDecoder
 from .front_end import BlockFrontEnd
 from .mac_array import MACArray
@@ -30,13 +31,21 @@ _UNITS = {
 }
 
 
-def build_unit(config: UnitConfig):
-    """The Amaranth component for ``config`` (a fresh instance each call)."""
+def unit_class(config: UnitConfig) -> type:
     try:
-        cls = _UNITS[type(config)]
+        return _UNITS[type(config)]
     except KeyError:
         raise ConfigError(f"no hardware unit for configuration {config!r}") from None
-    return cls(config)
+
+
+def build_unit(config: UnitConfig):
+    """The Amaranth component for ``config`` (a fresh instance each call)."""
+    return unit_class(config)(config)
+
+
+def unit_timing(config: UnitConfig) -> UnitTiming:
+    """Documented latency and initiation interval of the unit ``config`` describes."""
+    return unit_class(config).timing(config)
 
 
 __all__ = [
@@ -55,6 +64,9 @@ __all__ = [
     "TwoStageSelector",
     "UnitConfig",
     "UnitKind",
+    "UnitTiming",
     "build_unit",
     "config_from_json",
+    "unit_class",
+    "unit_timing",
 ]

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from amaranth.hdl import Module, Signal, Value, unsigned
 from amaranth.lib.memory import Memory
 
-__all__ = ["Rom", "named", "register_stage", "tree_reduce"]
+__all__ = ["Rom", "UnitTiming", "named", "register_stage", "tree_reduce"]
+
+
+@dataclass(frozen=True)
+class UnitTiming:
+    """Cycles from an input handshake (the last beat of a job) to its output beat being valid, without
+    back-pressure, and cycles between accepted input beats at full rate."""
+
+    latency: int
+    initiation_interval: int
 
 
 class Rom:

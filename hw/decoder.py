@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import CODE_BITS, MAGNITUDE_CODES
 
-from .common import Rom, register_stage
+from .common import Rom, UnitTiming, register_stage
 from .config import DecoderConfig
 from .layouts import MAGNITUDE_BITS, decoder_in_layout, decoder_out_layout
 
@@ -29,6 +29,10 @@ class MultiFormatDecoder(wiring.Component):
 
     LATENCY = 1
     INITIATION_INTERVAL = 1
+
+    @classmethod
+    def timing(cls, config) -> UnitTiming:
+        return UnitTiming(cls.LATENCY, cls.INITIATION_INTERVAL)
 
     def __init__(self, config: DecoderConfig) -> None:
         if not isinstance(config, DecoderConfig):
@@ -67,6 +71,8 @@ class MultiFormatDecoder(wiring.Component):
                 for f, read in enumerate(reads):
                     with m.Case(f):
                         m.d.comb += magnitude.eq(read)
+                with m.Default():  # a format number past the end of `books`
+                    m.d.comb += magnitude.eq(0)
             m.d.comb += [out[lane].magnitude.eq(magnitude), out[lane].sign.eq(code[CODE_BITS - 1])]
         register_stage(m, self.i, self.o, out)
         return m

@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import EXPONENT_BIAS, EXPONENT_BITS, NUM_UCODES, UCODE_BITS
 
-from .common import register_stage, tree_reduce
+from .common import UnitTiming, register_stage, tree_reduce
 from .config import FrontEndConfig
 from .layouts import BF16_BITS, front_end_in_layout, front_end_out_layout
 
@@ -45,6 +45,10 @@ class BlockFrontEnd(wiring.Component):
 
     LATENCY = 1
     INITIATION_INTERVAL = 1
+
+    @classmethod
+    def timing(cls, config) -> UnitTiming:
+        return UnitTiming(cls.LATENCY, cls.INITIATION_INTERVAL)
 
     def __init__(self, config: FrontEndConfig) -> None:
         if not isinstance(config, FrontEndConfig):

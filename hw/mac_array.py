@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import EXPONENT_BIAS, EXPONENT_BITS, MAX_HALF_UNITS
 
-from .common import tree_reduce
+from .common import UnitTiming, tree_reduce
 from .config import MACArrayConfig
 from .float32 import add_binary32, term_to_binary32
 from .layouts import FLOAT32_BITS, mac_in_layout, mac_out_layout
@@ -42,6 +42,10 @@ class MACArray(wiring.Component):
 
     LATENCY = 3
     INITIATION_INTERVAL = 1
+
+    @classmethod
+    def timing(cls, config) -> UnitTiming:
+        return UnitTiming(cls.LATENCY, cls.INITIATION_INTERVAL)
 
     def __init__(self, config: MACArrayConfig) -> None:
         if not isinstance(config, MACArrayConfig):

@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import MAGNITUDE_CODES, NUM_UCODES, Formatbook
 
-from .common import Rom, tree_reduce
+from .common import Rom, UnitTiming, tree_reduce
 from .config import DSUConfig, TwoStageConfig
 from .layouts import selector_in_layout, selector_out_layout
 
@@ -61,18 +61,26 @@ class _Selector(wiring.Component):
             }
         )
 
+    @staticmethod
+    def passes_of(config) -> int:
+        return config.passes if isinstance(config, DSUConfig) else 1
+
+    @classmethod
+    def timing(cls, config) -> UnitTiming:
+        passes = cls.passes_of(config)
+        return UnitTiming(latency=passes + 1, initiation_interval=passes)
+
     @property
     def passes(self) -> int:
-        return 1
+        return self.passes_of(self.config)
 
     @property
     def latency(self) -> int:
-        """Cycles from an input handshake to the output valid, without back-pressure."""
-        return self.passes + 1
+        return self.timing(self.config).latency
 
     @property
     def initiation_interval(self) -> int:
-        return self.passes
+        return self.timing(self.config).initiation_interval
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -121,10 +129,6 @@ class DialectSelectUnit(_Selector):
         if not isinstance(config, DSUConfig):
             raise TypeError(f"DialectSelectUnit needs a DSUConfig, got {config!r}")
         super().__init__(config)
-
-    @property
-    def passes(self) -> int:
-        return self.config.passes
 
     def choose(self, m, held, held_valid, step, last_pass, dialect) -> None:
         config = self.config

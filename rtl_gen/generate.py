@@ -34,6 +34,11 @@ DEFAULT_CONFIGS: tuple[UnitConfig, ...] = (
 
 #: Verilator ``-Wall`` warnings waived for Amaranth-generated Verilog, with the reason for each.
 LINT_WAIVERS: dict[str, str] = {
+    "WIDTHEXPAND": "Amaranth relies on Verilog's implicit zero/sign extension of narrower operands "
+    "(e.g. comparing a 5-bit code with a 6-bit constant); the widths are Amaranth's own, checked by its "
+    "type system (HARDWARE.md section 4).",
+    "WIDTHTRUNC": "Amaranth assigns wider expressions to narrower signals (adder trees, shifts) and relies "
+    "on Verilog truncation, which is exactly Amaranth's `.eq()` semantics.",
     "UNUSEDSIGNAL": "Amaranth keeps full-width intermediate wires (adder trees, struct slices) of which "
     "only some bits are read, plus its own `dump_module` marker register.",
     "PROCASSINIT": "Amaranth declares registers with their reset value (`reg x = init;`) and also drives "

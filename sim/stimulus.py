@@ -222,7 +222,20 @@ def _quantized(codes, dialect, exponent, block) -> golden.QuantizedTensor:
     )
 
 
-MAC_MODES = ("normal", "wide", "subnormal", "tie", "cancel", "mxfp4-real")
+MAC_MODES = ("normal", "wide", "subnormal", "tie", "cancel", "real-quantized")
+
+
+def _real_pair(x: torch.Tensor, rows: int, block: int):
+    """Golden-quantized (a, w) rows of ``x``: MXFP4 for blocks of 32, FB32 (LUT) otherwise."""
+    fmt = "mxfp4" if block == golden.get_format("mxfp4").default_block else "fb32"
+    q = golden.quantize(x, fmt, block=block)
+    split = {}
+    for name, part in (("a", slice(0, rows)), ("w", slice(rows, None))):
+        split[name] = golden.QuantizedTensor(
+            format=fmt, block=block, length=x.shape[-1], codes=q.codes[part], exponent=q.exponent[part],
+            dialect=None if q.dialect is None else q.dialect[part],
+        )
+    return split["a"], split["w"]
 
 
 def mac_jobs(rng: np.random.Generator, config: MACArrayConfig, n_jobs: int, mode: str):
@@ -231,18 +244,16 @@ def mac_jobs(rng: np.random.Generator, config: MACArrayConfig, n_jobs: int, mode
     Modes: ``normal`` (exponents near the bias), ``wide`` (any exponent byte: zeros, overflow to
     inf), ``subnormal`` (products around binary32's subnormal range), ``tie`` (a second block that
     lands exactly halfway between two binary32 values), ``cancel`` (a block and its negation),
-    ``mxfp4-real`` (golden-quantized MXFP4 tensors of random data).
+    ``real-quantized`` (golden-quantized MXFP4 / FB32 tensors of random data).
     """
     rows, cols, block = config.rows, config.cols, config.block
     jobs = []
     for _ in range(n_jobs):
-        if mode == "mxfp4-real":
+        if mode == "real-quantized":
             k = block * int(rng.integers(1, 5))
             x = torch.from_numpy(rng.standard_normal((rows + cols, k)).astype(np.float32))
-            q = golden.quantize(x * float(np.exp2(rng.integers(-30, 30))), "mxfp4")
-            a = golden.QuantizedTensor(format="mxfp4", block=block, length=k, codes=q.codes[:rows], exponent=q.exponent[:rows])
-            w = golden.QuantizedTensor(format="mxfp4", block=block, length=k, codes=q.codes[rows:], exponent=q.exponent[rows:])
-            jobs.append((a, w))
+            x = x * float(np.exp2(rng.integers(-30, 30)))
+            jobs.append(_real_pair(x, rows, block))
             continue
         nblocks = int(rng.integers(1, 6)) if mode not in ("tie", "cancel") else 2 + int(mode == "cancel" and rng.integers(0, 2))
         shape_a, shape_w = (rows, nblocks), (cols, nblocks)

@@ -1,0 +1,90 @@
+"""Amaranth Python-simulator tests of every unit: bit-exact against golden, latency and II asserted.
+
+Small configurations and batches (the Verilator runs in ``test_sim_units.py`` do the big sweeps);
+stimulus and scoreboard are shared with cocotb through ``sim.cases``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from hw import Book, ConfigError, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig, UnitTiming, build_unit, unit_timing
+from hw.config import config_from_json
+from sim.amaranth_bench import run_stream
+from sim.cases import unit_case
+
+#: (config, beats) pairs: every unit, both formatbooks, full and partial DSU parallelism.
+CONFIGS = [
+    (FrontEndConfig(block=32), 60),
+    (FrontEndConfig(block=16), 30),
+    (DSUConfig(book=Book.FB32, block=16), 120),
+    (DSUConfig(book=Book.FB32, block=32, dialects_per_cycle=8), 120),
+    (DSUConfig(book=Book.DIALECTFP4_16, block=32), 150),
+    (DSUConfig(book=Book.DIALECTFP4_16, block=16, dialects_per_cycle=1), 80),
+    (TwoStageConfig(block=32), 150),
+    (TwoStageConfig(block=64), 60),
+    (DecoderConfig(lanes=3), 0),
+    (DecoderConfig(books=(Book.E2M1,), lanes=8), 0),
+    (MACArrayConfig(rows=1, cols=2, block=16), 30),
+    (MACArrayConfig(rows=2, cols=1, block=32), 18),
+]
+
+
+def check_unit(config, beats, *, seed=0, valid=None, ready=None):
+    case = unit_case(config)
+    batch = case.stimulus(np.random.default_rng(seed), beats)
+    run = run_stream(build_unit(config), batch.payloads, valid=valid, ready=ready,
+                     expected_outputs=batch.expected_outputs)
+    report = case.check(batch, run.outputs)
+    assert not report, "\n".join(report)
+    return case, batch, run
+
+
+@pytest.mark.parametrize("config,beats", CONFIGS, ids=[c.name for c, _ in CONFIGS])
+def test_bit_exact_under_backpressure(config, beats):
+    rng = np.random.default_rng(7)
+    check_unit(config, beats, valid=iter((rng.random(10**6) < 0.8).tolist()),
+               ready=itertools.cycle([1, 1, 0, 1, 0, 0, 1]))
+
+
+@pytest.mark.parametrize("config,beats", CONFIGS, ids=[c.name for c, _ in CONFIGS])
+def test_latency_and_initiation_interval(config, beats):
+    case, batch, run = check_unit(config, min(beats, 16) or 16)
+    last_beats = [b - 1 for b in batch.first_beats[1:]] + [len(batch.payloads) - 1]
+    latencies = {run.out_cycles[j] - run.in_cycles[b] for j, b in enumerate(last_beats)}
+    assert latencies == {case.latency}
+    assert set(np.diff(run.in_cycles).tolist()) == {case.initiation_interval}
+
+
+def test_dsu_full_parallelism_takes_one_block_per_cycle():
+    assert unit_timing(DSUConfig(book=Book.FB32)) == UnitTiming(latency=2, initiation_interval=1)
+    assert unit_timing(DSUConfig(book=Book.FB32, dialects_per_cycle=4)) == UnitTiming(latency=9, initiation_interval=8)
+
+
+def test_config_json_round_trip():
+    for config, _ in CONFIGS:
+        assert config_from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: DSUConfig(dialects_per_cycle=5), "must divide the 32 dialects"),
+        (lambda: DSUConfig(book=Book.E2M1), "FB32 or DialectFP4-16"),
+        (lambda: FrontEndConfig(block=24), "block size must be one of"),
+        (lambda: MACArrayConfig(rows=0), "rows must be a positive integer, got 0"),
+        (lambda: DecoderConfig(books=(Book.E2M1, Book.E2M1)), "must not repeat"),
+        (lambda: DecoderConfig(lanes=-1), "lanes must be a positive integer"),
+    ],
+)
+def test_config_errors_name_the_bad_value(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_configs_are_keyword_only():
+    with pytest.raises(TypeError):
+        DSUConfig(Book.FB32)  # noqa
