@@ -1,0 +1,44 @@
+"""`sdialect bench model` writes its JSON and rejects bad arguments with exit status 2."""
+
+import json
+
+import pytest
+import torch
+
+from sdialect.cli import main as sdialect
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP
+    spinning makes them orders of magnitude slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_bench_model_reports_quantization_cost_and_step_ratio(tmp_path):
+    out = tmp_path / "model.json"
+    assert sdialect(["bench", "model", "--arch", "wan", "--steps", "2", "--latent", "2", "8", "8", "-o", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["architecture"] == "wan" and result["config"]["seda"] is not None
+    assert result["quantize"]["wall_time_s"] > 0 and result["quantize"]["quantized_layers"] == 20
+    assert result["quantize"]["quantized_weight_bytes"] < result["quantize"]["float_parameter_bytes"]
+    assert len(result["per_step_s"]["float"]) == len(result["per_step_s"]["quantized"]) == 2
+    ratio = result["mean_step_s"]["quantized"] / result["mean_step_s"]["float"]
+    assert result["ratio_quantized_over_float"] == pytest.approx(ratio)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--arch", "unet"], "unknown architecture"),
+        (["--steps", "0"], "must be positive"),
+        (["-o", "out.txt"], "must end in .json"),
+    ],
+)
+def test_bench_model_rejects_bad_arguments(tmp_path, capsys, argv, message):
+    assert sdialect(["bench", "model", *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
