@@ -57,7 +57,8 @@ def _gemm(name, block, tile_blocks, fast, has_dialect, scatter):
         "a_codes_ptr": "*u8", "a_exponent_ptr": "*u8", "a_dialect_ptr": "*u8", "stride_a_codes": "i32",
         "stride_a_meta": "i32", "w_codes_ptr": "*u8", "w_exponent_ptr": "*u8", "w_dialect_ptr": "*u8",
         "stride_w_codes": "i32", "stride_w_meta": "i32", "decode_ptr": "*i8", "out_ptr": "*fp32",
-        "stride_out": "i32", "out_rows_ptr": "*i64", "num_rows": "i32", "num_cols": "i32", "num_blocks": "i32",
+        "stride_out": "i32", "out_rows_ptr": "*i64",
+        "num_rows": "i32", "num_cols": "i32", "num_blocks": "i32",
     }  # fmt: skip
     constexprs = {
         "BLOCK": block, "BLOCK_M": 64, "BLOCK_N": 64, "TILE_BLOCKS": tile_blocks,
@@ -100,7 +101,8 @@ def compile_all(target: GPUTarget = HOPPER) -> dict[str, object]:
         raise RuntimeError("ahead-of-time compilation needs the real compiler; unset TRITON_INTERPRET")
     compiled = {}
     for spec in specializations():
-        source = ASTSource(fn=spec.kernel, signature={**spec.signature, **dict.fromkeys(spec.constexprs, "constexpr")},
+        signature = {**spec.signature, **dict.fromkeys(spec.constexprs, "constexpr")}
+        source = ASTSource(fn=spec.kernel, signature=signature,
                            constexprs=spec.constexprs)  # fmt: skip
         compiled[spec.name] = triton.compile(source, target=target, options=dict(LAUNCH_OPTIONS))
     return compiled

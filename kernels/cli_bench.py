@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from sdialect.errors import UsageError
@@ -35,7 +36,9 @@ DEVICE_PEAKS = (
     ("A100", {"bf16": 312e12, "fp8": None, "int8": 624e12}),
 )
 
-NO_GPU_MESSAGE = "sdialect bench kernels: no CUDA GPU on this machine, so nothing was measured (the benchmark needs one)"
+NO_GPU_MESSAGE = (
+    "sdialect bench kernels: no CUDA GPU on this machine, so nothing was measured (the benchmark needs one)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="W4A4 formats (default: %(default)s)")  # fmt: skip
     parser.add_argument("--modes", nargs="+", default=["exact", "fast"], choices=["exact", "fast"],
                         help="GEMM modes (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--rep-ms", type=int, default=100, help="timing window per measurement in ms (default: %(default)s)")
-    parser.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT, help="JSON output (default: %(default)s)")
+    parser.add_argument("--rep-ms", type=int, default=100,
+                        help="timing window per measurement in ms (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "-o", "--out", type=Path, default=DEFAULT_OUT, help="JSON output (default: %(default)s)"
+    )
 
 
 def _parse_shapes(shapes: list[str]) -> list[tuple[int, int]]:
@@ -142,6 +148,12 @@ def _mxfp4_dequantize_bf16(w):
     return (decode[0][codes] * scale).to(torch.bfloat16)
 
 
+def _weight_only_linear(x, w_mx):
+    import torch.nn.functional as F
+
+    return F.linear(x, _mxfp4_dequantize_bf16(w_mx))
+
+
 def _golden_check(device) -> bool:
     """Exact mode on the GPU is bit-identical to golden on a small ragged shape, every format."""
     import torch
@@ -152,9 +164,12 @@ def _golden_check(device) -> bool:
     generator = torch.Generator().manual_seed(0)
     for name in DEFAULT_FORMATS:
         x = torch.randn(77, 256, generator=generator)
-        w_q = golden.quantize(torch.randn(45, 256, generator=generator), name, select=golden.weight_selection(name))
+        w_q = golden.quantize(
+            torch.randn(45, 256, generator=generator), name, select=golden.weight_selection(name)
+        )
         expected = golden.quantized_matmul(golden.quantize(x, name), w_q)
-        w_gpu = golden.QuantizedTensor(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in w_q.__dict__.items()})
+        fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in w_q.__dict__.items()}
+        w_gpu = golden.QuantizedTensor(**fields)
         got = w4a4_linear(x.to(device), w_gpu).cpu()
         if not torch.equal(got, expected):
             return False
@@ -186,38 +201,38 @@ def _run(args: argparse.Namespace, shapes: list[tuple[int, int]]) -> dict:
 
     for k, n in shapes:
         w_float = torch.randn(n, k, device=device, dtype=torch.bfloat16)
+        w_fp8 = w_float.to(torch.float8_e4m3fn)
+        w_mx = quantize_activations(w_float, "mxfp4")
+        # Weights take the (fast, on-GPU) activation rule here: timing does not depend on which
+        # dialects the blocks select, only on the format's layout.
+        weights = {name: quantize_activations(w_float, name) for name in args.formats}
         for m in args.tokens:
             x = torch.randn(m, k, device=device, dtype=torch.bfloat16)
-            ms, mem = _measure(lambda: F.linear(x, w_float), args.rep_ms)
+            ms, mem = _measure(partial(F.linear, x, w_float), args.rep_ms)
             record(m, k, n, "bf16_linear", ms, mem, 2 * (m * k + n * k + m * n), "bf16")
             try:
-                x8 = x.to(torch.float8_e4m3fn)
-                w8 = w_float.to(torch.float8_e4m3fn)
                 one = torch.ones((), device=device)
-                ms, mem = _measure(lambda: torch._scaled_mm(x8, w8.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16),
-                                   args.rep_ms)  # fmt: skip
+                scaled_mm = partial(torch._scaled_mm, x.to(torch.float8_e4m3fn), w_fp8.t(), scale_a=one,
+                                    scale_b=one, out_dtype=torch.bfloat16)  # fmt: skip
+                ms, mem = _measure(scaled_mm, args.rep_ms)
                 record(m, k, n, "fp8_scaled_mm", ms, mem, m * k + n * k + 2 * m * n, "fp8")
             except (RuntimeError, TypeError) as err:
                 print(f"fp8 _scaled_mm unavailable on {name}: {err}")
-            w_mx = quantize_activations(w_float, "mxfp4")
-            ms, mem = _measure(lambda: F.linear(x, _mxfp4_dequantize_bf16(w_mx)), args.rep_ms)
-            record(m, k, n, "mxfp4_weight_only_dequant_linear", ms, mem, 2 * m * k + n * k // 2 + n * k // 32 + 2 * m * n, "bf16")
-            for format_name in args.formats:
-                # Weights take the (fast, on-GPU) activation rule here: timing does not depend on which
-                # dialects the blocks select, only on the format's layout.
-                w_q = quantize_activations(w_float, format_name)
+            ms, mem = _measure(partial(_weight_only_linear, x, w_mx), args.rep_ms)
+            moved = 2 * m * k + n * k // 2 + n * k // w_mx.block + 2 * m * n
+            record(m, k, n, "mxfp4_weight_only_dequant_linear", ms, mem, moved, "bf16")
+            for format_name, w_q in weights.items():
                 a_q = quantize_activations(x, format_name)
-                meta = 2 if w_q.dialect is not None else 1
-                packed = (m + n) * (k // 2 + meta * (k // w_q.block))
+                row_bytes = k // 2 + (2 if w_q.dialect is not None else 1) * (k // w_q.block)
                 for mode in args.modes:
                     gemm_mode = GemmMode(mode)
-                    ms, mem = _measure(lambda: w4a4_gemm(a_q, w_q, mode=gemm_mode), args.rep_ms)
-                    record(m, k, n, "w4a4_gemm", ms, mem, packed + 4 * m * n, "int8", format=format_name, mode=mode)
-                    ms, mem = _measure(lambda: w4a4_linear(x, w_q, mode=gemm_mode), args.rep_ms)
-                    moved = 2 * m * k + packed + 4 * m * n + (m * (k // 2 + meta * (k // w_q.block)))
+                    ms, mem = _measure(partial(w4a4_gemm, a_q, w_q, mode=gemm_mode), args.rep_ms)
+                    moved = (m + n) * row_bytes + 4 * m * n
+                    record(m, k, n, "w4a4_gemm", ms, mem, moved, "int8", format=format_name, mode=mode)
+                    ms, mem = _measure(partial(w4a4_linear, x, w_q, mode=gemm_mode), args.rep_ms)
+                    # bf16 rows in, packed activations written and read back, packed weights, float32 out.
+                    moved = 2 * m * k + 2 * m * row_bytes + n * row_bytes + 4 * m * n
                     record(m, k, n, "w4a4_linear", ms, mem, moved, "int8", format=format_name, mode=mode)
-            del x
-        del w_float
     return {
         "device": name,
         "capability": list(torch.cuda.get_device_capability(device)),

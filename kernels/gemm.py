@@ -56,7 +56,7 @@ UNIT_ROUNDOFF = 2.0 ** -(FLOAT32_MANTISSA_BITS + 1)
 
 _NUM_CODES = tl.constexpr(NUM_CODES)
 _ALIGN_BITS = tl.constexpr(ALIGN_BITS)
-#: Largest shift _align needs: a value shifted ALIGN_BITS + 5 places right rounds to 0 (|h| 2^ALIGN_BITS < 2^7).
+#: Largest shift _align needs: |h| 2^ALIGN_BITS < 2^7, so a shift of 8 already rounds every value to 0.
 _MAX_ALIGN_SHIFT = tl.constexpr(8)
 #: Term exponent = E_a + E_w (biased bytes) - _TERM_OFFSET; fast mode also removes both alignments.
 _TERM_OFFSET = tl.constexpr(2 * EXPONENT_BIAS + 2)
@@ -92,14 +92,19 @@ class GemmConfig:
             if value < 16 or value & (value - 1):
                 raise InputError(f"GemmConfig.{name} must be a power of two of at least 16, got {value}")
         if self.fast_tile_k * (MAX_HALF_UNITS << ALIGN_BITS) ** 2 >= 1 << MAX_ACC_BITS:
-            raise InputError(f"GemmConfig.fast_tile_k={self.fast_tile_k} is too large: tile sums would reach 2^{MAX_ACC_BITS}")
+            raise InputError(
+                f"GemmConfig.fast_tile_k={self.fast_tile_k} is too large: "
+                f"tile sums would reach 2^{MAX_ACC_BITS}"
+            )
 
     def tile_blocks(self, mode: GemmMode, block: int) -> int:
         """Blocks merged into one dot: 1 in exact mode, fast_tile_k // block in fast mode."""
         if mode is GemmMode.EXACT:
             return 1
         if self.fast_tile_k % block:
-            raise InputError(f"GemmConfig.fast_tile_k={self.fast_tile_k} is not a multiple of the block size {block}")
+            raise InputError(
+                f"GemmConfig.fast_tile_k={self.fast_tile_k} is not a multiple of the block size {block}"
+            )
         return self.fast_tile_k // block
 
 
@@ -112,7 +117,8 @@ class GemmConfig:
 def _pow2(k):
     """2^k as binary32 for integer ``k`` in [-149, 127] (subnormal powers included)."""
     normal = ((k + _FLOAT_BIAS) << _MANTISSA_BITS).to(tl.float32, bitcast=True)
-    subnormal = (1 << tl.minimum(tl.maximum(k - _MIN_SUBNORMAL_EXP, 0), _MANTISSA_BITS - 1)).to(tl.float32, bitcast=True)
+    subnormal_bit = tl.minimum(tl.maximum(k - _MIN_SUBNORMAL_EXP, 0), _MANTISSA_BITS - 1)
+    subnormal = (1 << subnormal_bit).to(tl.float32, bitcast=True)
     return tl.where(k >= _MIN_NORMAL_EXP, normal, subnormal)
 
 
@@ -128,12 +134,14 @@ def _scale(acc, s):
 
 
 @triton.jit
-def _load_values(codes_ptr, dialect_ptr, stride_codes, stride_meta, decode_ptr, rows64, row_ok, tile, row_bytes,
+def _load_values(codes_ptr, dialect_ptr, stride_codes, stride_meta, decode_ptr,
+                 rows64, row_ok, tile, row_bytes,
                  TILE_BYTES: tl.constexpr, BLOCK: tl.constexpr, HAS_DIALECT: tl.constexpr):  # fmt: skip
     """Signed half units of the even and odd elements of one K tile: two int32 (R, TILE_BYTES)."""
     byte = tile * TILE_BYTES + tl.arange(0, TILE_BYTES)
     ok = row_ok[:, None] & (byte[None, :] < row_bytes)
-    packed = tl.load(codes_ptr + rows64[:, None] * stride_codes + byte[None, :], mask=ok, other=0).to(tl.int32)
+    packed = tl.load(codes_ptr + rows64[:, None] * stride_codes + byte[None, :], mask=ok, other=0)
+    packed = packed.to(tl.int32)
     if HAS_DIALECT:
         block = byte // (BLOCK // 2)
         dialect = tl.load(dialect_ptr + rows64[:, None] * stride_meta + block[None, :], mask=ok, other=0)
@@ -151,7 +159,8 @@ def _load_exponents(exponent_ptr, stride_meta, rows64, row_ok, tile, num_blocks,
     """Biased exponent of the block of every byte of one K tile, int32 (R, TILE_BYTES); 0 past K."""
     block = (tile * TILE_BYTES + tl.arange(0, TILE_BYTES)) // (BLOCK // 2)
     ok = row_ok[:, None] & (block[None, :] < num_blocks)
-    return tl.load(exponent_ptr + rows64[:, None] * stride_meta + block[None, :], mask=ok, other=0).to(tl.int32)
+    exponent = tl.load(exponent_ptr + rows64[:, None] * stride_meta + block[None, :], mask=ok, other=0)
+    return exponent.to(tl.int32)
 
 
 @triton.jit
@@ -203,12 +212,18 @@ def _w4a4_gemm_kernel(
     y = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
     for tile in range(0, tl.cdiv(num_blocks, TILE_BLOCKS)):
         a_even, a_odd = _load_values(a_codes_ptr, a_dialect_ptr, stride_a_codes, stride_a_meta, decode_ptr,
-                                     rows64, row_ok, tile, row_bytes, TILE_BYTES, BLOCK, HAS_DIALECT)  # fmt: skip
+                                     rows64, row_ok, tile, row_bytes,
+                                     TILE_BYTES, BLOCK, HAS_DIALECT)  # fmt: skip
         w_even, w_odd = _load_values(w_codes_ptr, w_dialect_ptr, stride_w_codes, stride_w_meta, decode_ptr,
-                                     cols64, col_ok, tile, row_bytes, TILE_BYTES, BLOCK, HAS_DIALECT)  # fmt: skip
+                                     cols64, col_ok, tile, row_bytes,
+                                     TILE_BYTES, BLOCK, HAS_DIALECT)  # fmt: skip
         if FAST:
-            e_a = _load_exponents(a_exponent_ptr, stride_a_meta, rows64, row_ok, tile, num_blocks, TILE_BYTES, BLOCK)
-            e_w = _load_exponents(w_exponent_ptr, stride_w_meta, cols64, col_ok, tile, num_blocks, TILE_BYTES, BLOCK)
+            e_a = _load_exponents(
+                a_exponent_ptr, stride_a_meta, rows64, row_ok, tile, num_blocks, TILE_BYTES, BLOCK
+            )
+            e_w = _load_exponents(
+                w_exponent_ptr, stride_w_meta, cols64, col_ok, tile, num_blocks, TILE_BYTES, BLOCK
+            )
             ref_a = tl.max(e_a, axis=1)
             ref_w = tl.max(e_w, axis=1)
             a_even = _align(a_even, ref_a[:, None] - e_a)
@@ -254,11 +269,18 @@ def _check_operands(a: PackedOperand, w: PackedOperand, mode) -> GemmMode:
     try:
         return GemmMode(mode)
     except ValueError:
-        raise InputError(f"unknown GEMM mode {mode!r}; expected one of {', '.join(m.value for m in GemmMode)}") from None
+        raise InputError(
+            f"unknown GEMM mode {mode!r}; expected one of {', '.join(m.value for m in GemmMode)}"
+        ) from None
 
 
 def _check_scatter(a: PackedOperand, w: PackedOperand, out: torch.Tensor, rows: torch.Tensor) -> None:
-    if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.dim() != 2 or out.shape[1] != w.rows:
+    if (
+        not isinstance(out, torch.Tensor)
+        or out.dtype != torch.float32
+        or out.dim() != 2
+        or out.shape[1] != w.rows
+    ):
         raise InputError(
             f"out must be a float32 (M, {w.rows}) tensor, got {getattr(out, 'dtype', type(out).__name__)} "
             f"of shape {tuple(getattr(out, 'shape', ()))}"
@@ -273,7 +295,9 @@ def _check_scatter(a: PackedOperand, w: PackedOperand, out: torch.Tensor, rows: 
     if rows.device != a.device:
         raise InputError(f"rows are on {rows.device} but the activations are on {a.device}")
     if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= out.shape[0]):
-        raise InputError(f"row indices must lie in [0, {out.shape[0]}), got {int(rows.min())}..{int(rows.max())}")
+        raise InputError(
+            f"row indices must lie in [0, {out.shape[0]}), got {int(rows.min())}..{int(rows.max())}"
+        )
     if rows.unique().numel() != rows.numel():
         raise InputError("row indices must be unique (each output row receives one residual)")
 
@@ -302,7 +326,11 @@ def _launch(a, w, mode, config, out, out_rows, scatter):
 
 
 def w4a4_gemm(
-    a: PackedOperand, w: PackedOperand, *, mode: GemmMode | str = GemmMode.EXACT, config: GemmConfig = GemmConfig()
+    a: PackedOperand,
+    w: PackedOperand,
+    *,
+    mode: GemmMode | str = GemmMode.EXACT,
+    config: GemmConfig = GemmConfig(),
 ) -> torch.Tensor:
     """``y = A @ W.T`` for packed A ``(M, K)`` and W ``(N, K)``: float32 ``(M, N)``.
 
@@ -312,8 +340,6 @@ def w4a4_gemm(
     mode = _check_operands(a, w, mode)
     check_runnable("the activation codes", a.codes)
     out = torch.empty(a.rows, w.rows, dtype=torch.float32, device=a.device)
-    if a.rows and w.rows and a.num_blocks == 0:
-        out.zero_()
     _launch(a, w, mode, config, out, None, scatter=False)
     return out
 
@@ -394,7 +420,11 @@ def _gemm_torch(a: PackedOperand, w: PackedOperand, mode: GemmMode, config: Gemm
 
 
 def w4a4_gemm_torch(
-    a: PackedOperand, w: PackedOperand, *, mode: GemmMode | str = GemmMode.EXACT, config: GemmConfig = GemmConfig()
+    a: PackedOperand,
+    w: PackedOperand,
+    *,
+    mode: GemmMode | str = GemmMode.EXACT,
+    config: GemmConfig = GemmConfig(),
 ) -> torch.Tensor:
     """Pure-PyTorch twin of ``w4a4_gemm`` (same blocks, tiles, order and roundings)."""
     return _gemm_torch(a, w, _check_operands(a, w, mode), config)
@@ -415,7 +445,9 @@ def w4a4_gemm_scatter_add_torch(
     out[rows] = out[rows] + _gemm_torch(a, w, mode, config)
 
 
-def fast_mode_error_bound(a: PackedOperand, w: PackedOperand, *, config: GemmConfig = GemmConfig()) -> torch.Tensor:
+def fast_mode_error_bound(
+    a: PackedOperand, w: PackedOperand, *, config: GemmConfig = GemmConfig()
+) -> torch.Tensor:
     """float64 ``(M, N)`` bound on ``|w4a4_gemm(fast) - w4a4_gemm(exact)|``, elementwise.
 
     With ``|a|``, ``|w|`` the dequantized magnitudes and ``da``, ``dw`` the fast-mode alignment
@@ -439,7 +471,9 @@ def fast_mode_error_bound(a: PackedOperand, w: PackedOperand, *, config: GemmCon
         padded = torch.nn.functional.pad(e, (0, tiles * tile_blocks - p.num_blocks), value=-EXPONENT_BIAS)
         ref = padded.reshape(p.rows, tiles, tile_blocks).amax(-1).repeat_interleave(tile_blocks, dim=1)
         ref = ref[:, : p.num_blocks]
-        error = torch.where(ref - e > ALIGN_BITS, torch.pow(2.0, (ref - 2 - ALIGN_BITS).to(torch.float64)), 0.0)
+        error = torch.where(
+            ref - e > ALIGN_BITS, torch.pow(2.0, (ref - 2 - ALIGN_BITS).to(torch.float64)), 0.0
+        )
         return magnitude, error.repeat_interleave(p.block, dim=1)
 
     ma, da = magnitudes_and_errors(a)

@@ -73,7 +73,9 @@ def _weight_operand(weight, device: torch.device) -> PackedOperand:
     if isinstance(weight, PackedOperand):
         return weight
     if not isinstance(weight, QuantizedTensor):
-        raise InputError(f"the weight must be a golden QuantizedTensor or a PackedOperand, got {type(weight).__name__}")
+        raise InputError(
+            f"the weight must be a golden QuantizedTensor or a PackedOperand, got {type(weight).__name__}"
+        )
     if weight.codes.dim() != 2:
         raise InputError(f"the weight must be 2-D (N x K), got shape {tuple(weight.shape)}")
     key = (id(weight), torch.device(device))
@@ -88,7 +90,8 @@ def _weight_operand(weight, device: torch.device) -> PackedOperand:
 def _salient(rows, num_rows: int, device: torch.device) -> torch.Tensor:
     if not isinstance(rows, torch.Tensor) or rows.dtype != torch.int64 or rows.dim() != 1:
         raise InputError(
-            f"salient_rows must be a 1-D int64 tensor of row indices, got {getattr(rows, 'dtype', type(rows).__name__)}"
+            "salient_rows must be a 1-D int64 tensor of row indices, "
+            f"got {getattr(rows, 'dtype', type(rows).__name__)}"
         )
     return rows.to(device)
 
@@ -102,22 +105,30 @@ def _mask_rows(candidate_mask, lead, nblocks: int, rows: torch.Tensor):
     return full[rows.to(full.device)]
 
 
-def _linear(ops: _Ops, x, weight, select, candidate_mask, salient_rows, mode, config: KernelConfig) -> torch.Tensor:
+def _linear(
+    ops: _Ops, x, weight, select, candidate_mask, salient_rows, mode, config: KernelConfig
+) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.dim() == 0:
         raise InputError(f"activations must be a tensor of shape (..., K), got {type(x).__name__}")
     w = _weight_operand(weight, x.device)
     if x.shape[-1] != w.unpadded_length:
-        raise InputError(f"activations of shape {tuple(x.shape)} do not end in the weight's K={w.unpadded_length}")
+        raise InputError(
+            f"activations of shape {tuple(x.shape)} do not end in the weight's K={w.unpadded_length}"
+        )
     lead = x.shape[:-1]
     if w.length != x.shape[-1]:  # a zero-padded weight: pad the activations the same way (golden pad=True)
         x = torch.nn.functional.pad(x, (0, w.length - x.shape[-1]))
-    a = ops.quantize(x, w.format, block=w.block, select=select, candidate_mask=candidate_mask, config=config.quantize)
+    a = ops.quantize(
+        x, w.format, block=w.block, select=select, candidate_mask=candidate_mask, config=config.quantize
+    )
     y = ops.gemm(a, w, mode=mode, config=config.gemm)
     if salient_rows is not None:
         rows = _salient(salient_rows, a.rows, a.device)
         residual = ops.residual(x, a, rows, config=config.residual)
         mask = _mask_rows(candidate_mask, lead, a.num_blocks, rows)
-        a2 = ops.quantize(residual, w.format, block=w.block, select=select, candidate_mask=mask, config=config.quantize)
+        a2 = ops.quantize(
+            residual, w.format, block=w.block, select=select, candidate_mask=mask, config=config.quantize
+        )
         ops.scatter_add(a2, w, y, rows, mode=mode, config=config.gemm)
     return y.reshape(*lead, w.rows)
 
@@ -192,9 +203,13 @@ class TritonW4A4Linear(torch.nn.Module):
         try:
             self.mode = GemmMode(mode)
         except ValueError:
-            raise InputError(f"unknown GEMM mode {mode!r}; expected one of {', '.join(m.value for m in GemmMode)}") from None
+            raise InputError(
+                f"unknown GEMM mode {mode!r}; expected one of {', '.join(m.value for m in GemmMode)}"
+            ) from None
         if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (packed.rows,)):
-            raise InputError(f"bias must be a tensor of shape ({packed.rows},), got {tuple(getattr(bias, 'shape', ()))}")
+            raise InputError(
+                f"bias must be a tensor of shape ({packed.rows},), got {tuple(getattr(bias, 'shape', ()))}"
+            )
         self.format = packed.format
         self.block = packed.block
         self.logical_length = packed.logical_length
@@ -204,7 +219,9 @@ class TritonW4A4Linear(torch.nn.Module):
         self.register_buffer("codes", packed.codes)
         self.register_buffer("exponent", packed.exponent)
         self.register_buffer("dialect", packed.dialect)
-        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32).to(packed.device))
+        self.register_buffer(
+            "bias", None if bias is None else bias.detach().to(torch.float32).to(packed.device)
+        )
 
     @classmethod
     def from_float(

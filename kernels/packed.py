@@ -39,7 +39,8 @@ class PackedOperand:
         spec.check_block(self.block)
         if self.codes.dim() != 2 or self.codes.dtype != torch.uint8:
             raise InputError(
-                f"packed codes must be a 2-D uint8 tensor, got {self.codes.dtype} of shape {tuple(self.codes.shape)}"
+                f"packed codes must be a 2-D uint8 tensor, "
+                f"got {self.codes.dtype} of shape {tuple(self.codes.shape)}"
             )
         rows, half = self.codes.shape
         if (2 * half) % self.block:
@@ -54,7 +55,8 @@ class PackedOperand:
                 continue
             if value.dtype != torch.uint8 or tuple(value.shape) != expected:
                 raise InputError(
-                    f"{name} must be uint8 of shape {expected}, got {value.dtype} of shape {tuple(value.shape)}"
+                    f"{name} must be uint8 of shape {expected}, "
+                    f"got {value.dtype} of shape {tuple(value.shape)}"
                 )
             if value.device != self.codes.device:
                 raise InputError(f"{name} is on {value.device} but the codes are on {self.codes.device}")
@@ -62,9 +64,13 @@ class PackedOperand:
                 raise InputError(f"{name} must be contiguous")
         if not self.codes.is_contiguous():
             raise InputError("packed codes must be contiguous")
-        if self.logical_length is not None and not self.length - self.block < self.logical_length <= self.length:
+        if (
+            self.logical_length is not None
+            and not self.length - self.block < self.logical_length <= self.length
+        ):
             raise InputError(
-                f"logical length {self.logical_length} does not zero-pad to {self.length} values in blocks of {self.block}"
+                f"logical length {self.logical_length} does not zero-pad to {self.length} values "
+                f"in blocks of {self.block}"
             )
 
     @property

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from golden.blocks import InputError, check_finite
+from golden.blocks import InputError
 from golden.formats import CODE_BITS, EXPONENT_BIAS, NUM_UCODES, FormatError, FormatSpec, Selection
 
 from .launch import LAUNCH_OPTIONS, check_runnable
@@ -51,6 +51,10 @@ _NUM_UCODES = tl.constexpr(NUM_UCODES)
 _CODE_BITS = tl.constexpr(CODE_BITS - 1)  # position of the sign bit in a code
 #: Larger than any LUT cost (32 * 961 < 2^15 for B <= 32, < 2^16 for B = 64).
 _NO_CANDIDATE = tl.constexpr(1 << 30)
+
+#: The exponent byte the front-end produces for a block holding a NaN or an infinity (exponent field
+#: 255); finite blocks stay at or below EXPONENT_BIAS + 125, so this byte flags them for the wrapper.
+NONFINITE_EXPONENT_BYTE = (2 * FLOAT32_BIAS + 1) - (FLOAT32_BIAS + 2) + EXPONENT_BIAS
 
 #: Activations the kernels take; each converts to binary32 exactly.
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -180,17 +184,37 @@ def _prepare(x, format, block, select, candidate_mask):
     if x.dtype not in KERNEL_DTYPES:
         names = ", ".join(str(d).removeprefix("torch.") for d in KERNEL_DTYPES)
         raise InputError(f"the kernels take {names} activations, got {str(x.dtype).removeprefix('torch.')}")
-    if x.dim() == 0 or x.shape[-1] % block:
+    if x.dim() == 0 or x.shape[-1] == 0 or x.shape[-1] % block:
         raise InputError(
-            f"activations of shape {tuple(x.shape)} need a last axis divisible by the block size {block}"
+            f"activations of shape {tuple(x.shape)} need a non-empty last axis "
+            f"divisible by the block size {block}"
         )
     x2d = x.detach().reshape(-1, x.shape[-1])
+    if x2d.stride(1) != 1:  # the kernel reads each row's elements contiguously
+        x2d = x2d.contiguous()
     nblocks = x2d.shape[1] // block
-    check_finite(x2d.reshape(x2d.shape[0], nblocks, block))
     mask = None
     if candidate_mask is not None:
         mask = _prepare_mask(candidate_mask, spec, rule, x.shape[:-1], nblocks).to(x2d.device)
     return spec, rule, block, x2d, mask
+
+
+def _check_finite(x: torch.Tensor, exponent: torch.Tensor) -> None:
+    """Raise InputError naming the first block (of ``x``'s shape) that holds a NaN or an infinity.
+
+    The kernel itself flags such blocks with ``NONFINITE_EXPONENT_BYTE``: this reads only the
+    exponent bytes, and ``x`` only on the error path.
+    """
+    bad = exponent == NONFINITE_EXPONENT_BYTE
+    if not bool(bad.any()):
+        return
+    flat = int(bad.reshape(-1).nonzero()[0])
+    nblocks = exponent.shape[-1]
+    row, block = divmod(flat, nblocks)
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(row), x.shape[:-1])) + (block,)
+    values = x.reshape(-1, x.shape[-1])[row].unflatten(-1, (nblocks, -1))[block]
+    kind = "a NaN" if bool(torch.isnan(values).any()) else "an infinity"
+    raise InputError(f"block {index} contains {kind}; the quantizer needs finite values")
 
 
 def _prepare_mask(mask, spec: FormatSpec, rule: ActivationRule, lead, nblocks) -> torch.Tensor:
@@ -268,8 +292,13 @@ def quantize_activations(
             HAS_MASK=mask is not None, PAIR_TOP=tables.pair_top, NUM_PAIRS=tables.num_pairs,
             num_warps=config.num_warps, **LAUNCH_OPTIONS,
         )  # fmt: skip
+    _check_finite(x, exponent)
     return PackedOperand(
-        format=spec.name, block=block, codes=codes, exponent=exponent, dialect=dialect if spec.is_dialect else None
+        format=spec.name,
+        block=block,
+        codes=codes,
+        exponent=exponent,
+        dialect=dialect if spec.is_dialect else None,
     )
 
 
@@ -293,7 +322,9 @@ def quantize_activations_torch(
     magnitude = bits & 0x7FFFFFFF
     e = ((magnitude.amax(-1) >> FLOAT32_MANTISSA_BITS) - (FLOAT32_BIAS + 2)).clamp_min(-EXPONENT_BIAS)
     field = magnitude >> FLOAT32_MANTISSA_BITS
-    significand = (magnitude & ((1 << FLOAT32_MANTISSA_BITS) - 1)) | ((field > 0).to(torch.int32) << FLOAT32_MANTISSA_BITS)
+    significand = (magnitude & ((1 << FLOAT32_MANTISSA_BITS) - 1)) | (
+        (field > 0).to(torch.int32) << FLOAT32_MANTISSA_BITS
+    )
     shift = (FLOAT32_BIAS + FLOAT32_MANTISSA_BITS - 2 + e[..., None] - field.clamp_min(1)).clamp_max(31)
     whole = significand >> shift
     exact = (whole << shift) == significand
@@ -318,6 +349,7 @@ def quantize_activations_torch(
         index = torch.gather(tables.idx.long()[dialect], -1, u)
     sign = (bits >> 31) & 1
     codes = ((sign << (CODE_BITS - 1)) | index).to(torch.uint8).reshape(rows, length)
+    _check_finite(x, e + EXPONENT_BIAS)
     return PackedOperand(
         format=spec.name,
         block=block,

@@ -46,7 +46,8 @@ class ResidualConfig:
 @triton.jit
 def _dequantize(packed_nibble, dialect_table, exponent):
     """Exact binary32 value of codes; a set sign bit gives a negative value or -0.0."""
-    magnitude = tl.abs(tl.load(dialect_table + packed_nibble).to(tl.int32)).to(tl.float32) * _pow2(exponent - _DEQ_OFFSET)
+    half_units = tl.abs(tl.load(dialect_table + packed_nibble).to(tl.int32)).to(tl.float32)
+    magnitude = half_units * _pow2(exponent - _DEQ_OFFSET)  # exact: at most 4 significant bits
     return tl.where((packed_nibble & _SIGN_BIT) != 0, -magnitude, magnitude)
 
 
@@ -68,7 +69,8 @@ def _residual_rows_kernel(
     source = tl.load(rows_ptr + salient, mask=ok, other=0)
     pairs = tl.arange(0, BLOCK // 2)
     byte = block * (BLOCK // 2) + pairs[None, :]
-    packed = tl.load(codes_ptr + source[:, None] * stride_codes + byte, mask=ok[:, None], other=0).to(tl.int32)
+    packed = tl.load(codes_ptr + source[:, None] * stride_codes + byte, mask=ok[:, None], other=0)
+    packed = packed.to(tl.int32)
     exponent = tl.load(exponent_ptr + source * stride_meta + block, mask=ok, other=0).to(tl.int32)[:, None]
     if HAS_DIALECT:
         dialect = tl.load(dialect_ptr + source * stride_meta + block, mask=ok, other=0).to(tl.int32)
@@ -88,7 +90,10 @@ def _residual_rows_kernel(
 def _check(x: torch.Tensor, q1: PackedOperand, rows: torch.Tensor) -> torch.Tensor:
     """Validate; returns x as (M, K)."""
     if not isinstance(x, torch.Tensor) or x.dtype not in KERNEL_DTYPES:
-        raise InputError(f"activations must be a float16/bfloat16/float32 tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+        raise InputError(
+            "activations must be a float16/bfloat16/float32 tensor, "
+            f"got {getattr(x, 'dtype', type(x).__name__)}"
+        )
     if not isinstance(q1, PackedOperand):
         raise InputError(f"the quantized activations must be a PackedOperand, got {type(q1).__name__}")
     x2d = x.detach().reshape(-1, x.shape[-1]) if x.dim() else x
@@ -99,7 +104,9 @@ def _check(x: torch.Tensor, q1: PackedOperand, rows: torch.Tensor) -> torch.Tens
     if x2d.device != q1.device:
         raise InputError(f"the activations are on {x2d.device} but the quantized rows are on {q1.device}")
     if not isinstance(rows, torch.Tensor) or rows.dtype != torch.int64 or rows.dim() != 1:
-        raise InputError(f"salient rows must be a 1-D int64 tensor, got {getattr(rows, 'dtype', type(rows).__name__)}")
+        raise InputError(
+            f"salient rows must be a 1-D int64 tensor, got {getattr(rows, 'dtype', type(rows).__name__)}"
+        )
     if rows.device != q1.device:
         raise InputError(f"salient rows are on {rows.device} but the activations are on {q1.device}")
     if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= q1.rows):

@@ -68,9 +68,7 @@ def kernel_format(format: str | FormatSpec) -> FormatSpec:
     """The registry spec of ``format``, rejecting formats the kernels do not implement."""
     spec = get_format(format)
     if spec.kind not in (FormatKind.DIALECT, FormatKind.MXFP4):
-        raise FormatError(
-            f"the Triton kernels implement the dialect formats and mxfp4, not {spec.name!r}"
-        )
+        raise FormatError(f"the Triton kernels implement the dialect formats and mxfp4, not {spec.name!r}")
     return spec
 
 
@@ -80,7 +78,9 @@ def activation_rule(spec: FormatSpec, select: Selection | str | None = None) -> 
     if spec.kind is FormatKind.MXFP4:
         return ActivationRule.MXFP4
     if select is Selection.MSE:
-        raise FormatError("the activation kernel implements LUT and two-stage selection; MSE is an offline weight rule")
+        raise FormatError(
+            "the activation kernel implements LUT and two-stage selection; MSE is an offline weight rule"
+        )
     return ActivationRule.TWO_STAGE if select is Selection.TWO_STAGE else ActivationRule.LUT
 
 

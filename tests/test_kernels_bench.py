@@ -5,7 +5,9 @@ import torch
 
 from sdialect.cli import main
 
-requires_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the benchmark would run")
+requires_no_gpu = pytest.mark.skipif(
+    torch.cuda.is_available(), reason="this machine has a GPU: the benchmark would run"
+)
 
 
 @requires_no_gpu
@@ -37,4 +39,6 @@ def test_weight_only_baseline_dequantizes_like_golden():
     from kernels.packed import PackedOperand
 
     q = golden.quantize(torch.randn(24, 128) * 3, "mxfp4")
-    assert torch.equal(_mxfp4_dequantize_bf16(PackedOperand.from_quantized(q)), q.dequantize().to(torch.bfloat16))
+    assert torch.equal(
+        _mxfp4_dequantize_bf16(PackedOperand.from_quantized(q)), q.dequantize().to(torch.bfloat16)
+    )

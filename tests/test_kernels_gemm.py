@@ -30,7 +30,9 @@ def bits(y: torch.Tensor) -> torch.Tensor:
 
 
 def operands(format, block, m, n, k, *, spread, seed):
-    """Golden-quantized A (M x K, activation rule) and W (N x K, weight rule); per-16 scales 2^[-spread, spread]."""
+    """Golden-quantized A (M x K, activation rule) and W (N x K, weight rule).
+
+    Every 16 values share a random scale 2^[-spread, spread]."""
     g = torch.Generator().manual_seed(seed)
 
     def rows(r):
@@ -55,14 +57,20 @@ def test_exact_mode_is_bit_identical_on_ragged_tiles(format, block):
     check_exact(*operands(format, block, 37, 21, 128, spread=4, seed=block))
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+@pytest.mark.filterwarnings(
+    "ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning"
+)
 @pytest.mark.parametrize("k", [32, 96])
 def test_exact_mode_extreme_exponents(k):
     """Random exponent bytes over the whole range: terms round to subnormals, to zero and to infinity."""
     a_q, w_q = operands("fb32", 32, 33, 33, k, spread=2, seed=7)
     g = torch.Generator().manual_seed(k)
-    a_q = golden.QuantizedTensor(**{**a_q.__dict__, "exponent": torch.randint(0, 255, a_q.exponent.shape, generator=g).to(torch.uint8)})
-    w_q = golden.QuantizedTensor(**{**w_q.__dict__, "exponent": torch.randint(0, 255, w_q.exponent.shape, generator=g).to(torch.uint8)})
+    a_q = golden.QuantizedTensor(
+        **{**a_q.__dict__, "exponent": torch.randint(0, 255, a_q.exponent.shape, generator=g).to(torch.uint8)}
+    )
+    w_q = golden.QuantizedTensor(
+        **{**w_q.__dict__, "exponent": torch.randint(0, 255, w_q.exponent.shape, generator=g).to(torch.uint8)}
+    )
     gold = golden.quantized_matmul(a_q, w_q)
     assert (gold == 0).any() and torch.isinf(gold).any()
     if k == 32:
@@ -99,9 +107,14 @@ def test_fast_mode_is_exact_sum_when_exponents_are_close():
     a_q = golden.QuantizedTensor(**{**a_q.__dict__, "exponent": torch.full_like(a_q.exponent, 130)})
     w_q = golden.QuantizedTensor(**{**w_q.__dict__, "exponent": torch.full_like(w_q.exponent, 120)})
     a, w = PackedOperand.from_quantized(a_q), PackedOperand.from_quantized(w_q)
-    assert fast_mode_error_bound(a, w, config=CONFIG).max() < 1e-5 * golden.quantized_matmul(a_q, w_q).abs().max()
+    assert (
+        fast_mode_error_bound(a, w, config=CONFIG).max()
+        < 1e-5 * golden.quantized_matmul(a_q, w_q).abs().max()
+    )
     exact_sum = (a_q.dequantize().double() @ w_q.dequantize().double().T).float()
-    assert torch.equal(w4a4_gemm(a, w, mode="fast", config=GemmConfig(block_m=16, block_n=16, fast_tile_k=128)), exact_sum)
+    assert torch.equal(
+        w4a4_gemm(a, w, mode="fast", config=GemmConfig(block_m=16, block_n=16, fast_tile_k=128)), exact_sum
+    )
 
 
 @pytest.mark.parametrize("mode", list(GemmMode))

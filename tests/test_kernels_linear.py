@@ -25,19 +25,29 @@ def golden_linear(x, w_q, *, mask=None, rows=None):
     """The golden integer path with activation decomposition (ALGORITHMS.md 2.3)."""
     x2 = x.reshape(-1, x.shape[-1])
     nblocks = w_q.num_blocks
-    m2 = None if mask is None else torch.broadcast_to(mask, (*x.shape[:-1], nblocks, mask.shape[-1])).reshape(-1, nblocks, mask.shape[-1])
+    m2 = (
+        None
+        if mask is None
+        else torch.broadcast_to(mask, (*x.shape[:-1], nblocks, mask.shape[-1])).reshape(
+            -1, nblocks, mask.shape[-1]
+        )
+    )
     q1 = golden.quantize(x2, w_q.format, block=w_q.block, mask=m2, pad=True)
     y = golden.quantized_matmul(q1, w_q)
     if rows is not None:
         residual = x2[rows].float() - q1.dequantize()[rows]
-        q2 = golden.quantize(residual, w_q.format, block=w_q.block, mask=None if m2 is None else m2[rows], pad=True)
+        q2 = golden.quantize(
+            residual, w_q.format, block=w_q.block, mask=None if m2 is None else m2[rows], pad=True
+        )
         y[rows] = y[rows] + golden.quantized_matmul(q2, w_q)
     return y.reshape(*x.shape[:-1], -1)
 
 
 def weight(format, n, k, seed):
     g = torch.Generator().manual_seed(seed)
-    return golden.quantize(torch.randn(n, k, generator=g), format, select=golden.weight_selection(format), pad=True)
+    return golden.quantize(
+        torch.randn(n, k, generator=g), format, select=golden.weight_selection(format), pad=True
+    )
 
 
 @pytest.mark.parametrize("format", ["fb32", "dialectfp4", "mxfp4"])
@@ -71,7 +81,9 @@ def test_empty_salient_rows_change_nothing():
     x = torch.randn(6, 64, generator=g)
     w_q = weight("mxfp4", 16, 64, seed=14)
     plain = w4a4_linear(x, w_q, config=CONFIG)
-    assert torch.equal(w4a4_linear(x, w_q, salient_rows=torch.zeros(0, dtype=torch.int64), config=CONFIG), plain)
+    assert torch.equal(
+        w4a4_linear(x, w_q, salient_rows=torch.zeros(0, dtype=torch.int64), config=CONFIG), plain
+    )
 
 
 def test_salient_rows_reduce_the_error_of_those_rows():
@@ -141,8 +153,15 @@ def test_errors_are_one_sentence():
         w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([3]), config=CONFIG)
     with pytest.raises(InputError, match="QuantizedTensor or a PackedOperand"):
         w4a4_linear(torch.ones(3, 64), torch.ones(8, 64))
+    zeros = w_q.exponent.new_zeros(2, 2)
     with pytest.raises(InputError, match="does not zero-pad"):
-        PackedOperand(format="fb32", block=32, codes=w_q.codes.new_zeros(2, 32), exponent=w_q.exponent.new_zeros(2, 2),
-                      dialect=w_q.exponent.new_zeros(2, 2), logical_length=20)  # fmt: skip
+        PackedOperand(
+            format="fb32",
+            block=32,
+            codes=zeros.new_zeros(2, 32),
+            exponent=zeros,
+            dialect=zeros,
+            logical_length=20,
+        )
     with pytest.raises(InputError, match="nn.Linear"):
         TritonW4A4Linear.from_float(torch.nn.Conv1d(1, 1, 1), format="fb32")

@@ -12,13 +12,23 @@ from kernels import PackedOperand, quantize_activations, quantize_activations_to
 
 CONFIG = kernels_interpret.SMALL.quantize
 #: (format, block) pairs the kernel supports: every dialect block size, and MXFP4's only one.
-CASES = [("fb32", 16), ("fb32", 32), ("fb32", 64), ("dialectfp4", 16), ("dialectfp4", 32), ("dialectfp4", 64), ("mxfp4", 32)]
+CASES = [
+    ("fb32", 16),
+    ("fb32", 32),
+    ("fb32", 64),
+    ("dialectfp4", 16),
+    ("dialectfp4", 32),
+    ("dialectfp4", 64),
+    ("mxfp4", 32),
+]
 
 
 def check_quantize(x, format, block=None, mask=None, select=None):
     """Kernel, twin and golden agree on every packed field."""
     kernel = quantize_activations(x, format, block=block, select=select, candidate_mask=mask, config=CONFIG)
-    twin = quantize_activations_torch(x, format, block=block, select=select, candidate_mask=mask, config=CONFIG)
+    twin = quantize_activations_torch(
+        x, format, block=block, select=select, candidate_mask=mask, config=CONFIG
+    )
     q = golden.quantize(x, format, block=block, select=select, mask=mask)
     gold = PackedOperand.from_quantized(q)
     for name in ("codes", "exponent", "dialect"):
@@ -34,7 +44,9 @@ def check_quantize(x, format, block=None, mask=None, select=None):
 def wide_range_rows(rows, k, seed):
     """Rows whose blocks span many binades, including tiny and huge scales."""
     g = torch.Generator().manual_seed(seed)
-    scale = torch.pow(2.0, torch.randint(-60, 60, (rows, k // 16), generator=g).float()).repeat_interleave(16, 1)
+    scale = torch.pow(2.0, torch.randint(-60, 60, (rows, k // 16), generator=g).float()).repeat_interleave(
+        16, 1
+    )
     return torch.randn(rows, k, generator=g) * scale
 
 
@@ -54,7 +66,7 @@ def test_named_corner_blocks(format, block):
     rows[5, :] = -torch.arange(block) / 8.0
     rows[6, 0] = 7.99
     rows[6, 1:] = torch.linspace(-8, 8, block - 1)
-    rows[7, :] = 2.0 ** -126  # smallest normal everywhere: the clamped exponent -127
+    rows[7, :] = 2.0**-126  # smallest normal everywhere: the clamped exponent -127
     rows[8, :] = torch.tensor([1.0, -1.0]).repeat(block // 2) * 2.0**-140
     check_quantize(rows, format, block)
 
@@ -115,17 +127,59 @@ def test_worked_example():
         (lambda: quantize_activations(torch.ones(2, 32, dtype=torch.float64), "fb32"), InputError, "float64"),
         (lambda: quantize_activations(torch.tensor([[float("nan")] * 32]), "fb32"), InputError, "NaN"),
         (lambda: quantize_activations(torch.ones(2, 32), "nvfp4"), FormatError, "nvfp4"),
-        (lambda: quantize_activations(torch.ones(2, 32), "dialectfp4", candidate_mask=torch.ones(16, dtype=torch.bool)),
-         FormatError, "LUT selection"),  # fmt: skip
-        (lambda: quantize_activations(torch.ones(2, 32), "fb32", candidate_mask=torch.zeros(32, dtype=torch.bool)),
-         FormatError, "no dialect"),  # fmt: skip
-        (lambda: quantize_activations(torch.ones(2, 32), "fb32", candidate_mask=torch.ones(16, dtype=torch.bool)),
-         FormatError, "last axis 32"),  # fmt: skip
-        (lambda: quantize_activations(torch.ones(2, 32), "fb32", select="mse"), FormatError, "offline weight rule"),
-        (lambda: quantize_activations(torch.ones(2, 32), "fb32", select="two-stage"), FormatError, "dialectfp4 only"),
+        (
+            lambda: quantize_activations(
+                torch.ones(2, 32), "dialectfp4", candidate_mask=torch.ones(16, dtype=torch.bool)
+            ),
+            FormatError,
+            "LUT selection",
+        ),  # fmt: skip
+        (
+            lambda: quantize_activations(
+                torch.ones(2, 32), "fb32", candidate_mask=torch.zeros(32, dtype=torch.bool)
+            ),
+            FormatError,
+            "no dialect",
+        ),  # fmt: skip
+        (
+            lambda: quantize_activations(
+                torch.ones(2, 32), "fb32", candidate_mask=torch.ones(16, dtype=torch.bool)
+            ),
+            FormatError,
+            "last axis 32",
+        ),  # fmt: skip
+        (
+            lambda: quantize_activations(torch.ones(2, 32), "fb32", select="mse"),
+            FormatError,
+            "offline weight rule",
+        ),
+        (
+            lambda: quantize_activations(torch.ones(2, 32), "fb32", select="two-stage"),
+            FormatError,
+            "dialectfp4 only",
+        ),
     ],
-    ids=["ragged-k", "float64", "nan", "nvfp4", "mask-two-stage", "empty-mask", "mask-width", "mse", "two-stage-fb32"],
+    ids=[
+        "ragged-k",
+        "float64",
+        "nan",
+        "nvfp4",
+        "mask-two-stage",
+        "empty-mask",
+        "mask-width",
+        "mse",
+        "two-stage-fb32",
+    ],
 )
 def test_errors_are_one_sentence(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("quantizer", [quantize_activations, quantize_activations_torch])
+@pytest.mark.parametrize(("value", "kind"), [(float("nan"), "a NaN"), (float("-inf"), "an infinity")])
+def test_non_finite_blocks_are_named(quantizer, value, kind):
+    x = torch.ones(2, 3, 64)
+    x[1, 2, 40] = value
+    with pytest.raises(InputError, match=rf"^block \(1, 2, 1\) contains {kind}; "):
+        quantizer(x, "fb32", config=CONFIG)
