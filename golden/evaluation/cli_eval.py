@@ -1,0 +1,32 @@
+"""`sdialect eval --model DIR`: the demo's evaluation on a local diffusers-format video transformer.
+
+DIR holds ``config.json`` and diffusers weights (or has them under ``DIR/transformer``); nothing is
+downloaded. Supported classes: HunyuanVideoTransformer3DModel and WanTransformer3DModel. Without a
+text encoder, seeded random embeddings of the model's text width stand in for prompts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .app import add_common_arguments
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="local diffusers model directory")
+    parser.add_argument("--frames", type=int, default=None, help="latent frames (default: 4 latent frames after patching)")
+    parser.add_argument("--size", type=int, default=None, help="latent height and width (default: 8 patches)")
+    add_common_arguments(parser, default_out=None)
+
+
+def main(args) -> int:
+    from .app import run
+    from .workload import local_directory
+
+    if args.out is None:
+        args.out = Path("build/eval") / (args.model.resolve().name or "model")
+
+    def make(*, samples, seed, device):
+        return local_directory(args.model, samples=samples, seed=seed, device=device, frames=args.frames, size=args.size)
+
+    return run(args, make, model_info={"directory": str(args.model), "embedded": False})

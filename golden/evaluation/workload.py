@@ -1,0 +1,188 @@
+"""What the evaluation generates: a float transformer, its conditions, initial noise and the call.
+
+Two sources: the embedded model (``golden/assets/tiny-video-dit``: learned clip conditions, the
+training clips for reference) and a user's local diffusers-format video transformer directory
+(``sdialect eval --model DIR``: seeded random stand-in text embeddings, since no text encoder is
+loaded). Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .model import CONDITIONING_FILE, RECIPE_FILE, TRANSFORMER_SUBDIR, ModelError, load
+from .sampling import Condition, velocity
+
+#: The embedded default model, committed with the package.
+EMBEDDED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "tiny-video-dit"
+#: Weight files diffusers' ``from_pretrained`` accepts, single-file or sharded (index) layouts.
+WEIGHT_FILES = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.safetensors.index.json",
+    "diffusion_pytorch_model.bin",
+    "diffusion_pytorch_model.bin.index.json",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workload:
+    """One evaluation problem.
+
+    ``transformer`` float (eval mode, on ``device``); ``cond`` per-sample conditions; ``noise``
+    float32 (B, C, F, H, W) initial latents, one per sample; ``denoiser`` the model call;
+    ``names`` a label per sample; ``targets`` the training clips (B, C, F, H, W) in [-1, 1] when the
+    model was trained to reproduce them (the embedded model), else None. ``pixel_space`` says whether
+    latents are RGB frames in [-1, 1] (so PSNR/SSIM apply directly; otherwise they are computed on
+    the latents, scaled to their reference's range).
+    """
+
+    model_name: str
+    transformer: torch.nn.Module
+    cond: Condition
+    noise: torch.Tensor
+    denoiser: Callable
+    names: tuple[str, ...]
+    targets: torch.Tensor | None
+    pixel_space: bool
+    architecture: str
+
+
+def embedded(*, samples: int, seed: int, device: torch.device, model_dir: Path = EMBEDDED_MODEL) -> Workload:
+    """The embedded model on ``samples`` training clips spread evenly over the source videos."""
+    from .data import load_clips
+
+    model = load(model_dir)
+    clips = load_clips(model.recipe)
+    sources = list(dict.fromkeys(clips.source))
+    # Round-robin over the source videos so every video is represented before any repeats.
+    by_source = {s: [i for i, c in enumerate(clips.source) if c == s] for s in sources}
+    order = []
+    for k in range(max(len(v) for v in by_source.values())):
+        order += [v[k] for v in by_source.values() if k < len(v)]
+    if samples > len(order):
+        raise ModelError(f"The embedded model has {len(order)} clips; --samples {samples} asks for more.")
+    ids = torch.tensor(order[:samples])
+    tokens, mask, pooled = model.conditioning(ids)
+    cond = Condition(tokens=tokens, mask=mask, pooled=pooled).to(device)
+    noise = torch.randn((samples, *clips.video.shape[1:]), generator=torch.Generator().manual_seed(seed))
+    names = tuple(f"clip {int(i)} ({clips.source[int(i)].removesuffix('.mp4')})" for i in ids)
+    return Workload(
+        model_name=model_dir.name,
+        transformer=model.transformer.to(device),
+        cond=cond,
+        noise=noise.to(device),
+        denoiser=velocity,
+        names=names,
+        targets=clips.video[ids].to(device),
+        pixel_space=True,
+        architecture="hunyuan-video",
+    )
+
+
+def _wan_velocity(transformer, latents, timestep, cond: Condition):
+    return transformer(hidden_states=latents, timestep=timestep, encoder_hidden_states=cond.tokens, return_dict=False)[0]
+
+
+def _hunyuan_guided(transformer, latents, timestep, cond: Condition):
+    # Guidance-distilled HunyuanVideo checkpoints take the guidance scale times 1000 as an input.
+    guidance = torch.full_like(timestep, 6.0 * 1000.0)
+    return transformer(
+        hidden_states=latents, timestep=timestep, encoder_hidden_states=cond.tokens,
+        encoder_attention_mask=cond.mask, pooled_projections=cond.pooled, guidance=guidance, return_dict=False,
+    )[0]  # fmt: skip
+
+
+def _check_directory(directory: Path) -> Path:
+    """The directory holding config.json and weights (DIR or DIR/transformer), or a ModelError."""
+    if not directory.is_dir():
+        raise ModelError(f"Model directory {directory} does not exist.")
+    for candidate in (directory, directory / TRANSFORMER_SUBDIR):
+        if (candidate / "config.json").is_file():
+            break
+    else:
+        raise ModelError(f"{directory} is not a diffusers model directory: it has no config.json (nor transformer/config.json).")
+    if not any((candidate / name).is_file() for name in WEIGHT_FILES):
+        raise ModelError(f"{candidate} has a config.json but no diffusers weights ({', '.join(WEIGHT_FILES)}).")
+    for index in ("diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin.index.json"):
+        if (candidate / index).is_file():
+            try:
+                shards = set(json.loads((candidate / index).read_text())["weight_map"].values())
+            except (ValueError, KeyError) as err:
+                raise ModelError(f"The weight index {candidate / index} is unreadable ({err}).") from None
+            missing = sorted(s for s in shards if not (candidate / s).is_file())
+            if missing:
+                raise ModelError(f"{candidate} is incomplete: the weight index lists missing shards {', '.join(missing)}.")
+    return candidate
+
+
+def local_directory(
+    directory: Path, *, samples: int, seed: int, device: torch.device, frames: int | None, size: int | None
+) -> Workload:
+    """A local diffusers-format video transformer (DIR or DIR/transformer with config.json + weights).
+
+    The embedded model's own layout (with ``conditioning.safetensors``) is recognised and evaluated
+    with its learned conditions. Other checkpoints get seeded random text embeddings of the width
+    their config declares, and latent noise of ``frames x size x size`` (defaults: the smallest grid
+    of 4 latent frames and 8 x 8 patches).
+    """
+    directory = Path(directory)
+    if (directory / CONDITIONING_FILE).is_file() and (directory / RECIPE_FILE).is_file():
+        _check_directory(directory / TRANSFORMER_SUBDIR)
+        return embedded(samples=samples, seed=seed, device=device, model_dir=directory)
+    where = _check_directory(directory)
+    config = json.loads((where / "config.json").read_text())
+    class_name = config.get("_class_name")
+    import diffusers
+
+    from ..dit import ARCHITECTURES
+
+    if class_name not in ("HunyuanVideoTransformer3DModel", "WanTransformer3DModel"):
+        supported = "HunyuanVideoTransformer3DModel, WanTransformer3DModel"
+        raise ModelError(
+            f"{where} holds a {class_name or 'model without _class_name'}; `sdialect eval` supports {supported}."
+        )
+    cls = getattr(diffusers, class_name)
+    try:
+        transformer = cls.from_pretrained(str(where), local_files_only=True, torch_dtype=torch.float32)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"Cannot load the {class_name} in {where}: {first}") from None
+    transformer.eval().requires_grad_(False).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    channels = config.get("in_channels", 16)
+    if class_name == "HunyuanVideoTransformer3DModel":
+        patch_t, patch = config.get("patch_size_t", 1), config.get("patch_size", 2)
+        patch_h = patch_w = patch
+        text_dim, text_tokens = config.get("text_embed_dim", 4096), 8
+        pooled = torch.randn(samples, config.get("pooled_projection_dim", 768), generator=generator)
+        denoiser = _hunyuan_guided if config.get("guidance_embeds") else velocity
+        arch = ARCHITECTURES[class_name].name
+    else:
+        patch_t, patch_h, patch_w = config.get("patch_size", (1, 2, 2))
+        text_dim, text_tokens = config.get("text_dim", 4096), 8
+        pooled = None
+        denoiser = _wan_velocity
+        arch = ARCHITECTURES[class_name].name
+    tokens = torch.randn(samples, text_tokens, text_dim, generator=generator)
+    mask = torch.ones(samples, text_tokens, dtype=torch.int64)
+    frames = frames or 4 * patch_t
+    size = size or 8 * max(patch_h, patch_w)
+    if frames % patch_t or size % patch_h or size % patch_w:
+        raise ModelError(f"--frames {frames} and --size {size} must be multiples of the patch ({patch_t}, {patch_h}, {patch_w}).")
+    noise = torch.randn(samples, channels, frames, size, size, generator=generator)
+    return Workload(
+        model_name=directory.name,
+        transformer=transformer,
+        cond=Condition(tokens=tokens, mask=mask, pooled=pooled).to(device),
+        noise=noise.to(device),
+        denoiser=denoiser,
+        names=tuple(f"sample {i}" for i in range(samples)),
+        targets=None,
+        pixel_space=False,
+        architecture=arch,
+    )
