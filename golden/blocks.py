@@ -57,9 +57,12 @@ def floor_log2(mag: torch.Tensor) -> torch.Tensor:
     return ex.to(torch.int64) - 1
 
 
-def check_finite(blocks: torch.Tensor) -> None:
-    """Raise InputError naming the first block (flat index) that holds a NaN or an infinity."""
-    bad = ~torch.isfinite(blocks).all(dim=-1)
+def check_finite(blocks: torch.Tensor, amax: torch.Tensor) -> None:
+    """Raise InputError naming the first block that holds a NaN or an infinity.
+
+    ``amax`` is the per-block max |x|; a NaN or an infinity anywhere in a block makes it non-finite.
+    """
+    bad = ~torch.isfinite(amax)
     if bad.any():
         flat = bad.reshape(-1).nonzero()[0].item()
         index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), bad.shape))
@@ -96,7 +99,8 @@ class BlockedTensor:
         self.block = block
         self.dtype = x.dtype
         self.values = x.detach().to(compute_dtype(x.dtype)).reshape(*x.shape[:-1], -1, block)
-        check_finite(self.values)
+        self.amax = self.values.abs().amax(dim=-1)
+        check_finite(self.values, self.amax)
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
@@ -111,26 +115,32 @@ def block_view(x: torch.Tensor, block: int, *, pad: bool = False) -> BlockedTens
     return BlockedTensor(x, block, pad=pad)
 
 
-def shared_exponent(blocks: torch.Tensor) -> torch.Tensor:
+def shared_exponent(blocks: torch.Tensor, amax: torch.Tensor | None = None) -> torch.Tensor:
     """Unbiased shared exponent e (int64, shape ``blocks.shape[:-1]``), NUMERICS 2.1 step 1.
 
     e = floor(log2 amax) - 2 clamped to [-127, 127]; an all-zero block gets e = -127 (byte 0).
+    ``amax`` (the per-block max |x|) may be passed when the caller already has it.
     """
-    amax = blocks.abs().amax(dim=-1)
+    if amax is None:
+        amax = blocks.abs().amax(dim=-1)
     zero = amax == 0
     e = floor_log2(torch.where(zero, torch.ones_like(amax), amax)) - 2
     e = e.clamp(EXPONENT_MIN, EXPONENT_MAX)
     return torch.where(zero, torch.full_like(e, -EXPONENT_BIAS), e)
 
 
-def front_end(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def front_end(
+    blocks: torch.Tensor, amax: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(e, u, sign) of each block: the hardware block front-end (NUMERICS 2.1 steps 1-3).
 
     ``e``: int64 ``(..., nblocks)``; ``u``: int64 5-bit codes min(31, floor(|x| 2^(2-e)));
     ``sign``: int64 0/1 from the sign bit (so -0.0 has sign 1).
     """
-    e = shared_exponent(blocks)
+    e = shared_exponent(blocks, amax)
     scaled = exact_ldexp(blocks.abs(), (2 - e)[..., None])
-    u = torch.floor(scaled).clamp(max=NUM_UCODES - 1).to(torch.int64)
+    # Clamp before the integer cast (float64 inputs beyond 2^130 exceed int64 once scaled);
+    # scaled >= 0, so the cast's truncation toward zero is the floor.
+    u = scaled.clamp(max=NUM_UCODES - 1).to(torch.int64)
     sign = torch.signbit(blocks).to(torch.int64)
     return e, u, sign

@@ -152,7 +152,7 @@ def _quantize_dialect(
     blocked: BlockedTensor, spec: FormatSpec, select: Selection, mask: torch.Tensor | None
 ) -> dict[str, torch.Tensor]:
     book = spec.formatbook
-    e, u, sign = front_end(blocked.values)
+    e, u, sign = front_end(blocked.values, blocked.amax)
     if select is Selection.LUT:
         dialect = select_lut(u, book, mask)
     elif select is Selection.MSE:
@@ -173,7 +173,7 @@ def _quantize_dialect(
 def _quantize_mxfp4(blocked: BlockedTensor) -> dict[str, torch.Tensor]:
     # OCP MX FLOOR rule: X = 2^(floor(log2 amax) - 2), the same exponent as a dialect block.
     # Elements are divided by the *stored* scale (2^-127 for byte 0; see NUMERICS.md section 3).
-    e = shared_exponent(blocked.values)
+    e = shared_exponent(blocked.values, blocked.amax)
     scaled = exact_ldexp(blocked.values, -e[..., None])
     return {"codes": e2m1_encode(scaled).flatten(-2), "exponent": (e + EXPONENT_BIAS).to(torch.uint8)}
 

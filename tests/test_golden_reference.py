@@ -86,6 +86,17 @@ def test_nvfp4_four_over_six_equals_reference():
     assert 0 < chose_four < x.shape[0]  # the data exercises both candidates
 
 
+def test_float64_beyond_the_exponent_range_saturates():
+    """e clamps at 127, so float64 blocks with amax >= 2^130 saturate their codes at u = 31."""
+    x = torch.tensor([[1e300, -1e200, 2.0**131, 1.0] * 8], dtype=torch.float64)
+    e, u, _ = golden.front_end(x)
+    assert e.item() == 127 and u[0, :3].tolist() == [31, 31, 31] and u[0, 3].item() == 0
+    q = golden.quantize(x, "fb32")
+    assert q.exponent.item() == 254
+    exponent, dialect, codes = ref.quantize_dialect_block(x[0].tolist(), FB32.dialects, "lut")
+    assert (q.exponent.item(), q.dialect.item(), q.codes[0].tolist()) == (exponent, dialect, codes)
+
+
 def test_all_zero_tensor_in_every_format():
     x = torch.zeros(2, 64)
     for name in golden.FORMATS:
