@@ -58,9 +58,10 @@ _NUM_CODES = tl.constexpr(NUM_CODES)
 _ALIGN_BITS = tl.constexpr(ALIGN_BITS)
 #: Largest shift _align needs: |h| 2^ALIGN_BITS < 2^7, so a shift of 8 already rounds every value to 0.
 _MAX_ALIGN_SHIFT = tl.constexpr(8)
-#: Term exponent = E_a + E_w (biased bytes) - _TERM_OFFSET; fast mode also removes both alignments.
-_TERM_OFFSET = tl.constexpr(2 * EXPONENT_BIAS + 2)
-_FAST_TERM_OFFSET = tl.constexpr(2 * EXPONENT_BIAS + 2 + 2 * ALIGN_BITS)
+#: term = acc * 2^(E_a - _HALF_OFFSET) * 2^(E_w - _HALF_OFFSET) for biased exponent bytes E: the
+#: value of a half unit is 2^(e - 1) = 2^(E - 128). Fast mode also undoes the alignment grid.
+_HALF_OFFSET = tl.constexpr(EXPONENT_BIAS + 1)
+_FAST_HALF_OFFSET = tl.constexpr(EXPONENT_BIAS + 1 + ALIGN_BITS)
 _FLOAT_BIAS = tl.constexpr(FLOAT32_BIAS)
 _MANTISSA_BITS = tl.constexpr(FLOAT32_MANTISSA_BITS)
 #: Smallest normal and smallest subnormal binary32 exponents (-126, -149).
@@ -131,6 +132,21 @@ def _scale(acc, s):
     s1 = tl.minimum(tl.maximum(s, _MIN_NORMAL_EXP), _S1_MAX)
     s2 = tl.minimum(tl.maximum(s - s1, _MIN_SUBNORMAL_EXP), _FLOAT_BIAS)
     return (acc.to(tl.float32) * _pow2(s1)) * _pow2(s2)
+
+
+@triton.jit
+def _outer_scale(acc, s_rows, s_cols):
+    """fl32(acc * 2^(s_rows[:, None] + s_cols[None, :])) with one rounding, per output element.
+
+    Common case: no row exponent above _S1_MAX, so ``acc * 2^s_row`` is exact (a multiple of the
+    smallest subnormal, below 2^127) and ``* 2^s_col`` is the single rounding: two multiplies
+    per element. Otherwise the general per-element split of ``_scale``.
+    """
+    if tl.max(s_rows, axis=0) <= _S1_MAX:
+        term = (acc.to(tl.float32) * _pow2(s_rows)[:, None]) * _pow2(s_cols)[None, :]
+    else:
+        term = _scale(acc, s_rows[:, None] + s_cols[None, :])
+    return term
 
 
 @triton.jit
@@ -230,15 +246,17 @@ def _w4a4_gemm_kernel(
             a_odd = _align(a_odd, ref_a[:, None] - e_a)
             w_even = _align(w_even, ref_w[:, None] - e_w)
             w_odd = _align(w_odd, ref_w[:, None] - e_w)
-            exponent = ref_a[:, None] + ref_w[None, :] - _FAST_TERM_OFFSET
+            s_a = ref_a - _FAST_HALF_OFFSET
+            s_w = ref_w - _FAST_HALF_OFFSET
         else:
             e_a = tl.load(a_exponent_ptr + rows64 * stride_a_meta + tile, mask=row_ok, other=0).to(tl.int32)
             e_w = tl.load(w_exponent_ptr + cols64 * stride_w_meta + tile, mask=col_ok, other=0).to(tl.int32)
-            exponent = e_a[:, None] + e_w[None, :] - _TERM_OFFSET
+            s_a = e_a - _HALF_OFFSET
+            s_w = e_w - _HALF_OFFSET
         a = _dot_operand(a_even, a_odd, DOT_PAD)
         w = _dot_operand(w_even, w_odd, DOT_PAD)
         acc = tl.dot(a, tl.trans(w), out_dtype=tl.int32)
-        y = y + _scale(acc, exponent)
+        y = y + _outer_scale(acc, s_a, s_w)
     out_mask = row_ok[:, None] & col_ok[None, :]
     if SCATTER:
         target = tl.load(out_rows_ptr + rows, mask=row_ok, other=0)
