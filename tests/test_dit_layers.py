@@ -199,8 +199,9 @@ def test_triton_backend_is_bit_exact_with_the_integer_path():
     kernels = pytest.importorskip("kernels.linear", reason="kernels.w4a4_linear (issue 7) is not importable")
     if not hasattr(kernels, "w4a4_linear"):
         pytest.skip("kernels.w4a4_linear (issue 7) is not available yet")
-    result = subprocess.run([sys.executable, "-c", _TRITON_SCRIPT], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0 and "bit-exact" in result.stdout, result.stderr[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", _TRITON_SCRIPT], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0 and "bit-exact" in result.stdout, result.stdout[-1000:] + result.stderr[-3000:]
 
 
 def test_weight_selection_defaults_to_mse_for_dialects():

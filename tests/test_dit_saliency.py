@@ -152,10 +152,13 @@ print(json.dumps({"chunked": chunked, "full": full, "tile": batch * heads * leng
 def test_saliency_peak_memory_stays_under_the_documented_bound():
     chunk = 8 << 20
     script = _MEMORY_SCRIPT.replace("CHUNK", str(chunk))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # A fixed mmap threshold makes glibc return every large block to the OS when it is freed, so the
+    # peak RSS measures live tensors (its dynamic threshold would keep freed chunks resident).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(128 << 10)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     peak = json.loads(result.stdout.strip().splitlines()[-1])
-    bound = 3 * chunk + (48 << 20)  # README.md, "Saliency memory bound"
+    bound = 3 * chunk + (16 << 20)  # README.md, "Saliency memory bound"
     assert peak["tile"] == 512 << 20
     assert peak["full"] >= peak["tile"], "the measurement must see a full L x L attention matrix"
     assert peak["chunked"] < bound, peak

@@ -193,7 +193,7 @@ class QuantizedLinear(nn.Module):
                 f"layer {self.name!r} got input {tuple(x.shape)}, expected batch {slot.salient.shape[0]} and at "
                 f"least the {tokens} video tokens of this call"
             )
-        base = torch.arange(batch)[:, None] * length
+        base = torch.arange(batch, device=x.device)[:, None] * length
         rows = (base + slot.salient).reshape(-1)
         mask = None
         if slot.groups is not None:
@@ -202,10 +202,10 @@ class QuantizedLinear(nn.Module):
                 slot.groups >= 0, torch.gather(families, 1, slot.groups.clamp(min=0)), torch.full_like(slot.groups, -1)
             )  # (batch, T)
             book = get_format(self.config.format).formatbook
-            row_family = torch.full((batch, length), -1, dtype=torch.int64)
+            row_family = torch.full((batch, length), -1, dtype=torch.int64, device=x.device)
             row_family[:, :tokens] = token_family
             row_family = row_family.reshape(-1)
-            dialect_family = torch.arange(book.num_dialects) // book.family_size
+            dialect_family = torch.arange(book.num_dialects, device=x.device) // book.family_size
             mask = (row_family[:, None] < 0) | (dialect_family[None, :] == row_family[:, None])
         return ActivationPlan(salient_rows=rows, candidate_mask=mask)
 

@@ -72,9 +72,9 @@ def attention_saliency(
     """
     batch, length, heads, _ = query.shape
     stride = max(1, math.ceil(num_video / max_queries))
-    queries = torch.arange(offset, offset + num_video, stride)
+    queries = torch.arange(offset, offset + num_video, stride, device=query.device)
     rows = chunk_rows(batch, heads, length, chunk_bytes)
-    mass = torch.zeros(batch, length, dtype=torch.float32)
+    mass = torch.zeros(batch, length, dtype=torch.float32, device=query.device)
     for start in range(0, len(queries), rows):
         probs = _probabilities(query[:, queries[start : start + rows]], key, key_mask)
         mass += probs.sum(dim=(1, 2))
@@ -112,7 +112,7 @@ def anchor_attention(
     """
     batch, length, heads, _ = query.shape
     count = anchors.shape[1]
-    out = torch.empty(batch, count, num_video, dtype=torch.float32)
+    out = torch.empty(batch, count, num_video, dtype=torch.float32, device=query.device)
     rows = chunk_rows(batch, heads, length, chunk_bytes)
     for start in range(0, count, rows):
         index = anchors[:, start : start + rows] + offset  # (batch, r)
@@ -152,14 +152,15 @@ def seda_groups(
         int64 ``(batch, T)``: position in ``anchors`` of each token's group, -1 for no group.
     """
     batch, count, tokens = weights.shape
-    groups = torch.full((batch, tokens), -1, dtype=torch.int64)
+    device = weights.device
+    groups = torch.full((batch, tokens), -1, dtype=torch.int64, device=device)
     if count == 0:
         return groups
-    coords = token_coordinates(grid)  # (T, 3)
+    coords = token_coordinates(grid).to(device)  # (T, 3)
     anchor_coords = coords[anchors]  # (batch, k, 3)
     delta = (coords[None, None] - anchor_coords[:, :, None]).abs()
-    inside = (delta <= torch.tensor(window)).all(-1)  # (batch, k, T)
-    is_anchor = torch.zeros(batch, tokens, dtype=torch.bool).scatter_(1, anchors, True)
+    inside = (delta <= torch.tensor(window, device=device)).all(-1)  # (batch, k, T)
+    is_anchor = torch.zeros(batch, tokens, dtype=torch.bool, device=device).scatter_(1, anchors, True)
     candidate = inside & ~is_anchor[:, None, :]
     scores = torch.where(candidate, weights, torch.full_like(weights, float("-inf")))
     top = torch.sort(scores, dim=-1, descending=True, stable=True)
@@ -168,7 +169,7 @@ def seda_groups(
     claims.scatter_(-1, top.indices[..., :keep], top.values[..., :keep])
     best, owner = claims.max(dim=1)  # first maximum: ties to the lower anchor position
     groups = torch.where(torch.isfinite(best), owner, groups)
-    groups.scatter_(1, anchors, torch.arange(count).expand(batch, -1).contiguous())
+    groups.scatter_(1, anchors, torch.arange(count, device=device).expand(batch, -1).contiguous())
     return groups
 
 
