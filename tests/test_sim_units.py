@@ -15,11 +15,11 @@ from sim.runner import run_cocotb
 
 #: (config, beats): representative fraction for `make test`.
 FAST = [
-    (DSUConfig(book=Book.FB32, block=32), 12_000),
-    (TwoStageConfig(block=32), 12_000),
+    (DSUConfig(book=Book.FB32, block=32), 15_000),
+    (TwoStageConfig(block=32), 15_000),
     (DecoderConfig(lanes=4), 2_000),
     (FrontEndConfig(block=32), 2_000),
-    (MACArrayConfig(rows=2, cols=2, block=32), 600),
+    (MACArrayConfig(rows=2, cols=2, block=32), 300),
 ]
 
 #: (config, beats): the full sweeps (>= 100k blocks per selector), `make sim`.

@@ -1,0 +1,52 @@
+"""Activation captures for the tile regression: from a file (``golden.dit`` capture schema), or made on the
+fly from a tiny random-weight diffusers model (CPU, seconds) with the decomposition (AD) and, for FB32,
+SeDA on, on the integer path. ``golden.dit`` is the only producer; nothing here re-implements it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from hw.tile import TileConfig, TileFormat
+
+__all__ = ["TINY_ARCHITECTURE", "TINY_TIMESTEPS", "tiny_capture", "tiny_quant_config"]
+
+#: The tiny model used by `make test` (random weights; golden.dit.tiny).
+TINY_ARCHITECTURE = "wan"
+#: Three denoising steps (each a new timestep value), one call per step.
+TINY_TIMESTEPS = (900.0, 700.0, 500.0)
+
+
+def tiny_quant_config(config: TileConfig):
+    """The golden.dit configuration whose activations ``config``'s tile reproduces: the tile's format and
+    block, integer execution, AD on (profiled every step), SeDA on for FB32 (it needs LUT selection)."""
+    from golden.dit import DecompositionConfig, Execution, QuantConfig, SedaConfig
+
+    seda = SedaConfig(k_c=4, window=(1, 2, 2), regroup_every=1) if config.format is TileFormat.FB32 else None
+    return QuantConfig(
+        format=config.format.value,
+        block=config.block,
+        decomposition=DecompositionConfig(rho=0.1, profile_every=1),
+        seda=seda,
+        execution=Execution.INTEGER,
+    )
+
+
+def tiny_capture(
+    config: TileConfig, path: str | os.PathLike, *, layers: tuple[str, ...] = ("blocks.1.attn1.to_q", "blocks.1.ffn.*"),
+    steps: tuple[int, ...] = (1, 2), seed: int = 0,
+) -> Path:
+    """Run the tiny model for ``TINY_TIMESTEPS`` under ``tiny_quant_config(config)`` and capture ``layers`` at
+    ``steps`` into ``path`` (a ``golden.dit`` capture directory). Returns ``path``."""
+    from golden.dit import CaptureConfig, capture, quantize_, tiny_inputs, tiny_transformer
+
+    model = tiny_transformer(TINY_ARCHITECTURE, seed=seed)
+    quantize_(model, tiny_quant_config(config))
+    inputs = tiny_inputs(TINY_ARCHITECTURE, batch=1, seed=seed)
+    with capture(model, path, CaptureConfig(layers=layers, steps=steps)), torch.no_grad():
+        for t in TINY_TIMESTEPS:
+            model(**inputs, timestep=torch.full((1,), t), return_dict=False)
+    return Path(path)
