@@ -96,7 +96,7 @@ class SaliencyMixin:
             slot.groups = seda_groups(
                 weights, slot.salient, grid=call.grid, window=config.seda.window, k_c=config.seda.k_c
             )
-            slot.version += 1
+            slot.version = next(self.block_state.model.versions)
 
     def attend(self, query, key, value, *, attention_mask, key_mask=None, **kwargs) -> torch.Tensor:
         if self.config.quantize_attention_products:

@@ -11,6 +11,7 @@ groups, per-linear families) is kept per slot.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -50,7 +51,8 @@ class SlotState:
     ``salient``: int64 ``(batch, |S|)`` video-token indices, sorted, or None before the first
     profiling step. ``anchors``: the ``salient`` of the last regrouping step; ``groups``: int64
     ``(batch, T)`` position in ``anchors`` of each video token's SeDA group, -1 for no group.
-    ``version`` increases whenever ``groups`` changes.
+    ``version`` identifies ``groups``: a fresh number of the model's counter whenever they change,
+    never reused (not even after a reset), so per-layer caches keyed by it cannot go stale.
     """
 
     salient: torch.Tensor | None = None
@@ -81,6 +83,8 @@ class ModelState:
         self._step = -1
         self._slot = 0
         self.blocks: dict[str, BlockState] = {}
+        #: Source of ``SlotState.version`` numbers.
+        self.versions = itertools.count(1)
 
     def block(self, name: str) -> BlockState:
         return self.blocks.setdefault(name, BlockState(name=name, model=self))
