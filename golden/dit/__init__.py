@@ -30,6 +30,7 @@ _EXPORTS = {
     "ActivationPlan": "linear",
     "DecomposedActivation": "linear",
     "decomposed_matmul": "linear",
+    "fast_dequantize": "linear",
     "quantize_activation": "linear",
     "quantize_weight": "linear",
     "is_quantized": "model",

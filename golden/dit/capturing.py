@@ -129,7 +129,7 @@ _FIELDS = {
 
 def _flatten(prefix: str, q: QuantizedTensor, out: dict[str, torch.Tensor]) -> None:
     for field in _FIELDS[q.spec.kind]:
-        out[f"{prefix}.{field}"] = getattr(q, field).contiguous()
+        out[f"{prefix}.{field}"] = getattr(q, field).clone()  # records may share operands (q/k/v)
 
 
 def _rebuild(prefix: str, flat: dict, fmt: str, block: int, shape: tuple[int, ...], where: str) -> QuantizedTensor:

@@ -19,12 +19,13 @@ rounding of the matmul (README.md, "Fake-quant vs integer tolerance").
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..formats import FormatError, get_format
+from ..formats import FormatError, FormatKind, get_format
 from ..matmul import quantized_matmul
 from ..quantize import QuantizedTensor, quantize
 from .config import Backend, Execution, QuantConfig
@@ -36,6 +37,7 @@ __all__ = [
     "QuantizedLinear",
     "TokenRole",
     "decomposed_matmul",
+    "fast_dequantize",
     "quantize_activation",
     "quantize_weight",
 ]
@@ -62,6 +64,34 @@ class ActivationPlan:
     candidate_mask: torch.Tensor | None = None
 
 
+@functools.cache
+def _signed_values(format_name: str) -> torch.Tensor:
+    """float32 ``(D, 16)``: the value of element code ``c`` in dialect ``d``, in half units, signed
+    by bit 3 (so code 8 is -0.0)."""
+    book = get_format(format_name).formatbook
+    magnitude = book.half_units.to(torch.float32)
+    return torch.cat((magnitude, -magnitude), dim=1)
+
+
+def fast_dequantize(q: QuantizedTensor) -> torch.Tensor:
+    """``q.dequantize()`` bit for bit, by table lookup and one float32 power-of-two scaling.
+
+    Dialect formats and MXFP4: ``value = h * 2^(e - 1)`` with ``|h| <= 15`` and ``e - 1`` in
+    [-128, 126], so ``2^(e - 1)`` and the product are exact in float32 (subnormals included; an
+    overflow is inf in both). NVFP4 variants use ``q.dequantize()``.
+    """
+    spec = q.spec
+    if spec.kind not in (FormatKind.DIALECT, FormatKind.MXFP4):
+        return q.dequantize()
+    table = _signed_values(spec.name).to(q.codes.device)
+    codes = q.codes.to(torch.int64).unflatten(-1, (q.num_blocks, q.block))
+    if q.dialect is not None:
+        codes = codes + (q.dialect.to(torch.int64) * table.shape[1])[..., None]
+    values = table.reshape(-1)[codes]
+    scale = torch.pow(2.0, (q.unbiased_exponent() - 1).to(torch.float32))  # exact powers of two
+    return (values * scale[..., None]).flatten(-2)[..., : q.length]
+
+
 @dataclass(frozen=True)
 class DecomposedActivation:
     """``Q1`` of all rows and ``Q2`` of the salient rows' residual (None without decomposition)."""
@@ -72,9 +102,9 @@ class DecomposedActivation:
 
     def dequantize(self) -> torch.Tensor:
         """float32 ``(M, K)``: ``deq(Q1)`` with ``deq(Q2)`` added to the salient rows."""
-        x_hat = self.main.dequantize()
+        x_hat = fast_dequantize(self.main)
         if self.residual is not None:
-            x_hat[self.salient_rows] = x_hat[self.salient_rows] + self.residual.dequantize()
+            x_hat[self.salient_rows] = x_hat[self.salient_rows] + fast_dequantize(self.residual)
         return x_hat
 
 
@@ -90,7 +120,7 @@ def quantize_activation(x: torch.Tensor, config: QuantConfig, plan: ActivationPl
     rows = plan.salient_rows
     if rows is None or rows.numel() == 0:
         return DecomposedActivation(main=main)
-    residual = x[rows].to(torch.float32) - main.dequantize()[rows]
+    residual = x[rows].to(torch.float32) - fast_dequantize(main)[rows]
     residual_mask = None if mask is None else mask[rows]  # a salient row's residual keeps its row's mask
     second = quantize(
         residual, config.format, block=config.block, select=config.activation_select, mask=residual_mask, pad=True
@@ -107,11 +137,23 @@ def decomposed_matmul(
         if act.residual is not None:
             y[act.salient_rows] = y[act.salient_rows] + quantized_matmul(act.residual, weight)
         return y
-    w = weight.dequantize() if weight_deq is None else weight_deq
-    y = act.main.dequantize() @ w.T
+    w = fast_dequantize(weight) if weight_deq is None else weight_deq
+    y = fast_dequantize(act.main) @ w.T
     if act.residual is not None:
-        y[act.salient_rows] = y[act.salient_rows] + act.residual.dequantize() @ w.T
+        y[act.salient_rows] = y[act.salient_rows] + fast_dequantize(act.residual) @ w.T
     return y
+
+
+@dataclass(frozen=True)
+class _CacheKey:
+    config: QuantConfig
+    plan: ActivationPlan
+
+
+def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a is b or (a.shape == b.shape and torch.equal(a, b))
 
 
 class QuantizedLinear(nn.Module):
@@ -170,7 +212,7 @@ class QuantizedLinear(nn.Module):
     def weight_deq(self) -> torch.Tensor:
         """float32 ``(N, K)`` dequantized weight (derived from ``weight_q`` on first use)."""
         if self._weight_deq is None:
-            self._weight_deq = self.weight_q.dequantize()
+            self._weight_deq = fast_dequantize(self.weight_q)
         return self._weight_deq
 
     # -- decomposition and SeDA state ---------------------------------------------------------
@@ -229,7 +271,7 @@ class QuantizedLinear(nn.Module):
         plan = self.plan(x)
         rows = x.reshape(-1, self.in_features)
         triton = self.config.backend is Backend.TRITON
-        act = quantize_activation(rows, self.config, plan) if not triton or self.observers else None
+        act = self._activation(x, rows, plan) if not triton or self.observers else None
         if triton:
             y = self._triton(rows, plan)
         else:
@@ -242,6 +284,25 @@ class QuantizedLinear(nn.Module):
         for observer in self.observers:
             observer(self, rows, act, plan, y)
         return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def _activation(self, x: torch.Tensor, rows: torch.Tensor, plan: ActivationPlan) -> DecomposedActivation:
+        """``quantize_activation``, reusing the previous layer's result when it quantized the very
+        same input tensor (unmodified) under an equal plan (q/k/v of one attention)."""
+        model = None if self.block_state is None else self.block_state.model
+        cached = None if model is None else model.last_activation
+        if (
+            cached is not None
+            and cached[0] is x
+            and cached[1] == x._version
+            and cached[2].config == self.config
+            and _same(cached[2].plan.salient_rows, plan.salient_rows)
+            and _same(cached[2].plan.candidate_mask, plan.candidate_mask)
+        ):
+            return cached[3]
+        act = quantize_activation(rows, self.config, plan)
+        if model is not None:
+            model.last_activation = (x, x._version, _CacheKey(config=self.config, plan=plan), act)
+        return act
 
     def _triton(self, rows: torch.Tensor, plan: ActivationPlan) -> torch.Tensor:
         try:

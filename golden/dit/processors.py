@@ -20,6 +20,7 @@ from diffusers.models.transformers.transformer_wan import WanAttnProcessor, _get
 
 from ..formats import FormatError
 from ..quantize import quantize
+from .linear import fast_dequantize
 from .saliency import _probabilities, anchor_attention, attention_saliency, chunk_rows, salient_tokens, seda_groups
 
 __all__ = ["HunyuanVideoSaliencyProcessor", "LTXVideoSaliencyProcessor", "WanSaliencyProcessor", "quantized_attention"]
@@ -43,7 +44,7 @@ def quantized_attention(query, key, value, *, key_mask, config) -> torch.Tensor:
     over queries like the saliency pass (``config.decomposition.chunk_bytes`` or the default)."""
 
     def fake(t: torch.Tensor) -> torch.Tensor:
-        return quantize(t, config.format, block=config.block, select=config.activation_select, pad=True).dequantize()
+        return fast_dequantize(quantize(t, config.format, block=config.block, select=config.activation_select, pad=True))
 
     q, k = fake(query.float()), fake(key.float())
     v_t = fake(value.float().permute(0, 2, 3, 1))  # (batch, heads, head_dim, L): blocks along tokens

@@ -85,6 +85,9 @@ class ModelState:
         self.blocks: dict[str, BlockState] = {}
         #: Source of ``SlotState.version`` numbers.
         self.versions = itertools.count(1)
+        #: ``(input tensor, its _version, plan, activation)`` of the last quantized-linear call, so
+        #: q/k/v projections of one input quantize it once. Cleared on every forward call.
+        self.last_activation: tuple | None = None
 
     def block(self, name: str) -> BlockState:
         return self.blocks.setdefault(name, BlockState(name=name, model=self))
@@ -92,6 +95,7 @@ class ModelState:
     def reset(self) -> None:
         """Forget the schedule and every block's state: the next call is step 0 of a new generation."""
         self.call = None
+        self.last_activation = None
         self._last_timestep = None
         self._step = -1
         self._slot = 0
@@ -111,6 +115,7 @@ class ModelState:
         else:
             self._slot += 1
         self._last_timestep = t
+        self.last_activation = None
         self.call = CallInfo(
             step=self._step,
             slot=self._slot,
