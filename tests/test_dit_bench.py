@@ -20,7 +20,12 @@ def _one_thread():
 
 def test_bench_model_reports_quantization_cost_and_step_ratio(tmp_path):
     out = tmp_path / "model.json"
-    assert sdialect(["bench", "model", "--arch", "wan", "--steps", "2", "--latent", "2", "8", "8", "-o", str(out)]) == 0
+    assert (
+        sdialect(
+            ["bench", "model", "--arch", "wan", "--steps", "2", "--latent", "2", "8", "8", "-o", str(out)]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["architecture"] == "wan" and result["config"]["seda"] is not None
     assert result["quantize"]["wall_time_s"] > 0 and result["quantize"]["quantized_layers"] == 20

@@ -64,7 +64,9 @@ def captured(tmp_path_factory):
     outputs = {}
     for name, layer in quantized_layers(model).items():
         if name.startswith("transformer_blocks.0."):
-            layer.register_forward_hook(lambda m, i, o: outputs.__setitem__((m.name, model._sdialect_state.call.step), o))
+            layer.register_forward_hook(
+                lambda m, i, o: outputs.__setitem__((m.name, model._sdialect_state.call.step), o)
+            )
     path = tmp_path_factory.mktemp("capture") / "run"
     with capture(model, path, CaptureConfig(layers=("transformer_blocks.0.*",), steps=(1,))):
         _loop(model, "hunyuan-video")
@@ -76,10 +78,14 @@ def test_capture_reload_replay_is_bit_exact(captured):
     cap = load_capture(path)
     assert cap.manifest["schema"] == CAPTURE_SCHEMA and cap.config == FULL
     assert {r.layer for r in cap.records} == {n for n, _ in outputs} and all(r.step == 1 for r in cap.records)
-    assert any(r.residual is not None for r in cap.records) and any(r.candidate_mask is not None for r in cap.records)
+    assert any(r.residual is not None for r in cap.records) and any(
+        r.candidate_mask is not None for r in cap.records
+    )
     for r in cap.records:
         act, y = replay(r, cap.config)
-        assert torch.equal(act.main.codes, r.activation.codes) and torch.equal(act.main.dialect, r.activation.dialect)
+        assert torch.equal(act.main.codes, r.activation.codes) and torch.equal(
+            act.main.dialect, r.activation.dialect
+        )
         assert torch.equal(act.main.exponent, r.activation.exponent)
         if r.residual is not None:
             assert torch.equal(act.residual.codes, r.residual.codes)
@@ -165,10 +171,22 @@ def _edit_json(path, edit):
         (lambda d: (d / "config.json").unlink(), "has no config.json"),
         (lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
         (lambda d: _edit_json(d / "config.json", lambda c: c.update(schema="other/9")), "schema 'other/9'"),
-        (lambda d: _edit_json(d / "config.json", lambda c: c.update(class_name="UNet2DModel")), "UNet2DModel"),
-        (lambda d: _edit_json(d / "config.json", lambda c: c["model_config"].update(num_layers=3)), "does not match"),
-        (lambda d: _edit_json(d / "config.json", lambda c: c["model_config"].update(ffn_dim=256)), "quantized weight of shape"),
-        (lambda d: _edit_json(d / "config.json", lambda c: c["quant_config"].update(format="dialectfp4")), "fb32/32"),
+        (
+            lambda d: _edit_json(d / "config.json", lambda c: c.update(class_name="UNet2DModel")),
+            "UNet2DModel",
+        ),
+        (
+            lambda d: _edit_json(d / "config.json", lambda c: c["model_config"].update(num_layers=3)),
+            "does not match",
+        ),
+        (
+            lambda d: _edit_json(d / "config.json", lambda c: c["model_config"].update(ffn_dim=256)),
+            "quantized weight of shape",
+        ),
+        (
+            lambda d: _edit_json(d / "config.json", lambda c: c["quant_config"].update(format="dialectfp4")),
+            "fb32/32",
+        ),
         (lambda d: (d / "quantized.safetensors").write_bytes(b"\x08" + b"\x00" * 20), "not a readable"),
         (lambda d: (d / "float.safetensors").unlink(), "float.safetensors is missing"),
     ],
@@ -183,7 +201,10 @@ def test_corrupt_or_mismatched_model_files_are_named(saved_model, damage, messag
     ("damage", "message"),
     [
         (lambda d: (d / "manifest.json").unlink(), "needs manifest.json"),
-        (lambda d: _edit_json(d / "manifest.json", lambda m: m.update(schema="semanticdialect.capture/0")), "capture/0"),
+        (
+            lambda d: _edit_json(d / "manifest.json", lambda m: m.update(schema="semanticdialect.capture/0")),
+            "capture/0",
+        ),
         (lambda d: _edit_json(d / "manifest.json", lambda m: m["records"][0].update(rows=3)), "shape"),
         (lambda d: _edit_json(d / "manifest.json", lambda m: m["records"][0].update(layer="nope")), "'nope'"),
         (lambda d: _edit_json(d / "manifest.json", lambda m: m.pop("quant_config")), "malformed"),

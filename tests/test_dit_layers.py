@@ -10,7 +10,6 @@ from golden import FB32, FORMATS, FormatError, Selection, front_end, get_format,
 from golden.blocks import BlockedTensor
 from golden.dit import (
     ActivationPlan,
-    Backend,
     DecompositionConfig,
     Execution,
     QuantConfig,
@@ -51,7 +50,10 @@ def _data(rows, k, n, seed=0):
         ({"format": "dialectfp4", "seda": SedaConfig(), "decomposition": DecompositionConfig()}, "fb32"),
         ({"format": "fb32", "seda": SedaConfig()}, "DecompositionConfig"),
         ({"format": "fb32", "execution": "float"}, "execution"),
-        ({"format": "fb32", "execution": Execution.INTEGER, "quantize_attention_products": True}, "fake-quant"),
+        (
+            {"format": "fb32", "execution": Execution.INTEGER, "quantize_attention_products": True},
+            "fake-quant",
+        ),
     ],
 )
 def test_config_rejects(kwargs, message):
@@ -80,7 +82,10 @@ def test_config_defaults_and_json_round_trip():
     assert QuantConfig(format="nvfp4").weight_select is None
     assert QuantConfig.from_json(cfg.to_json()) == cfg
     assert [cfg.profile_step(s) for s in range(11)] == [s % 5 == 0 for s in range(11)]
-    assert DecompositionConfig(rho=0.05).num_salient(100) == 5 and DecompositionConfig(rho=0.05).num_salient(101) == 6
+    assert (
+        DecompositionConfig(rho=0.05).num_salient(100) == 5
+        and DecompositionConfig(rho=0.05).num_salient(101) == 6
+    )
 
 
 # -- paths ----------------------------------------------------------------------------------------
@@ -118,7 +123,9 @@ def test_decomposition_with_no_salient_rows_is_plain_quantization():
     b = quantize_activation(x, plain, ActivationPlan())
     assert a.residual is None and torch.equal(a.main.codes, b.main.codes)
     for execution in Execution:
-        assert torch.equal(decomposed_matmul(a, wq, execution=execution), decomposed_matmul(b, wq, execution=execution))
+        assert torch.equal(
+            decomposed_matmul(a, wq, execution=execution), decomposed_matmul(b, wq, execution=execution)
+        )
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -178,7 +185,9 @@ mask[2], mask[5] = FB32.family_mask(2), FB32.family_mask(1)
 plan = ActivationPlan(salient_rows=torch.tensor([2, 6]), candidate_mask=mask)
 outputs = []
 for backend in (Backend.TRITON, Backend.TORCH):
-    cfg = QuantConfig(format="fb32", backend=backend, execution=Execution.INTEGER, decomposition=DecompositionConfig())
+    cfg = QuantConfig(
+        format="fb32", backend=backend, execution=Execution.INTEGER, decomposition=DecompositionConfig()
+    )
     layer = QuantizedLinear.from_linear(linear, name="probe", config=cfg)
     layer.plan = lambda x: plan
     outputs.append(layer(x))
@@ -200,8 +209,12 @@ def test_triton_backend_is_bit_exact_with_the_integer_path():
     if not hasattr(kernels, "w4a4_linear"):
         pytest.skip("kernels.w4a4_linear (issue 7) is not available yet")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", _TRITON_SCRIPT], capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0 and "bit-exact" in result.stdout, result.stdout[-1000:] + result.stderr[-3000:]
+    result = subprocess.run(
+        [sys.executable, "-c", _TRITON_SCRIPT], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 0 and "bit-exact" in result.stdout, (
+        result.stdout[-1000:] + result.stderr[-3000:]
+    )
 
 
 def test_weight_selection_defaults_to_mse_for_dialects():

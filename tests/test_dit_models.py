@@ -67,7 +67,9 @@ def test_quantize_replaces_exactly_the_block_linears(name):
 @pytest.mark.parametrize("name", TINY_ARCHITECTURES)
 def test_fake_quant_and_integer_models_agree(name):
     fake = _run(name, QuantConfig(format="fb32", decomposition=AD, seda=SEDA))[2]
-    integer = _run(name, QuantConfig(format="fb32", decomposition=AD, seda=SEDA, execution=Execution.INTEGER))[2]
+    integer = _run(
+        name, QuantConfig(format="fb32", decomposition=AD, seda=SEDA, execution=Execution.INTEGER)
+    )[2]
     for a, b in zip(fake, integer):
         assert ((a - b).norm() / b.norm()) < 1e-4  # README.md, "Fake-quant vs integer tolerance"
 
@@ -75,7 +77,9 @@ def test_fake_quant_and_integer_models_agree(name):
 @pytest.mark.parametrize("name", TINY_ARCHITECTURES)
 def test_rho_zero_decomposition_is_plain_fb32_bit_for_bit(name):
     plain = _run(name, QuantConfig(format="fb32"))[2]
-    rho0 = _run(name, QuantConfig(format="fb32", decomposition=DecompositionConfig(rho=0.0, profile_every=1)))[2]
+    rho0 = _run(
+        name, QuantConfig(format="fb32", decomposition=DecompositionConfig(rho=0.0, profile_every=1))
+    )[2]
     assert all(torch.equal(a, b) for a, b in zip(plain, rho0))
 
 
@@ -116,7 +120,9 @@ def test_every_format_quantizes_a_model(fmt):
 
 def test_quantized_attention_products_change_the_output_a_little():
     reference = _run("hunyuan-video", QuantConfig(format="fb32"), timesteps=TIMESTEPS[:1])[2][0]
-    products = _run("hunyuan-video", QuantConfig(format="fb32", quantize_attention_products=True), timesteps=TIMESTEPS[:1])[2][0]
+    products = _run(
+        "hunyuan-video", QuantConfig(format="fb32", quantize_attention_products=True), timesteps=TIMESTEPS[:1]
+    )[2][0]
     assert not torch.equal(reference, products)
     assert ((reference - products).norm() / reference.norm()) < 0.5
 

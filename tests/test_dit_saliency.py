@@ -33,7 +33,9 @@ def _one_thread():
 
 def _qk(batch=2, length=40, heads=3, dim=16, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, length, heads, dim, generator=g), torch.randn(batch, length, heads, dim, generator=g)
+    return torch.randn(batch, length, heads, dim, generator=g), torch.randn(
+        batch, length, heads, dim, generator=g
+    )
 
 
 def _full_probs(q, k, mask):
@@ -48,7 +50,9 @@ def test_chunked_saliency_equals_full_attention(chunk_bytes):
     q, k = _qk()
     mask = torch.ones(2, 40, dtype=torch.bool)
     mask[1, -3:] = False  # padded text tokens of the second sample
-    s = attention_saliency(q, k, num_video=32, offset=0, key_mask=mask, max_queries=1000, chunk_bytes=chunk_bytes)
+    s = attention_saliency(
+        q, k, num_video=32, offset=0, key_mask=mask, max_queries=1000, chunk_bytes=chunk_bytes
+    )
     expected = _full_probs(q, k, mask)[:, :, :32, :32].mean(dim=(1, 2))
     torch.testing.assert_close(s.double(), expected, rtol=1e-5, atol=1e-7)
 
@@ -119,7 +123,9 @@ def test_family_choice_minimises_the_summed_per_family_lut_cost():
     costs = lut_costs(u, FB32)  # (2, 3, 3 blocks, 32 dialects)
     for b in range(2):
         for a in range(3):
-            totals = [sum(int(costs[b, a, blk, f * 8 : f * 8 + 8].min()) for blk in range(3)) for f in range(4)]
+            totals = [
+                sum(int(costs[b, a, blk, f * 8 : f * 8 + 8].min()) for blk in range(3)) for f in range(4)
+            ]
             assert families[b, a] == totals.index(min(totals))
 
 
@@ -155,7 +161,9 @@ def test_saliency_peak_memory_stays_under_the_documented_bound():
     # A fixed mmap threshold makes glibc return every large block to the OS when it is freed, so the
     # peak RSS measures live tensors (its dynamic threshold would keep freed chunks resident).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(128 << 10)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     peak = json.loads(result.stdout.strip().splitlines()[-1])
     bound = 3 * chunk + (16 << 20)  # README.md, "Saliency memory bound"

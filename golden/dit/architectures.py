@@ -93,7 +93,13 @@ ARCHITECTURES: dict[str, Architecture] = {
             block_lists=("transformer_blocks", "single_transformer_blocks"),
             self_attention="attn",
             processor=HunyuanVideoSaliencyProcessor,
-            text_linears=("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out", "ff_context.*"),
+            text_linears=(
+                "attn.add_q_proj",
+                "attn.add_k_proj",
+                "attn.add_v_proj",
+                "attn.to_add_out",
+                "ff_context.*",
+            ),
             grid=_hunyuan_grid,
         ),
         Architecture(
@@ -102,7 +108,14 @@ ARCHITECTURES: dict[str, Architecture] = {
             block_lists=("blocks",),
             self_attention="attn1",
             processor=WanSaliencyProcessor,
-            text_linears=("attn2.to_k", "attn2.to_v", "attn2.to_kv", "attn2.add_k_proj", "attn2.add_v_proj", "attn2.to_added_kv"),
+            text_linears=(
+                "attn2.to_k",
+                "attn2.to_v",
+                "attn2.to_kv",
+                "attn2.add_k_proj",
+                "attn2.add_v_proj",
+                "attn2.to_added_kv",
+            ),
             grid=_wan_grid,
         ),
         Architecture(

@@ -132,7 +132,9 @@ def _flatten(prefix: str, q: QuantizedTensor, out: dict[str, torch.Tensor]) -> N
         out[f"{prefix}.{field}"] = getattr(q, field).clone()  # records may share operands (q/k/v)
 
 
-def _rebuild(prefix: str, flat: dict, fmt: str, block: int, shape: tuple[int, ...], where: str) -> QuantizedTensor:
+def _rebuild(
+    prefix: str, flat: dict, fmt: str, block: int, shape: tuple[int, ...], where: str
+) -> QuantizedTensor:
     spec = get_format(fmt)
     nblocks = -(-shape[-1] // block)
     expected = {
@@ -155,8 +157,14 @@ def _rebuild(prefix: str, flat: dict, fmt: str, block: int, shape: tuple[int, ..
                 f"expected {want_shape} and {want_dtype}"
             )
         fields[field] = value
-    if "dialect" in fields and fields["dialect"].numel() and int(fields["dialect"].max()) >= spec.formatbook.num_dialects:
-        raise CheckpointError(f"{where}: {prefix!r} names a dialect beyond the {spec.formatbook.num_dialects} of {fmt}")
+    if (
+        "dialect" in fields
+        and fields["dialect"].numel()
+        and int(fields["dialect"].max()) >= spec.formatbook.num_dialects
+    ):
+        raise CheckpointError(
+            f"{where}: {prefix!r} names a dialect beyond the {spec.formatbook.num_dialects} of {fmt}"
+        )
     if fields["codes"].numel() and int(fields["codes"].max()) > 0xF:
         raise CheckpointError(f"{where}: {prefix!r} holds element codes above 15")
     return QuantizedTensor(format=spec.name, block=block, length=shape[-1], **fields)
@@ -174,7 +182,9 @@ class CaptureRecorder:
         self.model = model
         self.config = config
         self.layers = {
-            name: layer for name, layer in quantized_layers(model).items() if any(fnmatch(name, p) for p in config.layers)
+            name: layer
+            for name, layer in quantized_layers(model).items()
+            if any(fnmatch(name, p) for p in config.layers)
         }
         if not self.layers:
             raise FormatError(f"capture patterns {list(config.layers)} match no quantized layer of the model")
@@ -189,7 +199,9 @@ class CaptureRecorder:
         if self.config.slots is not None and slot not in self.config.slots:
             return
         if len(self.records) >= self.config.max_records:
-            raise FormatError(f"capture exceeded max_records={self.config.max_records}; narrow its layers or steps")
+            raise FormatError(
+                f"capture exceeded max_records={self.config.max_records}; narrow its layers or steps"
+            )
         self.records.append({
             "layer": layer.name, "step": step, "slot": slot,
             "x": rows.detach().to(torch.float32).clone(),
@@ -287,17 +299,24 @@ def load_capture(path: str | os.PathLike) -> Capture:
     try:
         flat = load_file(tensors_path)
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"capture {path}: {TENSORS_FILE} is not a readable safetensors file ({err})") from None
+        raise CheckpointError(
+            f"capture {path}: {TENSORS_FILE} is not a readable safetensors file ({err})"
+        ) from None
     try:
         config = QuantConfig.from_json(manifest["quant_config"])
         layers, records_meta = manifest["layers"], manifest["records"]
     except (KeyError, TypeError, FormatError) as err:
-        raise CheckpointError(f"capture {path}: manifest is missing or has a malformed field ({err})") from None
+        raise CheckpointError(
+            f"capture {path}: manifest is missing or has a malformed field ({err})"
+        ) from None
     where = f"capture {path}"
     weights = {}
     for name, meta in layers.items():
         shape = tuple(meta["weight_shape"])
-        weights[name] = (_rebuild(f"w.{name}", flat, config.format, config.block, shape, where), flat.get(f"w.{name}.bias"))
+        weights[name] = (
+            _rebuild(f"w.{name}", flat, config.format, config.block, shape, where),
+            flat.get(f"w.{name}.bias"),
+        )
         if meta["bias"] and weights[name][1] is None:
             raise CheckpointError(f"{where}: layer {name!r} is missing its bias")
     records = []
@@ -308,15 +327,24 @@ def load_capture(path: str | os.PathLike) -> Capture:
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{where}: record {meta!r} is malformed ({err})") from None
         if layer not in weights:
-            raise CheckpointError(f"{where}: record {prefix} names layer {layer!r} that the manifest does not list")
+            raise CheckpointError(
+                f"{where}: record {prefix} names layer {layer!r} that the manifest does not list"
+            )
         weight, bias = weights[layer]
         if weight.shape != (n, k):
-            raise CheckpointError(f"{where}: record {prefix} is {rows}x{k}->{n} but layer {layer!r} has weight {weight.shape}")
-        for key, shape, dtype in ((f"{prefix}.x", (rows, k), torch.float32), (f"{prefix}.y", (rows, n), torch.float32)):
+            raise CheckpointError(
+                f"{where}: record {prefix} is {rows}x{k}->{n} but layer {layer!r} has weight {weight.shape}"
+            )
+        for key, shape, dtype in (
+            (f"{prefix}.x", (rows, k), torch.float32),
+            (f"{prefix}.y", (rows, n), torch.float32),
+        ):
             if key not in flat:
                 raise CheckpointError(f"{where}: tensor {key!r} is missing")
             if tuple(flat[key].shape) != shape or flat[key].dtype != dtype:
-                raise CheckpointError(f"{where}: tensor {key!r} has shape {tuple(flat[key].shape)}, expected {shape} {dtype}")
+                raise CheckpointError(
+                    f"{where}: tensor {key!r} has shape {tuple(flat[key].shape)}, expected {shape} {dtype}"
+                )
         activation = _rebuild(f"{prefix}.a", flat, config.format, config.block, (rows, k), where)
         residual = salient = mask = None
         if meta.get("salient_rows"):
@@ -325,7 +353,9 @@ def load_capture(path: str | os.PathLike) -> Capture:
                 raise CheckpointError(f"{where}: record {prefix} has missing or malformed salient_rows")
             if salient.numel() and (int(salient.min()) < 0 or int(salient.max()) >= rows):
                 raise CheckpointError(f"{where}: record {prefix} has salient rows outside 0..{rows - 1}")
-            residual = _rebuild(f"{prefix}.res", flat, config.format, config.block, (salient.numel(), k), where)
+            residual = _rebuild(
+                f"{prefix}.res", flat, config.format, config.block, (salient.numel(), k), where
+            )
         if meta.get("candidate_mask"):
             mask = flat.get(f"{prefix}.candidate_mask")
             dialects = get_format(config.format).formatbook.num_dialects
@@ -350,5 +380,7 @@ def replay(record: CaptureRecord, config: QuantConfig) -> tuple[DecomposedActiva
 
 def replay_operands(record: CaptureRecord) -> torch.Tensor:
     """The integer-path output from the stored quantized operands only (what the RTL replays)."""
-    act = DecomposedActivation(main=record.activation, residual=record.residual, salient_rows=record.salient_rows)
+    act = DecomposedActivation(
+        main=record.activation, residual=record.residual, salient_rows=record.salient_rows
+    )
     return decomposed_matmul(act, record.weight, execution=Execution.INTEGER)

@@ -65,7 +65,9 @@ def save_quantized_model(model: nn.Module, directory: str | os.PathLike) -> Path
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
         if directory.exists():
             if not (directory / CONFIG_FILE).is_file():
-                raise FormatError(f"refusing to replace {directory}: it exists and is not a quantized-model directory")
+                raise FormatError(
+                    f"refusing to replace {directory}: it exists and is not a quantized-model directory"
+                )
             shutil.rmtree(directory)
         os.replace(tmp, directory)
     finally:
@@ -85,13 +87,17 @@ def load_quantized_model(directory: str | os.PathLike) -> nn.Module:
     try:
         meta = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"quantized model {directory}: {CONFIG_FILE} is not valid JSON ({err})") from None
+        raise CheckpointError(
+            f"quantized model {directory}: {CONFIG_FILE} is not valid JSON ({err})"
+        ) from None
     if not isinstance(meta, dict) or meta.get("schema") != MODEL_SCHEMA:
         found = meta.get("schema") if isinstance(meta, dict) else None
         raise CheckpointError(f"quantized model {directory} has schema {found!r}, expected {MODEL_SCHEMA!r}")
     class_name = meta.get("class_name")
     if class_name not in ARCHITECTURES:
-        raise CheckpointError(f"quantized model {directory} names class {class_name!r}; supported: {', '.join(ARCHITECTURES)}")
+        raise CheckpointError(
+            f"quantized model {directory} names class {class_name!r}; supported: {', '.join(ARCHITECTURES)}"
+        )
     try:
         config = QuantConfig.from_json(meta["quant_config"])
         model = getattr(diffusers, class_name).from_config(meta["model_config"]).eval()
@@ -105,19 +111,28 @@ def load_quantized_model(directory: str | os.PathLike) -> nn.Module:
                 f"{config.format}/{config.block}"
             )
     if sorted(weights) != sorted(meta.get("quantized_layers", [])):
-        raise CheckpointError(f"quantized model {directory}: {QUANTIZED_FILE} does not hold the layers {CONFIG_FILE} lists")
+        raise CheckpointError(
+            f"quantized model {directory}: {QUANTIZED_FILE} does not hold the layers {CONFIG_FILE} lists"
+        )
     try:
         install(model, config, weights=weights)
     except FormatError as err:
-        raise CheckpointError(f"quantized model {directory} does not match its model config ({err})") from None
+        raise CheckpointError(
+            f"quantized model {directory} does not match its model config ({err})"
+        ) from None
     try:
         float_state = load_file(directory / FLOAT_FILE)
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"quantized model {directory}: {FLOAT_FILE} is missing or unreadable ({err})") from None
+        raise CheckpointError(
+            f"quantized model {directory}: {FLOAT_FILE} is missing or unreadable ({err})"
+        ) from None
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(float_state)), sorted(set(float_state) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"quantized model {directory}: {FLOAT_FILE} lacks {missing[:5]} and has unexpected {unexpected[:5]}")
+        raise CheckpointError(
+            f"quantized model {directory}: {FLOAT_FILE} lacks {missing[:5]} "
+            f"and has unexpected {unexpected[:5]}"
+        )
     for key, value in float_state.items():
         if value.shape != expected[key].shape or value.dtype != expected[key].dtype:
             raise CheckpointError(

@@ -22,7 +22,9 @@ DEFAULT_OUT = Path("build/bench/model.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", default="hunyuan-video", help="tiny architecture: hunyuan-video, wan or ltx-video")
+    parser.add_argument(
+        "--arch", default="hunyuan-video", help="tiny architecture: hunyuan-video, wan or ltx-video"
+    )
     parser.add_argument("--steps", type=int, default=4, help="denoising steps per model (default 4)")
     parser.add_argument("--batch", type=int, default=2, help="batch (2 = batched CFG; default 2)")
     parser.add_argument(
@@ -60,7 +62,9 @@ def _timed_loop(model, inputs: dict, steps: int) -> list[float]:
     with torch.no_grad():
         for t in scheduler.timesteps:
             start = time.perf_counter()
-            noise = model(hidden_states=latents, timestep=t.expand(latents.shape[0]), **inputs, return_dict=False)[0]
+            noise = model(
+                hidden_states=latents, timestep=t.expand(latents.shape[0]), **inputs, return_dict=False
+            )[0]
             latents = scheduler.step(noise, t, latents, return_dict=False)[0]
             times.append(time.perf_counter() - start)
     return times
@@ -78,14 +82,18 @@ def main(args: argparse.Namespace) -> int:
     from .tiny import TINY_ARCHITECTURES, tiny_inputs, tiny_transformer
 
     if args.steps < 1 or args.batch < 1 or min(args.latent) < 1:
-        raise UsageError(f"steps, batch and latent sizes must be positive, got {args.steps}, {args.batch}, {args.latent}")
+        raise UsageError(
+            f"steps, batch and latent sizes must be positive, got {args.steps}, {args.batch}, {args.latent}"
+        )
     out = Path(args.out)
     if out.suffix != ".json":
         raise UsageError(f"output {out} must end in .json")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.arch not in TINY_ARCHITECTURES:
-        raise UsageError(f"unknown architecture {args.arch!r}; expected one of {', '.join(TINY_ARCHITECTURES)}")
+        raise UsageError(
+            f"unknown architecture {args.arch!r}; expected one of {', '.join(TINY_ARCHITECTURES)}"
+        )
     arch = args.arch
     model = tiny_transformer(arch)
     inputs = tiny_inputs(arch, batch=args.batch, latent=tuple(args.latent))
@@ -93,7 +101,9 @@ def main(args: argparse.Namespace) -> int:
     float_model = copy.deepcopy(model)
     float_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     config = QuantConfig(
-        format=args.format, decomposition=DecompositionConfig(rho=args.rho), seda=SedaConfig() if args.format == "fb32" else None
+        format=args.format,
+        decomposition=DecompositionConfig(rho=args.rho),
+        seda=SedaConfig() if args.format == "fb32" else None,
     )
     report = quantize_(model, config)
     float_times = _timed_loop(float_model, inputs, args.steps)
@@ -127,7 +137,8 @@ def main(args: argparse.Namespace) -> int:
     }
     _write_json(out, result)
     print(
-        f"{out}: {arch} quantize {report.wall_time_s:.2f} s, peak {report.peak_memory_bytes / 2**20:.1f} MiB; "
+        f"{out}: {arch} quantize {report.wall_time_s:.2f} s, "
+        f"peak {report.peak_memory_bytes / 2**20:.1f} MiB; "
         f"step float {float_mean * 1e3:.1f} ms, quantized {quant_mean * 1e3:.1f} ms "
         f"(x{quant_mean / float_mean:.1f})"
     )

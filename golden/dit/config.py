@@ -102,7 +102,9 @@ class SedaConfig:
                 raise FormatError(f"SeDA {name} must be a positive integer, got {value!r}")
         window = tuple(self.window)
         if len(window) != 3 or any(not isinstance(w, int) or w < 0 for w in window):
-            raise FormatError(f"SeDA window must be three non-negative integers (frames, rows, cols), got {self.window!r}")
+            raise FormatError(
+                f"SeDA window must be three non-negative integers (frames, rows, cols), got {self.window!r}"
+            )
         object.__setattr__(self, "window", window)
 
 
@@ -151,7 +153,11 @@ class QuantConfig:
                     raise FormatError(f"{name} must be a golden.Selection, got {value!r}") from None
                 object.__setattr__(self, name, value)
         object.__setattr__(self, "activation_select", spec.check_select(self.activation_select))
-        weight = self.weight_select if self.weight_select is not None else (Selection.MSE if spec.is_dialect else None)
+        weight = (
+            self.weight_select
+            if self.weight_select is not None
+            else (Selection.MSE if spec.is_dialect else None)
+        )
         object.__setattr__(self, "weight_select", spec.check_select(weight))
         for name, kind in (("execution", Execution), ("backend", Backend)):
             value = getattr(self, name)
@@ -162,7 +168,9 @@ class QuantConfig:
                     names = ", ".join(k.value for k in kind)
                     raise FormatError(f"{name} must be one of {names}, got {value!r}") from None
         if self.decomposition is not None and not isinstance(self.decomposition, DecompositionConfig):
-            raise FormatError(f"decomposition must be a DecompositionConfig or None, got {self.decomposition!r}")
+            raise FormatError(
+                f"decomposition must be a DecompositionConfig or None, got {self.decomposition!r}"
+            )
         if self.seda is not None:
             if not isinstance(self.seda, SedaConfig):
                 raise FormatError(f"seda must be a SedaConfig or None, got {self.seda!r}")

@@ -116,20 +116,31 @@ def quantize_weight(weight: torch.Tensor, config: QuantConfig) -> QuantizedTenso
 def quantize_activation(x: torch.Tensor, config: QuantConfig, plan: ActivationPlan) -> DecomposedActivation:
     """Quantize activation rows ``x`` ``(M, K)`` per ``plan`` (see the module docstring)."""
     mask = None if plan.candidate_mask is None else plan.candidate_mask[:, None, :]
-    main = quantize(x, config.format, block=config.block, select=config.activation_select, mask=mask, pad=True)
+    main = quantize(
+        x, config.format, block=config.block, select=config.activation_select, mask=mask, pad=True
+    )
     rows = plan.salient_rows
     if rows is None or rows.numel() == 0:
         return DecomposedActivation(main=main)
     residual = x[rows].to(torch.float32) - fast_dequantize(main)[rows]
     residual_mask = None if mask is None else mask[rows]  # a salient row's residual keeps its row's mask
     second = quantize(
-        residual, config.format, block=config.block, select=config.activation_select, mask=residual_mask, pad=True
+        residual,
+        config.format,
+        block=config.block,
+        select=config.activation_select,
+        mask=residual_mask,
+        pad=True,
     )
     return DecomposedActivation(main=main, residual=second, salient_rows=rows)
 
 
 def decomposed_matmul(
-    act: DecomposedActivation, weight: QuantizedTensor, *, execution: Execution, weight_deq: torch.Tensor | None = None
+    act: DecomposedActivation,
+    weight: QuantizedTensor,
+    *,
+    execution: Execution,
+    weight_deq: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``Y = Q1 W ; Y[S] += Q2 W`` as float32 ``(M, N)`` (no bias)."""
     if execution is Execution.INTEGER:
@@ -188,7 +199,9 @@ class QuantizedLinear(nn.Module):
         self.role = TokenRole(role)
         self.block_state = block_state
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
-        self.register_buffer("float_weight", None if float_weight is None else float_weight.detach().clone(), persistent=False)
+        self.register_buffer(
+            "float_weight", None if float_weight is None else float_weight.detach().clone(), persistent=False
+        )
         self._weight_deq: torch.Tensor | None = None
         self._families: dict[int, tuple[int, torch.Tensor]] = {}
         #: Observers set by ``collect_stats`` / ``capture``: called as ``observer(layer, x, act, y)``.
@@ -227,12 +240,15 @@ class QuantizedLinear(nn.Module):
         if call is None or slot.salient is None:
             return ActivationPlan()
         if x.dim() != 3:
-            raise FormatError(f"layer {self.name!r} expected (batch, tokens, features) input, got shape {tuple(x.shape)}")
+            raise FormatError(
+                f"layer {self.name!r} expected (batch, tokens, features) input, got shape {tuple(x.shape)}"
+            )
         batch, length, _ = x.shape
         tokens = call.num_video_tokens
         if length < tokens or slot.salient.shape[0] != batch:
             raise FormatError(
-                f"layer {self.name!r} got input {tuple(x.shape)}, expected batch {slot.salient.shape[0]} and at "
+                f"layer {self.name!r} got input {tuple(x.shape)}, expected batch "
+                f"{slot.salient.shape[0]} and at "
                 f"least the {tokens} video tokens of this call"
             )
         base = torch.arange(batch, device=x.device)[:, None] * length
@@ -241,7 +257,9 @@ class QuantizedLinear(nn.Module):
         if slot.groups is not None:
             families = self._group_families(x, slot, call.slot)  # (batch, k)
             token_family = torch.where(
-                slot.groups >= 0, torch.gather(families, 1, slot.groups.clamp(min=0)), torch.full_like(slot.groups, -1)
+                slot.groups >= 0,
+                torch.gather(families, 1, slot.groups.clamp(min=0)),
+                torch.full_like(slot.groups, -1),
             )  # (batch, T)
             book = get_format(self.config.format).formatbook
             row_family = torch.full((batch, length), -1, dtype=torch.int64, device=x.device)
@@ -267,7 +285,9 @@ class QuantizedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
-            raise FormatError(f"layer {self.name!r} expects {self.in_features} input features, got shape {tuple(x.shape)}")
+            raise FormatError(
+                f"layer {self.name!r} expects {self.in_features} input features, got shape {tuple(x.shape)}"
+            )
         plan = self.plan(x)
         rows = x.reshape(-1, self.in_features)
         triton = self.config.backend is Backend.TRITON
@@ -308,6 +328,10 @@ class QuantizedLinear(nn.Module):
         try:
             from kernels import w4a4_linear
         except ImportError as err:
-            raise FormatError(f"Backend.TRITON needs kernels.w4a4_linear, which is not importable ({err})") from None
+            raise FormatError(
+                f"Backend.TRITON needs kernels.w4a4_linear, which is not importable ({err})"
+            ) from None
         mask = None if plan.candidate_mask is None else plan.candidate_mask[:, None, :]
-        return w4a4_linear(rows, self.weight_q, candidate_mask=mask, salient_rows=plan.salient_rows, mode="exact")
+        return w4a4_linear(
+            rows, self.weight_q, candidate_mask=mask, salient_rows=plan.salient_rows, mode="exact"
+        )

@@ -84,7 +84,9 @@ def install(
                 continue
             role = TokenRole.TEXT if arch.is_text_linear(rel) else TokenRole.VIDEO
             if weights is None:
-                layer = QuantizedLinear.from_linear(linear, name=name, config=config, role=role, block_state=block_state)
+                layer = QuantizedLinear.from_linear(
+                    linear, name=name, config=config, role=role, block_state=block_state
+                )
             else:
                 if name not in weights:
                     raise FormatError(f"no quantized weight for layer {name!r}")
@@ -104,7 +106,9 @@ def install(
     if weights is not None and set(weights) != set(quantized):
         extra = sorted(set(weights) - set(quantized))
         raise FormatError(f"quantized weights name layers the model does not quantize: {extra}")
-    kept = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not isinstance(m, QuantizedLinear)]
+    kept = [
+        n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not isinstance(m, QuantizedLinear)
+    ]
 
     signature = inspect.signature(model.forward)
 
@@ -141,7 +145,10 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None) -> QuantRepor
     peak = torch.cuda.max_memory_allocated() - base if cuda else max(0, peak_rss_bytes() - base)
     spec = get_format(config.format)
     layers = quantized_layers(model)
-    bits = sum(int(round(layer.weight_q.codes.numel() * spec.bits_per_element(config.block))) for layer in layers.values())
+    bits = sum(
+        int(round(layer.weight_q.codes.numel() * spec.bits_per_element(config.block)))
+        for layer in layers.values()
+    )
     return QuantReport(
         config=config, architecture=arch.name, quantized_layers=tuple(quantized), kept_layers=tuple(kept),
         wall_time_s=wall, peak_memory_bytes=int(peak), weight_bits=bits,

@@ -21,9 +21,21 @@ from diffusers.models.transformers.transformer_wan import WanAttnProcessor, _get
 from ..formats import FormatError
 from ..quantize import quantize
 from .linear import fast_dequantize
-from .saliency import _probabilities, anchor_attention, attention_saliency, chunk_rows, salient_tokens, seda_groups
+from .saliency import (
+    _probabilities,
+    anchor_attention,
+    attention_saliency,
+    chunk_rows,
+    salient_tokens,
+    seda_groups,
+)
 
-__all__ = ["HunyuanVideoSaliencyProcessor", "LTXVideoSaliencyProcessor", "WanSaliencyProcessor", "quantized_attention"]
+__all__ = [
+    "HunyuanVideoSaliencyProcessor",
+    "LTXVideoSaliencyProcessor",
+    "WanSaliencyProcessor",
+    "quantized_attention",
+]
 
 
 def _key_mask(attention_mask: torch.Tensor | None, batch: int, length: int) -> torch.Tensor | None:
@@ -44,7 +56,9 @@ def quantized_attention(query, key, value, *, key_mask, config) -> torch.Tensor:
     over queries like the saliency pass (``config.decomposition.chunk_bytes`` or the default)."""
 
     def fake(t: torch.Tensor) -> torch.Tensor:
-        return fast_dequantize(quantize(t, config.format, block=config.block, select=config.activation_select, pad=True))
+        return fast_dequantize(
+            quantize(t, config.format, block=config.block, select=config.activation_select, pad=True)
+        )
 
     q, k = fake(query.float()), fake(key.float())
     v_t = fake(value.float().permute(0, 2, 3, 1))  # (batch, heads, head_dim, L): blocks along tokens
@@ -69,7 +83,9 @@ class SaliencyMixin:
     def config(self):
         return self.block_state.model.config
 
-    def observe(self, query: torch.Tensor, key: torch.Tensor, *, key_mask: torch.Tensor | None, offset: int = 0) -> None:
+    def observe(
+        self, query: torch.Tensor, key: torch.Tensor, *, key_mask: torch.Tensor | None, offset: int = 0
+    ) -> None:
         """At profiling steps, compute this block's salient tokens (and SeDA groups at regrouping steps)."""
         call = self.block_state.model.call
         config = self.config
@@ -104,13 +120,17 @@ class SaliencyMixin:
             if attention_mask is not None and key_mask is None:
                 key_mask = _key_mask(attention_mask, query.shape[0], key.shape[1])
             return quantized_attention(query, key, value, key_mask=key_mask, config=self.config)
-        return dispatch_attention_fn(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False, **kwargs)
+        return dispatch_attention_fn(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False, **kwargs
+        )
 
 
 class HunyuanVideoSaliencyProcessor(SaliencyMixin, HunyuanVideoAttnProcessor2_0):
     """``HunyuanVideoAttnProcessor2_0`` (double- and single-stream joint attention, video tokens first)."""
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None
+    ):
         from diffusers.models.embeddings import apply_rotary_emb
 
         if attn.add_q_proj is None and encoder_hidden_states is not None:
@@ -125,8 +145,13 @@ class HunyuanVideoSaliencyProcessor(SaliencyMixin, HunyuanVideoAttnProcessor2_0)
         if image_rotary_emb is not None:
             if attn.add_q_proj is None and encoder_hidden_states is not None:
                 text = encoder_hidden_states.shape[1]
-                query = torch.cat([apply_rotary_emb(query[:, :-text], image_rotary_emb, sequence_dim=1), query[:, -text:]], 1)
-                key = torch.cat([apply_rotary_emb(key[:, :-text], image_rotary_emb, sequence_dim=1), key[:, -text:]], 1)
+                query = torch.cat(
+                    [apply_rotary_emb(query[:, :-text], image_rotary_emb, sequence_dim=1), query[:, -text:]],
+                    1,
+                )
+                key = torch.cat(
+                    [apply_rotary_emb(key[:, :-text], image_rotary_emb, sequence_dim=1), key[:, -text:]], 1
+                )
             else:
                 query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
                 key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
@@ -182,7 +207,9 @@ class WanSaliencyProcessor(SaliencyMixin, WanAttnProcessor):
         return attn.to_out[1](attn.to_out[0](hidden_states))
 
 
-def _wan_rotary(hidden_states: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
+def _wan_rotary(
+    hidden_states: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor
+) -> torch.Tensor:
     """Wan's interleaved rotary embedding (as in ``WanAttnProcessor``)."""
     x1, x2 = hidden_states.unflatten(-1, (-1, 2)).unbind(-1)
     cos = freqs_cos[..., 0::2]
@@ -196,7 +223,9 @@ def _wan_rotary(hidden_states: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin:
 class LTXVideoSaliencyProcessor(SaliencyMixin, LTXVideoAttnProcessor):
     """``LTXVideoAttnProcessor`` for LTX-Video's self-attention (``attn1``: video tokens only)."""
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None
+    ):
         if encoder_hidden_states is not None or attention_mask is not None:
             raise FormatError("LTXVideoSaliencyProcessor serves LTX's self-attention only (attn1, no mask)")
         query = attn.norm_q(attn.to_q(hidden_states))

@@ -40,7 +40,7 @@ def chunk_rows(batch: int, heads: int, keys: int, chunk_bytes: int) -> int:
 
 
 def _probabilities(q_rows: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-    """Softmax attention probabilities ``(batch, heads, rows, L)`` of query rows ``(batch, rows, heads, D)``."""
+    """Softmax probabilities ``(batch, heads, rows, L)`` of query rows ``(batch, rows, heads, D)``."""
     scale = 1.0 / math.sqrt(q_rows.shape[-1])
     logits = torch.einsum("brhd,blhd->bhrl", q_rows.float(), key.float()) * scale
     if key_mask is not None:

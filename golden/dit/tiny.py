@@ -61,7 +61,9 @@ def tiny_transformer(name: str, *, seed: int = 0) -> nn.Module:
     return _BUILDERS[name]().eval()
 
 
-def tiny_inputs(name: str, *, batch: int = 1, seed: int = 0, latent: tuple[int, int, int] = TINY_LATENT) -> dict:
+def tiny_inputs(
+    name: str, *, batch: int = 1, seed: int = 0, latent: tuple[int, int, int] = TINY_LATENT
+) -> dict:
     """Forward keyword arguments (all but ``timestep``) for ``tiny_transformer(name)``.
 
     ``hidden_states`` is the latent (``(batch, 4, frames, height, width)``, or packed tokens for
@@ -81,7 +83,10 @@ def tiny_inputs(name: str, *, batch: int = 1, seed: int = 0, latent: tuple[int, 
             "pooled_projections": torch.randn(batch, 16, generator=g),
         }  # fmt: skip
     if name == "wan":
-        return {"hidden_states": torch.randn(batch, 4, frames, height, width, generator=g), "encoder_hidden_states": text}
+        return {
+            "hidden_states": torch.randn(batch, 4, frames, height, width, generator=g),
+            "encoder_hidden_states": text,
+        }
     return {
         "hidden_states": torch.randn(batch, frames * height * width, 4, generator=g),
         "encoder_hidden_states": text, "encoder_attention_mask": mask,
