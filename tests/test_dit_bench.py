@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from golden import get_format
 from sdialect.cli import main as sdialect
 
 
@@ -29,7 +30,9 @@ def test_bench_model_reports_quantization_cost_and_step_ratio(tmp_path):
     result = json.loads(out.read_text())
     assert result["architecture"] == "wan" and result["config"]["seda"] is not None
     assert result["quantize"]["wall_time_s"] > 0 and result["quantize"]["quantized_layers"] == 20
-    assert result["quantize"]["quantized_weight_bytes"] < result["quantize"]["float_parameter_bytes"]
+    quantize = result["quantize"]
+    bits = get_format("fb32").bits_per_element()  # per element, against 32 for float32
+    assert quantize["quantized_weight_bytes"] == pytest.approx(quantize["float_weight_bytes"] * bits / 32)
     assert len(result["per_step_s"]["float"]) == len(result["per_step_s"]["quantized"]) == 2
     ratio = result["mean_step_s"]["quantized"] / result["mean_step_s"]["float"]
     assert result["ratio_quantized_over_float"] == pytest.approx(ratio)

@@ -99,7 +99,6 @@ def main(args: argparse.Namespace) -> int:
     inputs = tiny_inputs(arch, batch=args.batch, latent=tuple(args.latent))
 
     float_model = copy.deepcopy(model)
-    float_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     config = QuantConfig(
         format=args.format,
         decomposition=DecompositionConfig(rho=args.rho),
@@ -121,7 +120,9 @@ def main(args: argparse.Namespace) -> int:
             "peak_memory_bytes": report.peak_memory_bytes,
             "quantized_layers": len(report.quantized_layers),
             "kept_layers": len(report.kept_layers),
-            "float_parameter_bytes": float_bytes,
+            "float_weight_bytes": sum(
+                float_model.get_submodule(name).weight.nbytes for name in report.quantized_layers
+            ),
             "quantized_weight_bytes": report.weight_bits // 8,
         },
         "per_step_s": {"float": float_times, "quantized": quant_times},
