@@ -40,6 +40,7 @@ from .tables import (
 __all__ = ["QuantizeConfig", "quantize_activations", "quantize_activations_torch"]
 
 _MANTISSA_BITS = tl.constexpr(FLOAT32_MANTISSA_BITS)
+_FLOAT_SIGN_BIT = tl.constexpr(31)  # bit 31 of a binary32 pattern
 _MANTISSA_MASK = tl.constexpr((1 << FLOAT32_MANTISSA_BITS) - 1)
 #: u = significand >> (_SHIFT_BASE + e - f): the binary32 scale 2^(f - bias - mantissa bits) times 2^(2 - e).
 _SHIFT_BASE = tl.constexpr(FLOAT32_BIAS + FLOAT32_MANTISSA_BITS - 2)
@@ -48,7 +49,10 @@ _FIELD_TO_E = tl.constexpr(FLOAT32_BIAS + 2)
 _U_MAX = tl.constexpr(NUM_UCODES - 1)
 _EXP_BIAS = tl.constexpr(EXPONENT_BIAS)
 _NUM_UCODES = tl.constexpr(NUM_UCODES)
-_CODE_BITS = tl.constexpr(CODE_BITS - 1)  # position of the sign bit in a code
+_SIGN_SHIFT = tl.constexpr(CODE_BITS - 1)  # position of the sign bit in a code
+_RULE_LUT = tl.constexpr(int(ActivationRule.LUT))
+_RULE_TWO_STAGE = tl.constexpr(int(ActivationRule.TWO_STAGE))
+_RULE_MXFP4 = tl.constexpr(int(ActivationRule.MXFP4))
 #: Larger than any LUT cost (32 * 961 < 2^15 for B <= 32, < 2^16 for B = 64).
 _NO_CANDIDATE = tl.constexpr(1 << 30)
 
@@ -118,8 +122,10 @@ def _quantize_rows_kernel(
 ):  # fmt: skip
     """Quantize ``ROWS`` rows x one block: x (M, K) float -> codes (M, K/2), exponent/dialect (M, K/B)."""
     tl.static_assert(BLOCK % 2 == 0, "blocks hold whole bytes of packed codes")
-    tl.static_assert(RULE >= 0 and RULE <= 2, "RULE is an ActivationRule")
-    tl.static_assert(not HAS_MASK or RULE == 0, "a candidate mask needs LUT selection")
+    tl.static_assert(
+        RULE == _RULE_LUT or RULE == _RULE_TWO_STAGE or RULE == _RULE_MXFP4, "RULE is an ActivationRule"
+    )
+    tl.static_assert(not HAS_MASK or RULE == _RULE_LUT, "a candidate mask needs LUT selection")
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     block = tl.program_id(1)
     row_ok = rows < num_rows
@@ -137,11 +143,11 @@ def _quantize_rows_kernel(
     u_even, exact_even = _front_end(x_even, e[:, None])
     u_odd, exact_odd = _front_end(x_odd, e[:, None])
 
-    if RULE == 2:
+    if RULE == _RULE_MXFP4:
         index_even = tl.load(mx_round_ptr + exact_even.to(tl.int32) * _NUM_UCODES + u_even)
         index_odd = tl.load(mx_round_ptr + exact_odd.to(tl.int32) * _NUM_UCODES + u_odd)
     else:
-        if RULE == 0:
+        if RULE == _RULE_LUT:
             best_cost = tl.full((ROWS,), _NO_CANDIDATE, tl.int32)
             dialect = tl.zeros((ROWS,), tl.int32)
             mask_row = mask_ptr + rows64 * stride_mask_row + block * stride_mask_block
@@ -166,8 +172,8 @@ def _quantize_rows_kernel(
         index_odd = tl.load(idx_row + u_odd)
         tl.store(dialect_ptr + rows64 * stride_meta + block, dialect.to(tl.uint8), mask=row_ok)
 
-    code_even = ((bits_even >> 31) & 1) << _CODE_BITS | index_even
-    code_odd = ((bits_odd >> 31) & 1) << _CODE_BITS | index_odd
+    code_even = ((bits_even >> _FLOAT_SIGN_BIT) & 1) << _SIGN_SHIFT | index_even
+    code_odd = ((bits_odd >> _FLOAT_SIGN_BIT) & 1) << _SIGN_SHIFT | index_odd
     packed = (code_even | (code_odd << 4)).to(tl.uint8)
     tl.store(codes_ptr + rows64[:, None] * stride_codes + block * (BLOCK // 2) + pairs[None, :], packed,
              mask=row_ok[:, None])  # fmt: skip
