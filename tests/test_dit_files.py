@@ -113,18 +113,18 @@ def test_seda_rows_use_lut_selection_under_their_family_mask(captured):
 
 
 def test_integer_path_equals_sdialect_matmul_on_captured_layers(tmp_path):
-    float_model = tiny_transformer("wan")
     model = tiny_transformer("wan")
-    quantize_(model, QuantConfig(format="fb32", execution=Execution.INTEGER))
+    quantize_(model, QuantConfig(format="fb32", execution=Execution.INTEGER, retain_float_weights=True))
     with capture(model, tmp_path / "cap", CaptureConfig(layers=("blocks.1.*",), steps=(0,))):
         _loop(model, "wan", batch=1)
     cap = load_capture(tmp_path / "cap")
     assert len(cap.records) == 10  # attn1 q/k/v/out, attn2 q/k/v/out, ffn x2
+    float_model = tiny_transformer("wan")
     for index, r in enumerate(cap.records):
-        weight = float_model.get_submodule(r.layer).weight.detach()
+        assert torch.equal(r.float_weight, float_model.get_submodule(r.layer).weight.detach())
         a_path, w_path, y_path = (tmp_path / f"{index}_{n}.npy" for n in "awy")
         np.save(a_path, r.x.numpy())
-        np.save(w_path, weight.numpy())
+        np.save(w_path, r.float_weight.numpy())
         assert sdialect(["matmul", str(a_path), str(w_path), "--format", "fb32", "-o", str(y_path)]) == 0
         assert np.array_equal(np.load(y_path), r.y.numpy()), r.layer
 

@@ -90,6 +90,8 @@ class CaptureRecord:
         salient_rows: int64 ``(n,)`` ascending row indices, or None.
         candidate_mask: bool ``(M, D)`` allowed dialects per row (SeDA), or None.
         weight: the quantized weight ``(N, K)``; bias: float32 ``(N,)`` or None.
+        float_weight: float32 ``(N, K)`` float weight, recorded when the model was quantized with
+            ``retain_float_weights=True``, else None.
         y: float32 ``(M, N)`` integer-path output ``Q1 W; y[S] += Q2 W`` **without** the bias.
     """
 
@@ -104,6 +106,7 @@ class CaptureRecord:
     weight: QuantizedTensor
     bias: torch.Tensor | None
     y: torch.Tensor
+    float_weight: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +224,13 @@ class CaptureRecorder:
             _flatten(f"w.{name}", layer.weight_q, flat)
             if layer.bias is not None:
                 flat[f"w.{name}.bias"] = layer.bias.detach().to(torch.float32).contiguous()
-            layers_meta[name] = {"weight_shape": list(layer.weight_q.shape), "bias": layer.bias is not None}
+            if layer.float_weight is not None:
+                flat[f"w.{name}.float"] = layer.float_weight.detach().to(torch.float32).contiguous()
+            layers_meta[name] = {
+                "weight_shape": list(layer.weight_q.shape),
+                "bias": layer.bias is not None,
+                "float_weight": layer.float_weight is not None,
+            }
         records_meta = []
         for index, r in enumerate(self.records):
             prefix = f"r{index}"
@@ -310,7 +319,7 @@ def load_capture(path: str | os.PathLike) -> Capture:
             f"capture {path}: manifest is missing or has a malformed field ({err})"
         ) from None
     where = f"capture {path}"
-    weights = {}
+    weights, float_weights = {}, {}
     for name, meta in layers.items():
         shape = tuple(meta["weight_shape"])
         weights[name] = (
@@ -319,6 +328,10 @@ def load_capture(path: str | os.PathLike) -> Capture:
         )
         if meta["bias"] and weights[name][1] is None:
             raise CheckpointError(f"{where}: layer {name!r} is missing its bias")
+        float_weight = flat.get(f"w.{name}.float")
+        if meta.get("float_weight") and (float_weight is None or tuple(float_weight.shape) != shape):
+            raise CheckpointError(f"{where}: layer {name!r} is missing its float weight or it is not {shape}")
+        float_weights[name] = float_weight
     records = []
     for meta in records_meta:
         try:
@@ -365,7 +378,7 @@ def load_capture(path: str | os.PathLike) -> Capture:
         records.append(CaptureRecord(
             layer=layer, step=int(meta["step"]), slot=int(meta["slot"]), x=flat[f"{prefix}.x"],
             activation=activation, residual=residual, salient_rows=salient, candidate_mask=mask,
-            weight=weight, bias=bias, y=flat[f"{prefix}.y"],
+            weight=weight, bias=bias, y=flat[f"{prefix}.y"], float_weight=float_weights[layer],
         ))  # fmt: skip
     return Capture(config=config, records=tuple(records), manifest=manifest)
 
