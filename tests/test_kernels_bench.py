@@ -42,3 +42,12 @@ def test_weight_only_baseline_dequantizes_like_golden():
     assert torch.equal(
         _mxfp4_dequantize_bf16(PackedOperand.from_quantized(q)), q.dequantize().to(torch.bfloat16)
     )
+
+
+def test_command_table_import_does_not_load_triton():
+    """The CLI builds its parser from kernels.cli_bench: that must not import triton (or set its mode)."""
+    import subprocess
+    import sys
+
+    script = "import sys, kernels.cli_bench; sys.exit('triton' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == 0
