@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from amaranth.hdl import Module, Signal, Value, unsigned
 from amaranth.lib.memory import Memory
 
-__all__ = ["Rom", "UnitTiming", "named", "register_stage", "tree_reduce"]
+__all__ = ["Rom", "UnitTiming", "register_stage", "tree_reduce"]
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,3 @@ def tree_reduce(items: Sequence, combine: Callable) -> object:
             paired.append(items[-1])
         items = paired
     return items[0]
-
-
-def named(m: Module, value: Value, name: str, shape=None) -> Signal:
-    """A combinational signal named ``name`` that carries ``value`` (readable Verilog and waveforms)."""
-    sig = Signal(shape if shape is not None else value.shape(), name=name)
-    m.d.comb += sig.eq(value)
-    return sig

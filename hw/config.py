@@ -220,10 +220,6 @@ _CONFIG_TYPES = {
 }
 
 
-def config_type(kind: UnitKind) -> type:
-    return _CONFIG_TYPES[kind]
-
-
 def config_from_dict(raw: dict) -> UnitConfig:
     """Inverse of ``UnitConfig.to_dict``."""
     raw = dict(raw)

@@ -21,7 +21,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import MAGNITUDE_CODES, NUM_UCODES, Formatbook
+from golden.formats import MAGNITUDE_CODES, NUM_UCODES, UCODE_BITS, Formatbook
 
 from .common import Rom, UnitTiming, tree_reduce
 from .config import DSUConfig, TwoStageConfig
@@ -41,7 +41,7 @@ def _encode(m: Module, book: Formatbook, dialect, block_data, block: int, out) -
     table = [0] * (NUM_UCODES << id_bits)
     for d in range(book.num_dialects):
         for u in range(NUM_UCODES):
-            table[(d << (NUM_UCODES - 1).bit_length()) | u] = int(idx[d, u])
+            table[(d << UCODE_BITS) | u] = int(idx[d, u])
     index_rom = Rom(m, "index_rom", table, INDEX_BITS)
     m.d.comb += [out.exponent.eq(block_data.exponent), out.dialect.eq(dialect)]
     for k in range(block):

@@ -56,6 +56,10 @@ def verilog_text(config: UnitConfig) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file; an identical file is left untouched (mtime kept,
+    so incremental simulator builds stay incremental)."""
+    if path.exists() and path.read_text() == text:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -9,6 +9,8 @@ tests and failures read from the results file. VERILATOR_ROOT and PATH point at 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,22 @@ public_flat_rw -module "*" -var "rst"
 MAKE_VARIABLES = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0"
 
 
+@contextlib.contextmanager
+def _verilator_on_path():
+    """VERILATOR_ROOT, PATH and MAKEFLAGS for the runner (it reads ``os.environ``), restored after."""
+    saved = {k: os.environ.get(k) for k in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS")}
+    env = verilator_environment()
+    os.environ.update(VERILATOR_ROOT=env["VERILATOR_ROOT"], PATH=env["PATH"], MAKEFLAGS=MAKE_VARIABLES)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @dataclass(frozen=True)
 class SimResult:
     tests: int
@@ -55,40 +73,56 @@ def run_cocotb(
     waves: bool = False,
 ) -> SimResult:
     """Build ``config`` (incrementally) and run ``sim.tb_unit``; ``testcase`` picks one cocotb test."""
+    build_dir = root / config.name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(build_dir / ".lock"):
+        return _build_and_test(config, build_dir, beats, seed, testcase, waves)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path``: two processes (xdist workers, two engineers' test runs) that
+    want the same configuration's build directory take turns instead of deleting each other's files."""
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_and_test(config, build_dir: Path, beats: int, seed: int, testcase, waves: bool) -> SimResult:
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
-    build_dir = root / config.name
     verilog = write_verilog(config, build_dir / "rtl")
-    env = verilator_environment()
-    os.environ["VERILATOR_ROOT"] = env["VERILATOR_ROOT"]
-    os.environ["PATH"] = env["PATH"]
-    os.environ["MAKEFLAGS"] = MAKE_VARIABLES
     ports = build_dir / "ports.vlt"
     if not ports.exists() or ports.read_text() != PORTS_VLT:
         ports.write_text(PORTS_VLT)
-    runner = get_runner("verilator")
-    runner.build(
-        sources=[ports, verilog],
-        hdl_toplevel=config.name,
-        build_dir=build_dir,
-        build_args=list(BUILD_ARGS),
-        waves=waves,
-        log_file=build_dir / "build.log",
-    )
-    results = runner.test(
-        hdl_toplevel=config.name,
-        test_module="sim.tb_unit",
-        testcase=testcase,
-        build_dir=build_dir,
-        test_dir=build_dir,
-        results_xml=str(build_dir / "results.xml"),
-        extra_env={
-            "SDIALECT_HW_CONFIG": config.to_json(),
-            "SDIALECT_SIM_BEATS": str(beats),
-            "SDIALECT_SIM_SEED": str(seed),
-        },
-        waves=waves,
-    )
+    extra_env = {
+        "SDIALECT_HW_CONFIG": config.to_json(),
+        "SDIALECT_SIM_BEATS": str(beats),
+        "SDIALECT_SIM_SEED": str(seed),
+    }
+    with _verilator_on_path():
+        runner = get_runner("verilator")
+        runner.build(
+            sources=[ports, verilog],
+            hdl_toplevel=config.name,
+            build_dir=build_dir,
+            build_args=list(BUILD_ARGS),
+            waves=waves,
+            log_file=build_dir / "build.log",
+        )
+        results = runner.test(
+            hdl_toplevel=config.name,
+            test_module="sim.tb_unit",
+            testcase=testcase,
+            build_dir=build_dir,
+            test_dir=build_dir,
+            results_xml=str(build_dir / "results.xml"),
+            extra_env=extra_env,
+            waves=waves,
+        )
     tests, failures = get_results(Path(results))
     return SimResult(tests, failures, Path(results))

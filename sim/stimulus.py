@@ -192,9 +192,8 @@ def decoder_exhaustive(config: DecoderConfig) -> dict[str, np.ndarray]:
     lanes = config.lanes
     beats = []
     for start in range(0, len(triples), lanes):
-        chunk = [t for t in triples[start : start + lanes]]
         # One beat shares format and dialect: split the chunk where they change.
-        beats.extend(_split_shared(chunk))
+        beats.extend(_split_shared(triples[start : start + lanes]))
     fmt = np.array([b[0] for b in beats])
     dialect = np.array([b[1] for b in beats])
     codes = np.array([b[2] + [0] * (lanes - len(b[2])) for b in beats])

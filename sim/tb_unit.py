@@ -8,7 +8,9 @@ with the golden model (``sim.cases``).
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 
 import cocotb
 import numpy as np
@@ -63,8 +65,11 @@ async def random_stream_with_backpressure(dut):
     cocotb.start_soon(monitor.run())
     await driver.send(batch.payloads)
     await _drain(monitor, batch.expected_outputs, CYCLES_PER_BEAT * batch.expected_outputs, dut.clk)
-    dut._log.info("%s: %d beats in, %d out, bit-exact check", case.config.name, len(batch.payloads), len(monitor.beats))
+    categories = collections.Counter(re.sub(r"-\d+", "", name) for name in batch.names)
+    dut._log.info("%s: %d beats in, %d out; categories %s", case.config.name, len(batch.payloads),
+                  len(monitor.beats), dict(sorted(categories.items())))
     _assert_clean(case, batch, monitor.beats)
+    dut._log.info("%s: all %d outputs bit-exact against golden", case.config.name, len(monitor.beats))
 
 
 @cocotb.test()

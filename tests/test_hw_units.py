@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import torch
 import pytest
 
 from hw import Book, ConfigError, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig, UnitTiming, build_unit, unit_timing
@@ -88,3 +89,26 @@ def test_config_errors_name_the_bad_value(make, message):
 def test_configs_are_keyword_only():
     with pytest.raises(TypeError):
         DSUConfig(Book.FB32)  # noqa
+
+
+def test_mac_corner_stimulus_reaches_its_corners():
+    """The MAC corner modes really produce RNE ties, exact cancellation and subnormal results."""
+    import golden
+    from sim import stimulus
+
+    config = MACArrayConfig(rows=2, cols=2, block=32)
+    rng = np.random.default_rng(0)
+    ties = 0
+    for a, w in stimulus.mac_jobs(rng, config, 20, "tie"):
+        t0, t1 = (t.double() for t in golden.block_terms(a, w))
+        y = golden.quantized_matmul(a, w).double()
+        half_ulp = torch.from_numpy(np.spacing(np.abs(y.numpy()).astype(np.float32)).astype(np.float64)) / 2
+        ties += int(((t0 + t1 - y).abs() == half_ulp).sum())
+    assert ties >= 10
+    zeros = sum(int((golden.quantized_matmul(a, w) == 0).sum()) for a, w in stimulus.mac_jobs(rng, config, 20, "cancel"))
+    assert zeros >= 20
+    tiny = 0
+    for a, w in stimulus.mac_jobs(rng, config, 20, "subnormal"):
+        y = golden.quantized_matmul(a, w).abs()
+        tiny += int(((y > 0) & (y < 2.0**-126)).sum())
+    assert tiny >= 10
