@@ -205,3 +205,15 @@ def test_cfg_as_two_calls_keeps_separate_state_per_call(monkeypatch):
     assert set(block.slots) == {0, 1} and all(s.salient.shape == (1, 5) for s in block.slots.values())
     reset_schedule(model)
     assert model._sdialect_state.call is None and not block.slots
+
+
+def test_a_bfloat16_model_runs_and_keeps_its_dtype():
+    model = tiny_transformer("hunyuan-video").to(torch.bfloat16)
+    quantize_(model, QuantConfig(format="fb32", decomposition=AD, seda=SEDA))
+    inputs = {
+        k: v.to(torch.bfloat16) if torch.is_tensor(v) and v.is_floating_point() else v
+        for k, v in tiny_inputs("hunyuan-video", batch=2).items()
+    }
+    with torch.no_grad():
+        out = model(**inputs, timestep=torch.tensor([900.0, 900.0]), return_dict=False)[0]
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
