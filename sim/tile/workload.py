@@ -1,0 +1,167 @@
+"""Turn one captured layer call into the tile's input beats and the golden expectation.
+
+The tile re-quantizes activations from their float rows, so a record becomes a list of *tile rows*:
+the ``M`` captured input rows ``X`` (with their SeDA candidate masks), then the ``n`` salient rows'
+decomposition residuals ``R = X_S - deq(Q1_S)`` (binary32, formed exactly as ``golden.dit`` forms
+them; each keeps its row's mask). Row tiles of ``rows`` tile rows times column tiles of ``cols``
+weight rows are streamed row tile outer, column tile inner, ``k_blocks`` beats each; the activation
+blocks of a row tile are sent again for every column tile (the tile quantizes them each time).
+
+Expected outputs come from ``golden.quantized_matmul`` on the captured operands (``Q1 W`` and
+``Q2 W``), as binary32 bits; the decomposition merge ``y[S] = fl32(y[S] + Q2 W)`` of the tile's own
+outputs is then checked against the captured ``y``. Padding rows (zero words) and padding weight
+rows (exponent 0, codes 0) give +0.0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import golden
+from hw.tile import TileConfig, TileFormat
+
+__all__ = ["CaptureMismatch", "RecordWorkload", "check_capture_matches", "record_workload"]
+
+
+class CaptureMismatch(ValueError):
+    """A capture whose format or block does not match the tile configuration."""
+
+
+def check_capture_matches(config: TileConfig, quant_config) -> None:
+    """Raise ``CaptureMismatch`` unless the capture's quantization is what ``config``'s tile computes."""
+    from golden.formats import Selection
+
+    fmt = quant_config.format
+    block = quant_config.block or golden.get_format(fmt).default_block
+    if fmt != config.format.value or block != config.block:
+        raise CaptureMismatch(
+            f"the capture holds {fmt} blocks of {block}, but the tile computes {config.format.value} blocks of {config.block}"
+        )
+    spec = golden.get_format(fmt)
+    select = spec.check_select(quant_config.activation_select) or spec.default_select
+    expected = {TileFormat.FB32: Selection.LUT, TileFormat.DIALECTFP4: Selection.TWO_STAGE}.get(config.format)
+    if expected is not None and select is not expected:
+        raise CaptureMismatch(f"the capture's activations use {select.value} selection, the tile uses {expected.value}")
+
+
+@dataclass(frozen=True)
+class RecordWorkload:
+    """Beats and expectations of one record. Shapes: ``T`` output tiles, ``Kb`` K blocks, ``B`` block."""
+
+    name: str
+    k_blocks: int
+    a_fields: dict[str, np.ndarray]  # "blocks" (T*Kb, rows, B) raw words; "masks" (T*Kb, rows) (FB32)
+    w_fields: dict[str, np.ndarray]  # "exponent", "dialect" (T*Kb, cols); "codes" (T*Kb, cols, B)
+    expected: np.ndarray  # uint32 (T, rows, cols) binary32 bits
+    tile_rows: int  # M + n real tile rows (before padding)
+    main_rows: int  # M
+    salient_rows: np.ndarray  # int64 (n,)
+    out_features: int  # N
+    captured_y: np.ndarray  # uint32 (M, N)
+
+    @property
+    def beats(self) -> int:
+        return len(self.a_fields["blocks"])
+
+    def assemble(self, outputs: np.ndarray) -> np.ndarray:
+        """Tile output beats ``(T, rows, cols)`` -> the ``(tile rows, N)`` result matrix (binary32 bits)."""
+        rows, cols = outputs.shape[1:]
+        row_tiles = -(-self.tile_rows // rows)
+        col_tiles = -(-self.out_features // cols)
+        grid = outputs.reshape(row_tiles, col_tiles, rows, cols).transpose(0, 2, 1, 3)
+        return grid.reshape(row_tiles * rows, col_tiles * cols)[: self.tile_rows, : self.out_features]
+
+    def merged(self, outputs: np.ndarray) -> np.ndarray:
+        """The layer output ``Q1 W; y[S] = fl32(y[S] + Q2 W)`` formed from the tile's outputs (uint32 bits)."""
+        y = self.assemble(outputs).view(np.float32)
+        out = y[: self.main_rows].copy()
+        if len(self.salient_rows):
+            out[self.salient_rows] = out[self.salient_rows] + y[self.main_rows :]
+        return out.view(np.uint32)
+
+
+def _bits(x: torch.Tensor, config: TileConfig) -> np.ndarray:
+    """Raw input words of float32 values ``x`` (exactly representable in ``config.input``)."""
+    if config.input.width == 32:
+        return x.contiguous().view(torch.int32).numpy().view(np.uint32).astype(np.int64)
+    narrow = x.to(torch.bfloat16)
+    if not torch.equal(narrow.to(torch.float32), x):
+        raise CaptureMismatch("the captured rows are not bfloat16 values; replay them on a binary32-input tile")
+    return narrow.view(torch.int16).numpy().view(np.uint16).astype(np.int64)
+
+
+def _matmul_bits(a: golden.QuantizedTensor, w: golden.QuantizedTensor) -> np.ndarray:
+    return golden.quantized_matmul(a, w).contiguous().view(torch.int32).numpy().view(np.uint32)
+
+
+def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkload:
+    """Beats for ``record`` (a ``golden.dit.CaptureRecord``) on ``config``'s tile."""
+    act, weight = record.activation, record.weight
+    block, rows, cols = config.block, config.rows, config.cols
+    kp = act.codes.shape[-1]
+    k_blocks = kp // block
+    x = record.x.to(torch.float32)
+    floats = [x]
+    masks = [record.candidate_mask] if record.candidate_mask is not None else []
+    expected = [_matmul_bits(act, weight)]
+    salient = np.zeros(0, dtype=np.int64)
+    if record.residual is not None:
+        s = record.salient_rows
+        salient = s.numpy().astype(np.int64)
+        residual = x[s] - act.dequantize()[s]  # as golden.dit.linear.quantize_activation forms it
+        floats.append(residual)
+        if masks:
+            masks.append(record.candidate_mask[s])
+        expected.append(_matmul_bits(record.residual, weight))
+    values = torch.nn.functional.pad(torch.cat(floats), (0, kp - x.shape[1]))
+    tile_rows = values.shape[0]
+    n = weight.codes.shape[0]
+    row_tiles, col_tiles = -(-tile_rows // rows), -(-n // cols)
+
+    words = np.zeros((row_tiles * rows, kp), dtype=np.int64)
+    words[:tile_rows] = _bits(values, config)
+    words = words.reshape(row_tiles, rows, k_blocks, block)
+    # beat (i, j, k): a = words[i, :, k], w = weight blocks of column tile j at k
+    a_blocks = np.broadcast_to(words.transpose(0, 2, 1, 3)[:, None], (row_tiles, col_tiles, k_blocks, rows, block))
+    a_fields = {"blocks": a_blocks.reshape(-1, rows, block)}
+    if config.format.masked:
+        num = config.format.formatbook.num_dialects
+        mask_bits = np.full(row_tiles * rows, (1 << num) - 1, dtype=np.int64)
+        if masks:
+            allowed = torch.cat(masks).numpy().astype(np.int64)
+            mask_bits[:tile_rows] = (allowed << np.arange(num)).sum(-1)
+        per_row = mask_bits.reshape(row_tiles, 1, 1, rows)
+        a_fields["masks"] = np.broadcast_to(per_row, (row_tiles, col_tiles, k_blocks, rows)).reshape(-1, rows)
+
+    def weight_field(values: np.ndarray, per_block: int) -> np.ndarray:
+        padded = np.zeros((col_tiles * cols, k_blocks * per_block), dtype=np.int64)
+        padded[:n] = values
+        tiles = padded.reshape(col_tiles, cols, k_blocks, per_block).transpose(0, 2, 1, 3)
+        full = np.broadcast_to(tiles[None], (row_tiles, col_tiles, k_blocks, cols, per_block))
+        return full.reshape(-1, cols, per_block)
+
+    w_fields = {
+        "exponent": weight_field(weight.exponent.numpy(), 1)[..., 0],
+        "dialect": weight_field(
+            np.zeros(weight.exponent.shape, dtype=np.int64) if weight.dialect is None else weight.dialect.numpy(), 1
+        )[..., 0],
+        "codes": weight_field(weight.codes.numpy(), block),
+    }
+    y = np.zeros((row_tiles * rows, col_tiles * cols), dtype=np.uint32)
+    y[:tile_rows, :n] = np.concatenate(expected)
+    expected_tiles = y.reshape(row_tiles, rows, col_tiles, cols).transpose(0, 2, 1, 3).reshape(-1, rows, cols)
+    return RecordWorkload(
+        name=name or f"{record.layer} step {record.step} slot {record.slot}",
+        k_blocks=k_blocks,
+        a_fields={k: np.ascontiguousarray(v) for k, v in a_fields.items()},
+        w_fields={k: np.ascontiguousarray(v) for k, v in w_fields.items()},
+        expected=np.ascontiguousarray(expected_tiles),
+        tile_rows=tile_rows,
+        main_rows=x.shape[0],
+        salient_rows=salient,
+        out_features=n,
+        captured_y=record.y.contiguous().view(torch.int32).numpy().view(np.uint32),
+    )
