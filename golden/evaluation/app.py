@@ -23,9 +23,9 @@ class Preset:
 
 
 #: ``sdialect demo``: one clip per source video (about 10 minutes on 2 shared CPU cores).
-FULL = Preset(samples=4, steps=20)
+FULL = Preset(samples=4, steps=10)
 #: ``sdialect demo --quick`` (about 2 minutes).
-QUICK = Preset(samples=2, steps=8)
+QUICK = Preset(samples=2, steps=5)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, default_out: Path | None) -> None:

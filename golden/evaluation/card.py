@@ -18,7 +18,7 @@ import torch
 from . import metrics, visuals
 from .data import load_clips
 from .model import load
-from .sampling import Condition, generate
+from .sampling import Condition, denoiser_for, generate
 
 LOSS_PNG = "loss_curve.png"
 SAMPLES_PNG = "samples.png"
@@ -57,7 +57,8 @@ def write_card(*, model_dir: Path, losses: list[float], train_config, trained_st
     tokens, mask, pooled = model.conditioning(ids)
     noise = torch.randn(clips.video.shape, generator=torch.Generator().manual_seed(CARD_SEED))
     samples = generate(
-        model.transformer, Condition(tokens=tokens, mask=mask, pooled=pooled), noise, steps=CARD_STEPS
+        model.transformer, Condition(tokens=tokens, mask=mask, pooled=pooled), noise, steps=CARD_STEPS,
+        denoiser=denoiser_for(model.prediction),
     )
     psnr = metrics.psnr_per_frame(clips.video, samples).mean(dim=1)
     ssim = metrics.ssim_per_frame(clips.video, samples).mean(dim=1)
@@ -121,8 +122,11 @@ def write_card(*, model_dir: Path, losses: list[float], train_config, trained_st
         f"- {trained_steps} AdamW steps of batch {train_config.batch}, lr {train_config.lr:g} with"
         f" {train_config.warmup}-step warm-up and cosine decay to 10 %, gradient clip 1.0, seed"
         f" {train_config.seed}; the saved weights are an EMA (decay {train_config.ema_decay}).",
-        "- Objective: `sigma = sigmoid(N(0,1))`, `x_t = (1 - sigma) x0 + sigma noise`, MSE of the predicted"
-        " velocity against `noise - x0`; timestep fed to the model = 1000 sigma.",
+        "- Objective: `sigma = sigmoid(N(0,1))`, `x_t = (1 - sigma) x0 + sigma noise`; the transformer"
+        f" predicts `{model.prediction.value}`"
+        + (" (the clean clip x0); the loss is the MSE of the implied velocity `(x_t - x0_hat) / max(sigma, 0.05)`"
+           if model.prediction.value == "sample" else "; the loss is the MSE of the predicted velocity")
+        + " against `noise - x0`; timestep fed to the model = 1000 sigma.",
         f"- Final loss (mean of the last 50 steps): {sum(losses[-50:]) / max(1, len(losses[-50:])):.4f}."
         + (f" Wall time {wall_minutes:.1f} min on the shared 2-core CPU." if wall_minutes else ""),
         "",

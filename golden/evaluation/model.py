@@ -11,12 +11,13 @@ On disk the model is a diffusers-format directory, so ``sdialect eval --model`` 
     <dir>/transformer/config.json
     <dir>/transformer/diffusion_pytorch_model.safetensors
     <dir>/conditioning.safetensors      tokens (N, L, text_dim), pooled (N, pooled_dim) float32
-    <dir>/recipe.json                   the ClipRecipe, the ModelShape and the clip list
+    <dir>/recipe.json                   the ClipRecipe, the ModelShape, the Prediction and the clip list
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 import os
@@ -35,6 +36,17 @@ RECIPE_FILE = "recipe.json"
 
 class ModelError(ValueError):
     """A model directory or shape is invalid."""
+
+
+class Prediction(enum.Enum):
+    """What the transformer's output means."""
+
+    #: The rectified-flow velocity ``noise - x0`` (diffusers' flow-matching video models).
+    VELOCITY = "velocity"
+    #: The clean sample ``x0``. Pixel-space patches (96 values per token here) are high-dimensional
+    #: next to the hidden width, and predicting the clean sample learns far faster there than
+    #: predicting noise-like targets (JiT: Li and He, "Back to Basics", 2025).
+    SAMPLE = "sample"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +139,7 @@ class EmbeddedModel:
     conditioning: ClipConditioning
     recipe: ClipRecipe | None
     shape: ModelShape | None
+    prediction: Prediction
     clips: tuple[dict, ...] | None
     frames: int
     size: int
@@ -151,6 +164,7 @@ def save(
     *,
     recipe: ClipRecipe,
     shape: ModelShape,
+    prediction: Prediction,
     clips: list[dict],
 ) -> None:
     """Write the model directory; each file is written to a temporary name and renamed into place."""
@@ -170,6 +184,7 @@ def save(
     meta = {
         "recipe": dataclasses.asdict(recipe),
         "shape": dataclasses.asdict(shape),
+        "prediction": prediction.value,
         "clips": clips,
     }
     (tmp / RECIPE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -210,6 +225,7 @@ def load(directory: Path) -> EmbeddedModel:
         conditioning=conditioning,
         recipe=recipe,
         shape=shape,
+        prediction=Prediction(meta.get("prediction", Prediction.VELOCITY.value)),
         clips=tuple(meta["clips"]),
         frames=recipe.frames,
         size=recipe.size,

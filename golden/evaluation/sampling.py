@@ -1,8 +1,10 @@
 """Generation: the standard diffusers flow-matching Euler loop over a video transformer.
 
-The model predicts the rectified-flow velocity ``v = noise - x0`` at ``x_t = (1 - sigma) x0 + sigma
-noise`` with ``timestep = 1000 sigma`` (the convention of diffusers' flow-matching pipelines), and
+At ``x_t = (1 - sigma) x0 + sigma noise`` with ``timestep = 1000 sigma`` (the convention of diffusers'
+flow-matching pipelines), a denoiser returns the rectified-flow velocity ``v = noise - x0`` and
 ``FlowMatchEulerDiscreteScheduler.step`` integrates from pure noise (sigma = 1) to the sample.
+Diffusers video transformers predict ``v`` directly (:func:`velocity`); the embedded pixel-space
+model predicts ``x0`` and is converted (:func:`velocity_from_sample`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import torch
 
 #: The scheduler's training horizon; timesteps passed to the transformer are ``sigma * TIMESTEP_SCALE``.
 TIMESTEP_SCALE = 1000
+#: Smallest sigma used when turning a clean-sample prediction into a velocity, ``(x_t - x0) / sigma``
+#: (keeps the division bounded near the end of sampling; as in JiT, Li and He 2025).
+SIGMA_FLOOR = 0.05
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +57,19 @@ def velocity(transformer: torch.nn.Module, latents: torch.Tensor, timestep: torc
         pooled_projections=cond.pooled,
         return_dict=False,
     )[0]
+
+
+def velocity_from_sample(transformer: torch.nn.Module, latents: torch.Tensor, timestep: torch.Tensor, cond: Condition):
+    """One call of a model that predicts the clean sample ``x0`` (the embedded model, see
+    ``model.Prediction``), turned into the rectified-flow velocity ``(x_t - x0) / sigma``."""
+    x0 = velocity(transformer, latents, timestep, cond)
+    sigma = (timestep / TIMESTEP_SCALE).clamp_min(SIGMA_FLOOR).view(-1, *([1] * (latents.dim() - 1)))
+    return (latents - x0) / sigma
+
+
+def denoiser_for(prediction) -> Callable:
+    """The denoiser of a model whose output is ``prediction`` (a ``model.Prediction``)."""
+    return velocity_from_sample if prediction.value == "sample" else velocity
 
 
 @torch.no_grad()

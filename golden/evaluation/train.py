@@ -6,8 +6,9 @@ Usage (defaults reproduce the committed model; about 30 minutes on 2 CPU cores):
 
 Recipe: clips of ``ClipRecipe`` (8 frames of 32 x 32 RGB in [-1, 1], one learned condition per clip);
 per step a batch of clips, ``sigma = sigmoid(n)`` with ``n ~ N(0, 1)`` (logit-normal, as SD3),
-``x_t = (1 - sigma) x0 + sigma noise``, loss = MSE between the predicted velocity and
-``noise - x0``. AdamW with linear warm-up then cosine decay; an exponential moving average (EMA) of
+``x_t = (1 - sigma) x0 + sigma noise``; the transformer predicts the clean clip ``x0_hat`` and the loss
+is the MSE between the implied velocity ``(x_t - x0_hat) / max(sigma, 0.05)`` and ``noise - x0``
+(x-prediction with a velocity loss, as JiT; ``model.Prediction``). AdamW with linear warm-up then cosine decay; an exponential moving average (EMA) of
 the weights is what gets saved. Everything is seeded; the run checkpoints to ``--work`` every
 ``--checkpoint-every`` steps and resumes from there when restarted with the same arguments.
 Outputs: the model directory ``--out`` (see ``model.py``), ``--work``/loss.csv, and the model card
@@ -29,8 +30,8 @@ from pathlib import Path
 import torch
 
 from .data import ClipRecipe, load_clips
-from .model import ModelShape, build, save
-from .sampling import TIMESTEP_SCALE, Condition, velocity
+from .model import ModelShape, Prediction, build, save
+from .sampling import TIMESTEP_SCALE, Condition, velocity_from_sample
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "assets" / "tiny-video-dit"
 DEFAULT_WORK = Path("build/train/tiny-video-dit")
@@ -40,7 +41,7 @@ DEFAULT_WORK = Path("build/train/tiny-video-dit")
 class TrainConfig:
     """Optimization settings; ``steps`` optimizer steps of ``batch`` clips each."""
 
-    steps: int = 1200
+    steps: int = 1000
     batch: int = 8
     lr: float = 1e-3
     warmup: int = 50
@@ -124,7 +125,8 @@ def train(
         s = sigma.view(-1, 1, 1, 1, 1)
         x_t = (1.0 - s) * x0 + s * noise
         tokens, mask, pooled = conditioning(ids)
-        pred = velocity(transformer, x_t, sigma * TIMESTEP_SCALE, Condition(tokens=tokens, mask=mask, pooled=pooled))
+        cond = Condition(tokens=tokens, mask=mask, pooled=pooled)
+        pred = velocity_from_sample(transformer, x_t, sigma * TIMESTEP_SCALE, cond)
         loss = torch.nn.functional.mse_loss(pred, noise - x0)
         for group in optimizer.param_groups:
             group["lr"] = config.lr_at(step)
@@ -135,7 +137,7 @@ def train(
         decay = min(config.ema_decay, (1 + step) / (10 + step))
         _ema_update(ema, torch.nn.ModuleDict({"transformer": transformer, "conditioning": conditioning}), decay)
         step += 1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % 10 == 0:
             recent = sum(losses[-10:]) / 10
             elapsed = time.time() - start
@@ -152,7 +154,10 @@ def train(
         writer.writerow(["step", "loss"])
         writer.writerows((i + 1, f"{v:.6f}") for i, v in enumerate(losses))
     clip_list = [{"id": i, "source": s, "start": t} for i, (s, t) in enumerate(zip(clips.source, clips.start))]
-    save(out, ema["transformer"], ema["conditioning"], recipe=recipe, shape=shape, clips=clip_list)
+    save(
+        out, ema["transformer"], ema["conditioning"], recipe=recipe, shape=shape, prediction=Prediction.SAMPLE,
+        clips=clip_list,
+    )
     print(f"saved the EMA model after {step} steps to {out}", flush=True)
     from .card import write_card
 
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--max-minutes", type=float, default=35.0, help="stop early (and save) after this")
+    parser.add_argument("--max-minutes", type=float, default=45.0, help="stop early (and save) after this")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)

@@ -14,8 +14,11 @@ UPSCALE = 3
 
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
-    """One video (C, F, H, W) in [-1, 1] -> uint8 (F, H, W, C)."""
-    unit = ((video.detach().float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)
+    """One video (C, F, H, W) in [-1, 1] -> uint8 RGB (F, H, W, 3). Latent videos show their first
+    three channels as RGB (a single channel as grey)."""
+    video = video.detach().float().cpu()
+    video = video[:3] if video.shape[0] >= 3 else video[:1].expand(3, *video.shape[1:])
+    unit = ((video + 1.0) / 2.0).clamp(0.0, 1.0)
     return (unit.permute(1, 2, 3, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
 
 

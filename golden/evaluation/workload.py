@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .model import CONDITIONING_FILE, RECIPE_FILE, TRANSFORMER_SUBDIR, ModelError, load
-from .sampling import Condition, velocity
+from .sampling import Condition, denoiser_for, velocity
 
 #: The embedded default model, committed with the package.
 EMBEDDED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "tiny-video-dit"
@@ -76,7 +76,7 @@ def embedded(*, samples: int, seed: int, device: torch.device, model_dir: Path =
         transformer=model.transformer.to(device),
         cond=cond,
         noise=noise.to(device),
-        denoiser=velocity,
+        denoiser=denoiser_for(model.prediction),
         names=names,
         targets=clips.video[ids].to(device),
         pixel_space=True,
@@ -120,6 +120,42 @@ def _check_directory(directory: Path) -> Path:
     return candidate
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0].rstrip(".:") if text else type(err).__name__
+
+
+def _read_weights(where: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a diffusers weight layout (single file or sharded index), read locally.
+
+    Loading by hand instead of ``from_pretrained`` keeps classes with fp32-pinned modules (Wan)
+    loadable without ``accelerate`` and makes every failure a one-sentence ModelError.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    def read(path: Path) -> dict[str, torch.Tensor]:
+        try:
+            if path.suffix == ".safetensors":
+                return load_file(str(path))
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except (SafetensorError, OSError, RuntimeError, ValueError, EOFError) as err:
+            raise ModelError(f"Cannot load the weights file {path}: {_first_line(err)}.") from None
+
+    for name in WEIGHT_FILES:
+        path = where / name
+        if not path.is_file():
+            continue
+        if not name.endswith(".index.json"):
+            return read(path)
+        state: dict[str, torch.Tensor] = {}
+        shards = dict.fromkeys(json.loads(path.read_text())["weight_map"].values())
+        for shard in shards:
+            state.update(read(where / shard))
+        return state
+    raise ModelError(f"{where} has no diffusers weights ({', '.join(WEIGHT_FILES)}).")
+
+
 def local_directory(
     directory: Path, *, samples: int, seed: int, device: torch.device, frames: int | None, size: int | None
 ) -> Workload:
@@ -148,10 +184,15 @@ def local_directory(
         )
     cls = getattr(diffusers, class_name)
     try:
-        transformer = cls.from_pretrained(str(where), local_files_only=True, torch_dtype=torch.float32)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"Cannot load the {class_name} in {where}: {first}") from None
+        transformer = cls.from_config(cls.load_config(str(where)))
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelError(f"The config.json in {where} does not describe a valid {class_name} ({_first_line(err)}).") from None
+    state = _read_weights(where)
+    try:
+        transformer.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ModelError(f"The weights in {where} do not match its config.json ({_first_line(err)}).") from None
+    transformer.float()
     transformer.eval().requires_grad_(False).to(device)
     generator = torch.Generator().manual_seed(seed)
     channels = config.get("in_channels", 16)
