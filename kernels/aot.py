@@ -56,7 +56,7 @@ def _gemm(name, block, tile_blocks, fast, has_dialect, scatter):
     signature = {
         "a_codes_ptr": "*u8", "a_exponent_ptr": "*u8", "a_dialect_ptr": "*u8", "stride_a_codes": "i32",
         "stride_a_meta": "i32", "w_codes_ptr": "*u8", "w_exponent_ptr": "*u8", "w_dialect_ptr": "*u8",
-        "stride_w_codes": "i32", "stride_w_meta": "i32", "decode_ptr": "*i8", "out_ptr": "*fp32",
+        "stride_w_codes": "i32", "stride_w_meta": "i32", "words_ptr": "*i32", "out_ptr": "*fp32",
         "stride_out": "i32", "out_rows_ptr": "*i64",
         "num_rows": "i32", "num_cols": "i32", "num_blocks": "i32",
     }  # fmt: skip

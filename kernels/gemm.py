@@ -1,13 +1,17 @@
 """The W4A4 GEMM ``y = A @ W.T`` on packed operands, and its scatter-add variant for residual rows.
 
-Each code decodes (through the format's table) to a signed half-unit magnitude ``|h| <= 15``, which
-fits int8, so a K range of blocks is one exact int8 ``tl.dot`` into int32.
+Each code decodes to a signed half-unit magnitude ``|h| <= 15``, which fits int8, so a K range of
+blocks is one exact int8 ``tl.dot`` into int32. Decoding reads one 32-bit word per row and block
+(the block's dialect, eight 4-bit magnitudes; ``FormatTables.words``) and extracts every element's
+magnitude with a shift, so no per-element table lookups reach memory.
 
 *Exact* mode (``GemmMode.EXACT``) is NUMERICS.md section 4 bit for bit: one dot per block pair,
 ``term = fl32(acc * 2^(e_a + e_w - 2))`` and ``y = fl32(y + term)`` in increasing K order from
-+0.0. The term is formed as ``(acc * 2^s1) * 2^s2`` with ``s1`` chosen so the first product is an
-exact normal number; the second product is then the single IEEE rounding the contract asks for
-(subnormal and infinite results included). Launches disable FMA contraction (see ``launch.py``).
++0.0. The term is ``(acc * 2^(e_a - 1)) * 2^(e_w - 1)`` with per-row and per-column powers: the
+first product is exact, the second is the single IEEE rounding the contract asks for (subnormal and
+infinite results included); a tile whose activation exponents could overflow the first product
+takes a general per-element split instead (``_outer_scale``). Launches disable FMA contraction
+(see ``launch.py``).
 
 *Fast* mode (``GemmMode.FAST``) merges the blocks of a K tile of ``GemmConfig.fast_tile_k`` values
 into one dot: inside the tile, every row of A (and of W) is aligned to its largest block exponent
@@ -31,7 +35,7 @@ from golden.formats import EXPONENT_BIAS, MAX_HALF_UNITS, FormatError
 
 from .launch import LAUNCH_OPTIONS, check_runnable
 from .packed import PackedOperand
-from .tables import ALIGN_BITS, FLOAT32_BIAS, FLOAT32_MANTISSA_BITS, NUM_CODES, format_tables
+from .tables import ALIGN_BITS, FLOAT32_BIAS, FLOAT32_MANTISSA_BITS, MAGNITUDE_BITS, NUM_CODES, format_tables
 
 __all__ = [
     "GemmConfig",
@@ -54,7 +58,10 @@ MIN_DOT_K = 32
 #: 2^-24, the unit roundoff of binary32 round-to-nearest.
 UNIT_ROUNDOFF = 2.0 ** -(FLOAT32_MANTISSA_BITS + 1)
 
-_NUM_CODES = tl.constexpr(NUM_CODES)
+_SIGN_BIT = tl.constexpr(NUM_CODES >> 1)
+_INDEX_MASK = tl.constexpr((NUM_CODES >> 1) - 1)
+_MAGNITUDE_BITS = tl.constexpr(MAGNITUDE_BITS)
+_MAGNITUDE_MASK = tl.constexpr((1 << MAGNITUDE_BITS) - 1)
 _ALIGN_BITS = tl.constexpr(ALIGN_BITS)
 #: Largest shift _align needs: |h| 2^ALIGN_BITS < 2^7, so a shift of 8 already rounds every value to 0.
 _MAX_ALIGN_SHIFT = tl.constexpr(8)
@@ -150,33 +157,40 @@ def _outer_scale(acc, s_rows, s_cols):
 
 
 @triton.jit
-def _load_values(codes_ptr, dialect_ptr, stride_codes, stride_meta, decode_ptr,
-                 rows64, row_ok, tile, row_bytes,
-                 TILE_BYTES: tl.constexpr, BLOCK: tl.constexpr, HAS_DIALECT: tl.constexpr):  # fmt: skip
-    """Signed half units of the even and odd elements of one K tile: two int32 (R, TILE_BYTES)."""
-    byte = tile * TILE_BYTES + tl.arange(0, TILE_BYTES)
-    ok = row_ok[:, None] & (byte[None, :] < row_bytes)
-    packed = tl.load(codes_ptr + rows64[:, None] * stride_codes + byte[None, :], mask=ok, other=0)
-    packed = packed.to(tl.int32)
-    if HAS_DIALECT:
-        block = byte // (BLOCK // 2)
-        dialect = tl.load(dialect_ptr + rows64[:, None] * stride_meta + block[None, :], mask=ok, other=0)
-        table = decode_ptr + dialect.to(tl.int32) * _NUM_CODES
-    else:
-        table = decode_ptr
-    even = tl.load(table + (packed & 0xF)).to(tl.int32)
-    odd = tl.load(table + (packed >> 4)).to(tl.int32)
-    return even, odd
+def _decode(nibble, word):
+    """Signed half units of 4-bit codes, given each code's dialect word (8 magnitudes of 4 bits)."""
+    magnitude = (word >> ((nibble & _INDEX_MASK) * _MAGNITUDE_BITS)) & _MAGNITUDE_MASK
+    return tl.where((nibble & _SIGN_BIT) != 0, -magnitude, magnitude)
 
 
 @triton.jit
-def _load_exponents(exponent_ptr, stride_meta, rows64, row_ok, tile, num_blocks,
-                    TILE_BYTES: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
-    """Biased exponent of the block of every byte of one K tile, int32 (R, TILE_BYTES); 0 past K."""
-    block = (tile * TILE_BYTES + tl.arange(0, TILE_BYTES)) // (BLOCK // 2)
-    ok = row_ok[:, None] & (block[None, :] < num_blocks)
-    exponent = tl.load(exponent_ptr + rows64[:, None] * stride_meta + block[None, :], mask=ok, other=0)
-    return exponent.to(tl.int32)
+def _per_byte(values, TILE_BLOCKS: tl.constexpr, BLOCK: tl.constexpr):
+    """(R, TILE_BLOCKS) per-block values -> (R, TILE_BLOCKS * BLOCK / 2), one per packed byte."""
+    repeated = tl.broadcast_to(values[:, :, None], (values.shape[0], TILE_BLOCKS, BLOCK // 2))
+    return tl.reshape(repeated, (values.shape[0], TILE_BLOCKS * BLOCK // 2))
+
+
+@triton.jit
+def _load_tile(codes_ptr, exponent_ptr, dialect_ptr, stride_codes, stride_meta, words_ptr,
+               rows64, row_ok, tile, num_blocks,
+               TILE_BLOCKS: tl.constexpr, BLOCK: tl.constexpr, HAS_DIALECT: tl.constexpr):  # fmt: skip
+    """One K tile of R rows: signed half units of the even and odd elements, int32 (R, TILE_BYTES)
+    each, and the biased block exponents, int32 (R, TILE_BLOCKS) (0 past K or past the last row)."""
+    TILE_BYTES: tl.constexpr = TILE_BLOCKS * BLOCK // 2
+    blocks = tile * TILE_BLOCKS + tl.arange(0, TILE_BLOCKS)
+    block_ok = row_ok[:, None] & (blocks[None, :] < num_blocks)
+    meta = rows64[:, None] * stride_meta + blocks[None, :]
+    exponent = tl.load(exponent_ptr + meta, mask=block_ok, other=0).to(tl.int32)
+    if HAS_DIALECT:
+        word = tl.load(words_ptr + tl.load(dialect_ptr + meta, mask=block_ok, other=0).to(tl.int32))
+    else:
+        word = tl.load(words_ptr + tl.zeros_like(exponent))
+    word = _per_byte(word, TILE_BLOCKS, BLOCK)
+    byte = tile * TILE_BYTES + tl.arange(0, TILE_BYTES)
+    ok = row_ok[:, None] & (byte[None, :] < num_blocks * (BLOCK // 2))
+    packed = tl.load(codes_ptr + rows64[:, None] * stride_codes + byte[None, :], mask=ok, other=0)
+    packed = packed.to(tl.int32)
+    return _decode(packed & 0xF, word), _decode(packed >> 4, word), exponent
 
 
 @triton.jit
@@ -201,7 +215,7 @@ def _dot_operand(even, odd, PAD: tl.constexpr):
 def _w4a4_gemm_kernel(
     a_codes_ptr, a_exponent_ptr, a_dialect_ptr, stride_a_codes, stride_a_meta,
     w_codes_ptr, w_exponent_ptr, w_dialect_ptr, stride_w_codes, stride_w_meta,
-    decode_ptr, out_ptr, stride_out, out_rows_ptr,
+    words_ptr, out_ptr, stride_out, out_rows_ptr,
     num_rows, num_cols, num_blocks,
     BLOCK: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -217,42 +231,35 @@ def _w4a4_gemm_kernel(
     tl.static_assert(TILE_BLOCKS * BLOCK * DOT_PAD >= 32, "an int8 tl.dot needs K >= 32")
     tl.static_assert(DOT_PAD == 1 or DOT_PAD == 2, "only a 16-wide dot is padded")
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot tiles are at least 16 x 16")
-    TILE_BYTES: tl.constexpr = TILE_BLOCKS * BLOCK // 2
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < num_rows
     col_ok = cols < num_cols
     rows64 = rows.to(tl.int64)
     cols64 = cols.to(tl.int64)
-    row_bytes = num_blocks * (BLOCK // 2)
     y = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
     for tile in range(0, tl.cdiv(num_blocks, TILE_BLOCKS)):
-        a_even, a_odd = _load_values(a_codes_ptr, a_dialect_ptr, stride_a_codes, stride_a_meta, decode_ptr,
-                                     rows64, row_ok, tile, row_bytes,
-                                     TILE_BYTES, BLOCK, HAS_DIALECT)  # fmt: skip
-        w_even, w_odd = _load_values(w_codes_ptr, w_dialect_ptr, stride_w_codes, stride_w_meta, decode_ptr,
-                                     cols64, col_ok, tile, row_bytes,
-                                     TILE_BYTES, BLOCK, HAS_DIALECT)  # fmt: skip
+        a_even, a_odd, e_a = _load_tile(a_codes_ptr, a_exponent_ptr, a_dialect_ptr,
+                                        stride_a_codes, stride_a_meta, words_ptr, rows64, row_ok, tile,
+                                        num_blocks, TILE_BLOCKS, BLOCK, HAS_DIALECT)  # fmt: skip
+        w_even, w_odd, e_w = _load_tile(w_codes_ptr, w_exponent_ptr, w_dialect_ptr,
+                                        stride_w_codes, stride_w_meta, words_ptr, cols64, col_ok, tile,
+                                        num_blocks, TILE_BLOCKS, BLOCK, HAS_DIALECT)  # fmt: skip
+        # Largest block exponent of each row in the tile (exact mode: the block's own exponent).
+        ref_a = tl.max(e_a, axis=1)
+        ref_w = tl.max(e_w, axis=1)
         if FAST:
-            e_a = _load_exponents(
-                a_exponent_ptr, stride_a_meta, rows64, row_ok, tile, num_blocks, TILE_BYTES, BLOCK
-            )
-            e_w = _load_exponents(
-                w_exponent_ptr, stride_w_meta, cols64, col_ok, tile, num_blocks, TILE_BYTES, BLOCK
-            )
-            ref_a = tl.max(e_a, axis=1)
-            ref_w = tl.max(e_w, axis=1)
-            a_even = _align(a_even, ref_a[:, None] - e_a)
-            a_odd = _align(a_odd, ref_a[:, None] - e_a)
-            w_even = _align(w_even, ref_w[:, None] - e_w)
-            w_odd = _align(w_odd, ref_w[:, None] - e_w)
+            shift_a = ref_a[:, None] - _per_byte(e_a, TILE_BLOCKS, BLOCK)
+            shift_w = ref_w[:, None] - _per_byte(e_w, TILE_BLOCKS, BLOCK)
+            a_even = _align(a_even, shift_a)
+            a_odd = _align(a_odd, shift_a)
+            w_even = _align(w_even, shift_w)
+            w_odd = _align(w_odd, shift_w)
             s_a = ref_a - _FAST_HALF_OFFSET
             s_w = ref_w - _FAST_HALF_OFFSET
         else:
-            e_a = tl.load(a_exponent_ptr + rows64 * stride_a_meta + tile, mask=row_ok, other=0).to(tl.int32)
-            e_w = tl.load(w_exponent_ptr + cols64 * stride_w_meta + tile, mask=col_ok, other=0).to(tl.int32)
-            s_a = e_a - _HALF_OFFSET
-            s_w = e_w - _HALF_OFFSET
+            s_a = ref_a - _HALF_OFFSET
+            s_w = ref_w - _HALF_OFFSET
         a = _dot_operand(a_even, a_odd, DOT_PAD)
         w = _dot_operand(w_even, w_odd, DOT_PAD)
         acc = tl.dot(a, tl.trans(w), out_dtype=tl.int32)
@@ -334,7 +341,7 @@ def _launch(a, w, mode, config, out, out_rows, scatter):
         w_codes_ptr=w.codes, w_exponent_ptr=w.exponent,
         w_dialect_ptr=w.exponent if w.dialect is None else w.dialect,
         stride_w_codes=w.codes.stride(0), stride_w_meta=w.exponent.stride(0),
-        decode_ptr=tables.decode, out_ptr=out, stride_out=out.stride(0),
+        words_ptr=tables.words, out_ptr=out, stride_out=out.stride(0),
         out_rows_ptr=out_rows if scatter else a.exponent,
         num_rows=a.rows, num_cols=w.rows, num_blocks=a.num_blocks,
         BLOCK=a.block, BLOCK_M=config.block_m, BLOCK_N=config.block_n, TILE_BLOCKS=tile_blocks,
@@ -388,7 +395,7 @@ def w4a4_gemm_scatter_add(
 
 
 def _signed_half_units(p: PackedOperand) -> torch.Tensor:
-    """int64 (R, K) signed half units, decoded through the kernel's table."""
+    """int64 (R, K) signed half units, decoded through the (unpacked) decode table."""
     tables = format_tables(p.format, p.device)
     codes = torch.stack((p.codes & 0xF, p.codes >> 4), dim=-1).flatten(-2).long()  # (R, K)
     if p.dialect is None:

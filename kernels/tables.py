@@ -20,6 +20,7 @@ from golden.formats import (
     EXPONENT_BIAS,
     EXPONENT_MAX,
     EXPONENT_MIN,
+    MAGNITUDE_CODES,
     MAX_HALF_UNITS,
     NUM_UCODES,
     FormatError,
@@ -32,6 +33,7 @@ from golden.quantize import e2m1_encode
 
 __all__ = [
     "ALIGN_BITS",
+    "MAGNITUDE_BITS",
     "FLOAT32_BIAS",
     "FLOAT32_MANTISSA_BITS",
     "NUM_CODES",
@@ -44,6 +46,9 @@ __all__ = [
 
 #: 4-bit element codes: a sign bit and a 3-bit magnitude index.
 NUM_CODES = 1 << CODE_BITS
+#: Bits of one half-unit magnitude (0..15); a dialect's 8 magnitudes fill one 32-bit word.
+MAGNITUDE_BITS = MAX_HALF_UNITS.bit_length()
+assert MAGNITUDE_BITS * MAGNITUDE_CODES == 32
 #: binary32 layout, used by the kernels' integer front-end (value = M * 2^(F - bias - mantissa bits)).
 FLOAT32_MANTISSA_BITS = int(numpy.finfo(numpy.float32).nmant)
 FLOAT32_BIAS = int(numpy.finfo(numpy.float32).maxexp) - 1
@@ -89,7 +94,9 @@ class FormatTables:
     """One format's tables on one device, in the dtypes the kernels read.
 
     ``decode``: int8 ``(D, 16)``, signed half units of each 4-bit code per dialect (D = 1 for
-    MXFP4). ``idx`` / ``err``: int32 ``(D, 32)``, the NUMERICS 2.2 IDX and ERR tables.
+    MXFP4). ``words``: int32 ``(D,)``, the same dialects packed into one word each, magnitude ``k``
+    in bits ``4k .. 4k + 3`` (``MAGNITUDE_BITS`` each), so a kernel decodes a whole block from one
+    load. ``idx`` / ``err``: int32 ``(D, 32)``, the NUMERICS 2.2 IDX and ERR tables.
     ``two_stage``: int32 ``(P, 2, 2)`` half-open u ranges (DialectFP4-16; empty otherwise).
     ``mx_round``: int32 ``(2, 32)``, the E2M1 magnitude code of a value in quarter units: row 0 for
     a value strictly inside ``(u, u + 1)``, row 1 for a value exactly ``u``.
@@ -97,6 +104,7 @@ class FormatTables:
 
     num_dialects: int
     decode: torch.Tensor
+    words: torch.Tensor
     idx: torch.Tensor
     err: torch.Tensor
     two_stage: torch.Tensor
@@ -115,9 +123,12 @@ def format_tables(format_name: str, device: torch.device | str) -> FormatTables:
     u = torch.arange(NUM_UCODES, dtype=torch.float64)
     mx_round = torch.stack((e2m1_encode((u + 0.5) / 4), e2m1_encode(u / 4)))
     pair_ranges = DIALECTFP4_16.two_stage_ranges if book is DIALECTFP4_16 else torch.zeros(0, 2, 2)
+    shifts = MAGNITUDE_BITS * torch.arange(MAGNITUDE_CODES)
+    words = (magnitudes << shifts).sum(-1)  # < 2^32; the cast below keeps the low 32 bits
     return FormatTables(
         num_dialects=book.num_dialects,
         decode=signed.to(torch.int8).to(device),
+        words=words.to(torch.int32).to(device),
         idx=book.idx_table.to(torch.int32).to(device),
         err=book.err_table.to(torch.int32).to(device),
         two_stage=pair_ranges.to(torch.int32).to(device),
