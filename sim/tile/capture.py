@@ -12,7 +12,7 @@ import torch
 
 from hw.tile import TileConfig, TileFormat
 
-__all__ = ["TINY_ARCHITECTURE", "TINY_TIMESTEPS", "tiny_capture", "tiny_quant_config"]
+__all__ = ["EMBEDDED_LAYERS", "TINY_ARCHITECTURE", "TINY_TIMESTEPS", "embedded_capture", "tiny_capture", "tiny_quant_config"]
 
 #: The tiny model used by `make test` (random weights; golden.dit.tiny).
 TINY_ARCHITECTURE = "wan"
@@ -36,7 +36,7 @@ def tiny_quant_config(config: TileConfig):
 
 
 def tiny_capture(
-    config: TileConfig, path: str | os.PathLike, *, layers: tuple[str, ...] = ("blocks.1.attn1.to_q", "blocks.1.ffn.*"),
+    config: TileConfig, path: str | os.PathLike, *, layers: tuple[str, ...] = ("blocks.1.attn1.to_q", "blocks.1.attn1.to_out.0"),
     steps: tuple[int, ...] = (1, 2), seed: int = 0,
 ) -> Path:
     """Run the tiny model for ``TINY_TIMESTEPS`` under ``tiny_quant_config(config)`` and capture ``layers`` at
@@ -49,4 +49,29 @@ def tiny_capture(
     with capture(model, path, CaptureConfig(layers=layers, steps=steps)), torch.no_grad():
         for t in TINY_TIMESTEPS:
             model(**inputs, timestep=torch.full((1,), t), return_dict=False)
+    return Path(path)
+
+
+#: Layers of the embedded model (hunyuan-video) replayed by the acceptance run: attention input,
+#: feed-forward output (K = 4 x width) and a single-stream MLP input, in different blocks.
+EMBEDDED_LAYERS = ("transformer_blocks.0.attn.to_q", "transformer_blocks.1.ff.net.2", "single_transformer_blocks.0.proj_mlp")
+#: Denoising steps captured (of ``EMBEDDED_STEPS`` Euler steps).
+EMBEDDED_CAPTURED_STEPS = (1, 3)
+EMBEDDED_STEPS = 4
+
+
+def embedded_capture(
+    config: TileConfig, path: str | os.PathLike, *, layers: tuple[str, ...] = EMBEDDED_LAYERS,
+    steps: tuple[int, ...] = EMBEDDED_CAPTURED_STEPS, seed: int = 0,
+) -> Path:
+    """Sample one clip of the embedded model (``golden/assets``) in ``EMBEDDED_STEPS`` Euler steps under
+    ``tiny_quant_config(config)`` and capture ``layers`` at ``steps`` into ``path``. Returns ``path``."""
+    from golden.dit import CaptureConfig, capture, quantize_
+    from golden.evaluation.sampling import generate
+    from golden.evaluation.workload import embedded
+
+    work = embedded(samples=1, seed=seed, device=torch.device("cpu"))
+    quantize_(work.transformer, tiny_quant_config(config))
+    with capture(work.transformer, path, CaptureConfig(layers=layers, steps=steps)):
+        generate(work.transformer, work.cond, work.noise, steps=EMBEDDED_STEPS, denoiser=work.denoiser)
     return Path(path)

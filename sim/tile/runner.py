@@ -48,7 +48,17 @@ def run_tile_regression(
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
+    from golden.dit import load_capture
+
+    from .workload import check_capture_matches, record_workload, save_workloads
+
     build_dir = Path(root) / config.name
+    loaded = load_capture(capture)
+    check_capture_matches(config, loaded.config)
+    workloads = build_dir / "workloads.npz"
+    save_workloads(workloads, [
+        record_workload(config, record, f"r{i} {record.layer} step {record.step}") for i, record in enumerate(loaded.records)
+    ])  # fmt: skip
     verilog = write_design(config, build_dir / "rtl")
     ports = build_dir / "ports.vlt"
     if not ports.exists() or ports.read_text() != PORTS_VLT:
@@ -76,6 +86,7 @@ def run_tile_regression(
         extra_env={
             "SDIALECT_HW_CONFIG": config.to_json(),
             "SDIALECT_TILE_CAPTURE": str(Path(capture).resolve()),
+            "SDIALECT_TILE_WORKLOADS": str(workloads.resolve()),
             "SDIALECT_TILE_REPORT": str(report_file),
             "SDIALECT_TILE_MIN_UTILIZATION": repr(min_utilization),
         },

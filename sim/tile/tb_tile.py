@@ -1,7 +1,8 @@
 """cocotb regression of the tile on captured activations (run by ``sim.tile.runner`` under Verilator).
 
 Environment (written by the runner): ``SDIALECT_HW_CONFIG`` (the tile configuration JSON, so no
-width is retyped), ``SDIALECT_TILE_CAPTURE`` (a ``golden.dit`` capture directory),
+width is retyped), ``SDIALECT_TILE_WORKLOADS`` (the beats and golden expectations of every captured
+record, ``sim.tile.workload.save_workloads``), ``SDIALECT_TILE_CAPTURE`` (the capture it came from),
 ``SDIALECT_TILE_REPORT`` (where the JSON summary goes), ``SDIALECT_TILE_MIN_UTILIZATION``.
 
 The story per record: reset, set ``k_blocks``, stream every activation and weight beat at full rate
@@ -26,7 +27,7 @@ from hw.tile import Tile, TileConfig, tile_a_layout, tile_w_layout
 from sim.cocotb_stream import StreamDriver, StreamMonitor
 from sim.payload import PayloadCodec
 
-from .workload import check_capture_matches, record_workload
+from .workload import load_workloads
 
 PERIOD_NS = 10
 #: Mismatching output words listed before the rest are counted.
@@ -53,11 +54,8 @@ def _mismatches(expected: np.ndarray, got: np.ndarray, what: str) -> list[str]:
 @cocotb.test()
 async def captured_layers_replay_bit_exact(dut):
     """Every captured record through the tile: bit-exact outputs, merge equals the captured y, utilization."""
-    from golden.dit import load_capture
-
     config = TileConfig.from_json(os.environ["SDIALECT_HW_CONFIG"])
-    capture = load_capture(os.environ["SDIALECT_TILE_CAPTURE"])
-    check_capture_matches(config, capture.config)
+    workloads = load_workloads(os.environ["SDIALECT_TILE_WORKLOADS"])
     min_utilization = float(os.environ.get("SDIALECT_TILE_MIN_UTILIZATION", "0.95"))
     a_codec, w_codec = PayloadCodec(tile_a_layout(config)), PayloadCodec(tile_w_layout(config))
     o_codec = PayloadCodec(mac_out_layout(config.mac_config))
@@ -65,8 +63,7 @@ async def captured_layers_replay_bit_exact(dut):
 
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
     failures, records = [], []
-    for index, record in enumerate(capture.records):
-        work = record_workload(config, record, f"r{index} {record.layer} step {record.step}")
+    for work in workloads:
         a_payloads, w_payloads = a_codec.pack(work.a_fields), w_codec.pack(work.w_fields)
         await _reset(dut)
         dut.k_blocks.value = work.k_blocks
@@ -104,9 +101,9 @@ async def captured_layers_replay_bit_exact(dut):
         records.append(
             {
                 "record": work.name,
-                "layer": record.layer,
-                "step": record.step,
-                "slot": record.slot,
+                "layer": work.layer,
+                "step": work.step,
+                "slot": work.slot,
                 "rows": work.main_rows,
                 "salient_rows": int(len(work.salient_rows)),
                 "out_features": work.out_features,

@@ -23,7 +23,14 @@ import torch
 import golden
 from hw.tile import TileConfig, TileFormat
 
-__all__ = ["CaptureMismatch", "RecordWorkload", "check_capture_matches", "record_workload"]
+__all__ = [
+    "CaptureMismatch",
+    "RecordWorkload",
+    "check_capture_matches",
+    "load_workloads",
+    "record_workload",
+    "save_workloads",
+]
 
 
 class CaptureMismatch(ValueError):
@@ -52,6 +59,9 @@ class RecordWorkload:
     """Beats and expectations of one record. Shapes: ``T`` output tiles, ``Kb`` K blocks, ``B`` block."""
 
     name: str
+    layer: str
+    step: int
+    slot: int
     k_blocks: int
     a_fields: dict[str, np.ndarray]  # "blocks" (T*Kb, rows, B) raw words; "masks" (T*Kb, rows) (FB32)
     w_fields: dict[str, np.ndarray]  # "exponent", "dialect" (T*Kb, cols); "codes" (T*Kb, cols, B)
@@ -155,6 +165,9 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
     expected_tiles = y.reshape(row_tiles, rows, col_tiles, cols).transpose(0, 2, 1, 3).reshape(-1, rows, cols)
     return RecordWorkload(
         name=name or f"{record.layer} step {record.step} slot {record.slot}",
+        layer=record.layer,
+        step=int(record.step),
+        slot=int(record.slot),
         k_blocks=k_blocks,
         a_fields={k: np.ascontiguousarray(v) for k, v in a_fields.items()},
         w_fields={k: np.ascontiguousarray(v) for k, v in w_fields.items()},
@@ -165,3 +178,47 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
         out_features=n,
         captured_y=record.y.contiguous().view(torch.int32).numpy().view(np.uint32),
     )
+
+
+_SCALARS = ("name", "layer", "step", "slot", "k_blocks", "tile_rows", "main_rows", "out_features")
+_ARRAYS = ("expected", "salient_rows", "captured_y")
+
+
+def save_workloads(path, workloads: list[RecordWorkload]) -> None:
+    """Write ``workloads`` to one ``.npz`` (the simulator process then needs neither torch models nor
+    the capture loader). Written atomically."""
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    arrays = {"manifest": np.frombuffer(json.dumps([{k: getattr(w, k) for k in _SCALARS} for w in workloads]).encode(), np.uint8)}
+    for i, w in enumerate(workloads):
+        arrays.update({f"r{i}.{k}": getattr(w, k) for k in _ARRAYS})
+        arrays.update({f"r{i}.a.{k}": v for k, v in w.a_fields.items()})
+        arrays.update({f"r{i}.w.{k}": v for k, v in w.w_fields.items()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_workloads(path) -> list[RecordWorkload]:
+    """Inverse of ``save_workloads``."""
+    import json
+
+    with np.load(path) as data:
+        manifest = json.loads(data["manifest"].tobytes())
+        out = []
+        for i, meta in enumerate(manifest):
+            fields = {k: data[f"r{i}.{k}"] for k in _ARRAYS}
+            a = {k.split(".", 2)[2]: data[k] for k in data.files if k.startswith(f"r{i}.a.")}
+            w = {k.split(".", 2)[2]: data[k] for k in data.files if k.startswith(f"r{i}.w.")}
+            out.append(RecordWorkload(**meta, **fields, a_fields=a, w_fields=w))
+        return out
