@@ -1,42 +1,14 @@
-"""Import first in a kernel test: runs the Triton kernels in triton's CPU interpreter.
+"""Shared set-up of the kernel tests: the interpreter check and small tile configurations.
 
-``TRITON_INTERPRET`` is read when ``@triton.jit`` runs, so it must be set before ``kernels`` is
-imported in the worker process, and ideally before ``triton`` itself: triton.language's own helpers
-(``tl.zeros``, ``tl.sum``, ...) are ``@triton.jit`` functions too. Another test module may import
-triton first (torchao and torch do), so this module also turns those helpers into interpreted ones
-when it finds them compiled-mode; that only affects this test process.
+``tests/conftest.py`` sets ``TRITON_INTERPRET=1`` before any test module imports triton.
 """
 
-import os
-import sys
-
-os.environ["TRITON_INTERPRET"] = "1"
-
-import triton.language as tl  # noqa: E402
-from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
-from triton.runtime.jit import JITFunction  # noqa: E402
-
-
-def _interpret_triton_language() -> None:
-    """Replace every compiled-mode @jit helper of triton.language.* by an interpreted one."""
-    for name, module in list(sys.modules.items()):
-        if module is None or not (name == "triton.language" or name.startswith("triton.language.")):
-            continue
-        for attribute, value in list(vars(module).items()):
-            if isinstance(value, JITFunction):
-                setattr(module, attribute, InterpretedFunction(value.fn))
-
-
-if isinstance(tl.zeros, JITFunction):  # triton was imported before TRITON_INTERPRET was set
-    _interpret_triton_language()
-
-import kernels  # noqa: E402
-import kernels.launch  # noqa: E402
+import kernels
+import kernels.launch
 
 if not kernels.launch.interpreting():
     raise RuntimeError(
-        "the kernels package was imported before TRITON_INTERPRET=1 was set; "
-        "import tests.kernels_interpret before anything that imports kernels"
+        "the kernel tests need TRITON_INTERPRET=1 (tests/conftest.py sets it) on a machine without a GPU"
     )
 
 #: Small tiles, so that the test shapes cover several tiles and ragged edges.

@@ -1,6 +1,6 @@
 """W4A4 GEMM kernel: exact mode bit-identical to golden.quantized_matmul, fast mode within its bound."""
 
-from tests import kernels_interpret  # noqa: I001  (sets TRITON_INTERPRET before triton is imported)
+from tests import kernels_interpret
 
 import pytest
 import torch

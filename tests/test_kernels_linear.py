@@ -1,6 +1,6 @@
 """w4a4_linear (quantize + GEMM + residual rows) and the module wrapper against the golden integer path."""
 
-from tests import kernels_interpret  # noqa: I001  (sets TRITON_INTERPRET before triton is imported)
+from tests import kernels_interpret
 
 import pytest
 import torch

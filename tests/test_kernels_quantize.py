@@ -1,6 +1,6 @@
 """Activation quantization kernel: bit-identical to its twin and to golden.quantize."""
 
-from tests import kernels_interpret  # noqa: I001  (sets TRITON_INTERPRET before triton is imported)
+from tests import kernels_interpret
 
 import pytest
 import torch
