@@ -31,6 +31,7 @@ CONFIGS = [
     (DecoderConfig(books=(Book.E2M1,), lanes=8), 0),
     (MACArrayConfig(rows=1, cols=2, block=16), 30),
     (MACArrayConfig(rows=2, cols=1, block=32), 18),
+    (MACArrayConfig(rows=1, cols=1, block=64), 12),
 ]
 
 
