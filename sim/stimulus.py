@@ -10,8 +10,11 @@ import numpy as np
 import torch
 
 import golden
-from golden.formats import EXPONENT_BIAS, NUM_UCODES
+from golden.formats import CODE_BITS, EXPONENT_BIAS, FB32, NUM_UCODES
 from hw.config import DecoderConfig, DSUConfig, MACArrayConfig, TwoStageConfig
+
+#: Sign bit of a 4-bit element code (NUMERICS 2.1 step 5).
+SIGN_BIT = 1 << (CODE_BITS - 1)
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -186,7 +189,7 @@ def decoder_exhaustive(config: DecoderConfig) -> dict[str, np.ndarray]:
         (f, d, code)
         for f, b in enumerate(config.books)
         for d in range(1 << dialect_bits)
-        for code in range(16)
+        for code in range(1 << CODE_BITS)
         if d < b.formatbook.num_dialects or d == (1 << dialect_bits) - 1  # plus one out-of-range id
     ]
     lanes = config.lanes
@@ -256,10 +259,10 @@ def mac_jobs(rng: np.random.Generator, config: MACArrayConfig, n_jobs: int, mode
             continue
         nblocks = int(rng.integers(1, 6)) if mode not in ("tie", "cancel") else 2 + int(mode == "cancel" and rng.integers(0, 2))
         shape_a, shape_w = (rows, nblocks), (cols, nblocks)
-        codes_a = rng.integers(0, 16, (rows, nblocks, block))
-        codes_w = rng.integers(0, 16, (cols, nblocks, block))
-        dial_a = rng.integers(0, 32, shape_a)
-        dial_w = rng.integers(0, 32, shape_w)
+        codes_a = rng.integers(0, 1 << CODE_BITS, (rows, nblocks, block))
+        codes_w = rng.integers(0, 1 << CODE_BITS, (cols, nblocks, block))
+        dial_a = rng.integers(0, FB32.num_dialects, shape_a)
+        dial_w = rng.integers(0, FB32.num_dialects, shape_w)
         if mode == "normal":
             exp_a = rng.integers(EXPONENT_BIAS - 12, EXPONENT_BIAS + 12, shape_a)
             exp_w = rng.integers(EXPONENT_BIAS - 12, EXPONENT_BIAS + 12, shape_w)
@@ -275,11 +278,11 @@ def mac_jobs(rng: np.random.Generator, config: MACArrayConfig, n_jobs: int, mode
             dial_a[:, 1:] = dial_a[:, :1]
             dial_w[:, 1:] = dial_w[:, :1]
             codes_w[:, 1:] = codes_w[:, :1]
-            codes_a[:, 1] = codes_a[:, 0] ^ 8
+            codes_a[:, 1] = codes_a[:, 0] ^ SIGN_BIT
             if nblocks == 3:
-                codes_a[:, 2] = rng.integers(0, 16, (rows, block))
+                codes_a[:, 2] = rng.integers(0, 1 << CODE_BITS, (rows, block))
                 exp_a[:, 2] -= 20
-        else:  # tie: block 0 gives an odd acc A; block 1 gives +-1, scaled 2^(25 - bits(A)) below
+        else:  # tie: block 1 adds +-1 ulp/2 to block 0's term (exact tie when block 0's acc is odd)
             exp_a, exp_w = _tie_exponents(rng, codes_a, codes_w, dial_a, dial_w, block)
         a = _quantized(codes_a.reshape(rows, -1), dial_a, exp_a, block)
         w = _quantized(codes_w.reshape(cols, -1), dial_w, exp_w, block)
@@ -294,12 +297,13 @@ def _tie_exponents(rng, codes_a, codes_w, dial_a, dial_w, block):
     codes_a[:, 1] = 0
     codes_w[:, 1] = 0
     lane = rng.integers(0, block)
-    codes_a[:, 1, lane] = 1 | (rng.integers(0, 2, rows) << 3)
-    codes_w[:, 1, lane] = 1 | (rng.integers(0, 2, cols) << 3)
+    codes_a[:, 1, lane] = 1 | (rng.integers(0, 2, rows) * SIGN_BIT)
+    codes_w[:, 1, lane] = 1 | (rng.integers(0, 2, cols) * SIGN_BIT)
     dial_a[:, 1] = 0
     dial_w[:, 1] = 0
-    # Row 0 / column 0 sets the scale: make its acc odd by construction is not possible for every
-    # pair, so the tie is exact for pair (0, 0) and near-tie for the others.
+    # The scale comes from output (0, 0): y = A * 2^d +- 1 (in units of block 1's term) needs 25
+    # significant bits, so it is an exact RNE tie whenever A is odd (about half the jobs); the other
+    # outputs of the tile land near ties.
     a0 = _quantized(codes_a[:1, :1].reshape(1, -1), dial_a[:1, :1], np.full((1, 1), EXPONENT_BIAS), block)
     w0 = _quantized(codes_w[:1, :1].reshape(1, -1), dial_w[:1, :1], np.full((1, 1), EXPONENT_BIAS), block)
     acc = int((a0.signed_half_units()[0, 0] * w0.signed_half_units()[0, 0]).sum())
