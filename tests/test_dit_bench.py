@@ -3,20 +3,9 @@
 import json
 
 import pytest
-import torch
 
 from golden import get_format
 from sdialect.cli import main as sdialect
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP
-    spinning makes them orders of magnitude slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_bench_model_reports_quantization_cost_and_step_ratio(tmp_path):

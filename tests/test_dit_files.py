@@ -29,16 +29,6 @@ from golden.dit import (
 from sdialect.cli import main as sdialect
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP
-    spinning makes them orders of magnitude slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 FULL = QuantConfig(
     format="fb32",
     decomposition=DecompositionConfig(rho=0.1, profile_every=1),
@@ -58,7 +48,6 @@ def _loop(model, name, *, batch=2):
 def captured(tmp_path_factory):
     """A Hunyuan model with AD + SeDA on the integer path, block 0 captured at step 1, plus the
     layer outputs seen by forward hooks."""
-    torch.set_num_threads(1)
     model = tiny_transformer("hunyuan-video")
     quantize_(model, FULL)
     outputs = {}

@@ -21,16 +21,6 @@ from golden.dit import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP
-    spinning makes them orders of magnitude slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _data(rows, k, n, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(rows, k, generator=g) * torch.logspace(-2, 1, k)[torch.randperm(k, generator=g)]

@@ -22,16 +22,6 @@ from golden.dit import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP
-    spinning makes them orders of magnitude slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 AD = DecompositionConfig(rho=0.1, profile_every=2)
 SEDA = SedaConfig(k_c=4, window=(1, 2, 2), regroup_every=2)
 TIMESTEPS = (900.0, 700.0)

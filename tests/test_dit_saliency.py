@@ -21,16 +21,6 @@ from golden.dit.saliency import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP
-    spinning makes them orders of magnitude slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _qk(batch=2, length=40, heads=3, dim=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, length, heads, dim, generator=g), torch.randn(
