@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from sdialect.cli import main
 
 

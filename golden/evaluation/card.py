@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -19,6 +18,7 @@ from . import metrics, visuals
 from .data import load_clips
 from .model import load
 from .sampling import Condition, denoiser_for, generate
+from .train import DEFAULT_OUT, DEFAULT_WORK, LOSS_SIGMA_FLOOR, SIGMA_LOGIT_MEAN, TrainConfig
 
 LOSS_PNG = "loss_curve.png"
 SAMPLES_PNG = "samples.png"
@@ -122,11 +122,11 @@ def write_card(*, model_dir: Path, losses: list[float], train_config, trained_st
         f"- {trained_steps} AdamW steps of batch {train_config.batch}, lr {train_config.lr:g} with"
         f" {train_config.warmup}-step warm-up and cosine decay to 10 %, gradient clip 1.0, seed"
         f" {train_config.seed}; the saved weights are an EMA (decay {train_config.ema_decay}).",
-        "- Objective: `sigma = sigmoid(N(0,1))`, `x_t = (1 - sigma) x0 + sigma noise`; the transformer"
-        f" predicts `{model.prediction.value}`"
-        + (" (the clean clip x0); the loss is the MSE of the implied velocity `(x_t - x0_hat) / max(sigma, 0.05)`"
-           if model.prediction.value == "sample" else "; the loss is the MSE of the predicted velocity")
-        + " against `noise - x0`; timestep fed to the model = 1000 sigma.",
+        f"- Objective: `sigma = sigmoid(N({SIGMA_LOGIT_MEAN:g}, 1))`, `x_t = (1 - sigma) x0 + sigma noise`; the"
+        f" transformer predicts `{model.prediction.value}` (the clean clip x0_hat); loss"
+        f" `mean(((x0_hat - x0) / max(sigma, {LOSS_SIGMA_FLOOR:g}))^2)` (the velocity error with sigma floored);"
+        " timestep fed to the model = 1000 sigma. Sampling turns x0_hat into the velocity"
+        " `(x_t - x0_hat) / sigma` for diffusers' `FlowMatchEulerDiscreteScheduler`.",
         f"- Final loss (mean of the last 50 steps): {sum(losses[-50:]) / max(1, len(losses[-50:])):.4f}."
         + (f" Wall time {wall_minutes:.1f} min on the shared 2-core CPU." if wall_minutes else ""),
         "",
@@ -164,8 +164,6 @@ def write_card(*, model_dir: Path, losses: list[float], train_config, trained_st
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .train import DEFAULT_OUT, DEFAULT_WORK, TrainConfig
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)

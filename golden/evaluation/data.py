@@ -40,7 +40,7 @@ class ClipRecipe:
     frames: int = 8
     size: int = 32
     frame_stride: int = 2
-    max_clips_per_video: int = 16
+    max_clips_per_video: int = 2
 
     def __post_init__(self) -> None:
         for name in ("frames", "size", "frame_stride", "max_clips_per_video"):

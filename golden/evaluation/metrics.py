@@ -65,7 +65,10 @@ def ssim_per_frame(ref: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
     x = to_unit(ref).permute(0, 2, 1, 3, 4).reshape(b * f * c, 1, h, w)
     y = to_unit(test).permute(0, 2, 1, 3, 4).reshape(b * f * c, 1, h, w)
     window = _gaussian_window(ref.device)
-    conv = lambda t: torch.nn.functional.conv2d(t, window)  # noqa: E731
+
+    def conv(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(t, window)
+
     mu_x, mu_y = conv(x), conv(y)
     var_x = conv(x * x) - mu_x.square()
     var_y = conv(y * y) - mu_y.square()

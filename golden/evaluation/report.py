@@ -13,7 +13,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from . import visuals
 from .methods import Group
 from .runner import Run

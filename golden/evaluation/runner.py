@@ -13,6 +13,7 @@ import copy
 import math
 import statistics
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..formats import get_format
 from . import metrics
-from .methods import Group, Method, ablation_methods, headline_methods
+from .methods import Method, ablation_methods, headline_methods
 from .sampling import generate
 from .workload import Workload
 
@@ -106,7 +107,7 @@ def method_run(
     method: Method, workload: Workload, settings: Settings, reference_steps: list[torch.Tensor], capture_dir: Path | None
 ) -> Run:
     """Quantize a fresh copy of the float transformer with ``method`` and generate."""
-    from ..dit import CaptureConfig, capture, collect_stats, quantize_, reset_schedule
+    from ..dit import CaptureConfig, capture, collect_stats, quantize_, quantized_layers, reset_schedule
 
     model = copy.deepcopy(workload.transformer)
     report = quantize_(model, method.quant_config())
@@ -125,9 +126,6 @@ def method_run(
 
     with collect_stats(model) as stats, metrics.Measure(workload.noise.device) as measured:
         if capture_dir is not None:
-            from ..dit import quantized_layers
-            from fnmatch import fnmatch
-
             names = [n for n in quantized_layers(model) if any(fnmatch(n, p) for p in settings.capture_layers)]
             config = CaptureConfig(layers=tuple(names) or ("*",), steps=settings.capture_steps)
             with capture(model, capture_dir, config):
@@ -145,7 +143,6 @@ def method_run(
     for entry in layer_stats:
         entry["activation_sqnr_db"] = _finite(entry["activation_sqnr_db"])
         entry["output_sqnr_db"] = _finite(entry["output_sqnr_db"])
-    del model
     return Run(
         key=method.key, label=method.label, video=video.cpu(), wall_time_s=measured.wall_time_s,
         peak_memory_mib=measured.peak_memory_mib, step_sqnr_db=sqnrs, method=method,
@@ -261,4 +258,4 @@ def evaluate(workload: Workload, settings: Settings, *, capture_root: Path | Non
     return result, runs
 
 
-__all__ = ["CAPTURE_METHOD", "Group", "Run", "Settings", "evaluate"]
+__all__ = ["CAPTURE_METHOD", "Run", "Settings", "evaluate"]
