@@ -113,3 +113,34 @@ def _build_and_replay(config: TileConfig, capture: Path, build_dir: Path, report
             "SDIALECT_TILE_MIN_UTILIZATION": repr(min_utilization),
         },
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sim.tile.runner CAPTURE [--rows R --cols C]``: replay any ``golden.dit`` capture
+    (the tile's format and block come from the capture's quantization config). Exit 0 when bit-exact."""
+    import argparse
+
+    from golden.dit import load_capture
+    from hw.tile_front_end import InputFloat
+
+    from hw.tile import TileFormat
+
+    parser = argparse.ArgumentParser(prog="python -m sim.tile.runner", description=main.__doc__.splitlines()[0])
+    parser.add_argument("capture", help="a golden.dit capture directory")
+    parser.add_argument("--rows", type=int, default=1, help="activation rows per tile (default 1)")
+    parser.add_argument("--cols", type=int, default=2, help="weight rows per tile (default 2)")
+    parser.add_argument("--report", default=None, help="summary JSON (default build/report/tile/<capture name>.json)")
+    args = parser.parse_args(argv)
+    quant = load_capture(args.capture).config
+    config = TileConfig(format=TileFormat(quant.format), rows=args.rows, cols=args.cols, block=quant.block or 32,
+                        input=InputFloat.FP32)  # fmt: skip
+    report = args.report or SIM_ROOT.parent / "report" / "tile" / f"{Path(args.capture).name}_{config.name}.json"
+    result = run_tile_regression(config, args.capture, report_file=report)
+    summary = result.report
+    print(f"{config.name}: {len(summary.get('records', []))} records, {summary.get('blocks_per_s', 0):.0f} blocks/s, "
+          f"min PE utilization {summary.get('min_pe_utilization', 0):.4f}, failures {result.failures} ({result.report_file})")  # fmt: skip
+    return 1 if result.failures or not result.tests else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
