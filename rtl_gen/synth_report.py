@@ -246,13 +246,13 @@ def _fmt(value, digits: int = 0) -> str:
     return f"{value:,}"
 
 
-def _verdict(measured: float | None, published: float, higher_is_worse: bool = True) -> str:
+def _verdict(measured: float | None, published: float) -> str:
+    """How a measured ratio compares with the published one (within 2 % counts as a match)."""
     if measured is None:
         return "not measured"
     if abs(measured - published) <= 0.02 * published:
-        return "matches the published ratio"
-    worse = measured > published if higher_is_worse else measured < published
-    return "costs more than published" if worse else "costs less than published"
+        return "matches"
+    return f"{'higher' if measured > published else 'lower'} than published ({measured / published:.2f}x)"
 
 
 def _markdown(data: dict) -> str:
@@ -265,6 +265,9 @@ def _markdown(data: dict) -> str:
         "quantized weights in, binary32 out (hw/TILE.md).",
         "",
         "Flows: " + "; ".join(f"**{k}**: {v}" for k, v in data["flows"].items()) + ".",
+        "Transistors exclude flip-flops (Yosys prices combinational cells only); FF columns count them.",
+        "The FB32 and DialectFP4-16 tiles use the issue-5 bfloat16 front-end; the MXFP4 tile uses",
+        "hw.tile_front_end's (it adds the sticky bits E2M1 rounding needs), hence the ratios without front-ends.",
         "",
         "## Designs",
         "",
