@@ -22,10 +22,10 @@ class Preset:
     steps: int
 
 
-#: ``sdialect demo``: one clip per source video (about 10 minutes on 2 shared CPU cores).
-FULL = Preset(samples=4, steps=10)
-#: ``sdialect demo --quick`` (about 2 minutes).
-QUICK = Preset(samples=2, steps=5)
+#: ``sdialect demo``: one clip per source video.
+FULL = Preset(samples=4, steps=8)
+#: ``sdialect demo --quick``: one clip.
+QUICK = Preset(samples=1, steps=4)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, default_out: Path | None) -> None:
