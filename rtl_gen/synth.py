@@ -157,6 +157,7 @@ class SynthResult:
     modules: dict[str, ModuleCost]
     fmax_mhz: float | None
     seconds: float
+    cached: bool = False
 
     @property
     def total(self) -> ModuleCost:

@@ -14,7 +14,7 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hw import Book, DecoderConfig, DSUConfig, MACArrayConfig
@@ -93,7 +93,7 @@ def _run(design: Design, flow: str, work: Path, timeout: float) -> SynthResult:
     if cache.exists():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
-            return SynthResult.from_dict(stored["result"])
+            return replace(SynthResult.from_dict(stored["result"]), cached=True)
     if flow == "generic":
         result = synthesize_generic(verilog, design.name, folder, timeout=timeout)
     else:
@@ -234,6 +234,8 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
         "anchors": {k: {"value": v, "source": s} for k, (v, s) in ANCHORS.items()},
         "extrapolation_transistors": extrapolation,
         "wall_seconds": seconds,
+        "runs_reused_from_cache": sum(1 for r in results.values() if isinstance(r, SynthResult) and r.cached),
+        "runs": len(results),
         "cpu_count": os.cpu_count(),
     }
 
@@ -260,7 +262,8 @@ def _markdown(data: dict) -> str:
     lines = [
         "# Hardware cost report",
         "",
-        f"Command: `{data['command']}`; wall time {data['wall_seconds']:.0f} s on {data['cpu_count']} CPUs.",
+        f"Command: `{data['command']}`; wall time {data['wall_seconds']:.0f} s on {data['cpu_count']} CPUs "
+        f"({data['runs_reused_from_cache']} of {data['runs']} tool runs reused from build/synth; tool seconds per run in hw.json).",
         f"Tile: {tile['rows']} x {tile['cols']} PE, blocks of {tile['block']}, {tile['input']} activations in, "
         "quantized weights in, binary32 out (hw/TILE.md).",
         "",
