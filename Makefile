@@ -21,7 +21,7 @@ demo: setup
 	$(VENV)/bin/sdialect demo
 
 test: setup
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" tests
 
 bench: setup
 	$(VENV)/bin/sdialect bench golden

@@ -12,6 +12,11 @@ import pytest
 from golden.formats import get_format
 from sdialect.cli import main
 
+# The module fixture runs the expensive part once: keep its tests on one xdist worker
+# (`make test` uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("demo")
+
+
 HEADLINE = ("mxfp4", "nvfp4", "nvfp4-46", "dialectfp4-16", "fb32", "fb32+ad", "fb32+ad+seda")
 STEPS = 2
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -28,6 +28,10 @@ from golden.dit import (
 )
 from sdialect.cli import main as sdialect
 
+# The module fixture runs the expensive part once: keep its tests on one xdist worker
+# (`make test` uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("dit-files")
+
 
 FULL = QuantConfig(
     format="fb32",
