@@ -23,12 +23,16 @@ demo: setup
 test: setup
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" tests
 
+# Benchmarks write JSON under build/bench/; the kernel benchmark needs a GPU and says so without one.
 bench: setup
 	$(VENV)/bin/sdialect bench golden
+	$(VENV)/bin/sdialect bench model
+	$(VENV)/bin/sdialect bench kernels
 
-# Full hardware regression: Amaranth tests, lint of every default config, 100k-block Verilator sweeps.
+# Full hardware regression: Amaranth tests, lint of every default config, 100k-block Verilator
+# sweeps, and the tile replaying captured layers of the embedded model (slow tests included).
 sim: setup
-	$(PY) -m pytest -n $(PYTEST_WORKERS) tests/test_hw_*.py tests/test_sim_*.py
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/test_hw_*.py tests/test_sim_*.py tests/test_tile_*.py
 
 rtl: setup
 	$(VENV)/bin/sdialect rtl --all --lint --out build/rtl

@@ -31,32 +31,20 @@ BENCHMARKS = {
 }
 
 
-def _load(module_name: str):
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if module_name == err.name or module_name.startswith(f"{err.name}."):  # not landed yet
-            return None
-        raise
+def _add_commands(subparsers, table: dict[str, tuple[str, str]]) -> None:
+    for name, (module_name, help_text) in table.items():
+        module = importlib.import_module(module_name)
+        parser = subparsers.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(parser)
+        parser.set_defaults(run=module.main)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdialect", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
-        module = _load(module_name)
-        if module is not None:
-            p = sub.add_parser(name, help=help_text, description=help_text)
-            module.add_arguments(p)
-            p.set_defaults(run=module.main)
-    bench = sub.add_parser("bench", help="benchmarks writing JSON under build/bench/")
-    targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
-    for name, (module_name, help_text) in BENCHMARKS.items():
-        module = _load(module_name)
-        if module is not None:
-            p = targets.add_parser(name, help=help_text, description=help_text)
-            module.add_arguments(p)
-            p.set_defaults(run=module.main)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_commands(commands, COMMANDS)
+    bench = commands.add_parser("bench", help="benchmarks writing JSON under build/bench/")
+    _add_commands(bench.add_subparsers(dest="target", required=True, metavar="TARGET"), BENCHMARKS)
     return parser
 
 

@@ -13,6 +13,9 @@ from hw import Book, DecoderConfig
 from rtl_gen.synth import synthesize_ecp5, synthesize_generic, write_design
 from rtl_gen.synth_report import Design, run_report
 
+# The module fixture synthesizes once: keep its tests on one xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("synth")
+
 SMALL = DecoderConfig(books=(Book.E2M1,), lanes=2)
 
 
