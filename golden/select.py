@@ -10,7 +10,7 @@ import torch
 
 from .formats import DIALECTFP4_16, NUM_UCODES, Formatbook, FormatError
 
-__all__ = ["code_histogram", "lut_costs", "select_lut", "select_mse", "select_two_stage"]
+__all__ = ["check_candidate_mask", "code_histogram", "lut_costs", "select_lut", "select_mse", "select_two_stage"]
 
 
 def code_histogram(u: torch.Tensor) -> torch.Tensor:
@@ -31,11 +31,16 @@ def lut_costs(u: torch.Tensor, book: Formatbook) -> torch.Tensor:
     return (hist @ book.err_table.T.to(torch.float32)).to(torch.int64)
 
 
-def _check_mask(mask: torch.Tensor, batch_shape: torch.Size, book: Formatbook) -> torch.Tensor:
-    if mask.dtype != torch.bool or mask.shape[-1] != book.num_dialects:
+def check_candidate_mask(mask: torch.Tensor, batch_shape: tuple[int, ...], book: Formatbook) -> torch.Tensor:
+    """Validate a candidate mask and broadcast it to ``(*batch_shape, num_dialects)``.
+
+    Raises FormatError (one sentence) for a non-boolean or misshaped mask, one that does not
+    broadcast to the blocks, or one that leaves a block without any dialect.
+    """
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape[-1:] != (book.num_dialects,):
         raise FormatError(
-            f"candidate mask must be boolean with last axis {book.num_dialects} ({book.name}), "
-            f"got dtype {mask.dtype} and shape {tuple(mask.shape)}"
+            f"candidate mask must be a boolean tensor with last axis {book.num_dialects} ({book.name}), "
+            f"got {getattr(mask, 'dtype', type(mask).__name__)} of shape {tuple(getattr(mask, 'shape', ()))}"
         )
     try:
         mask = mask.expand(*batch_shape, book.num_dialects)
@@ -51,7 +56,7 @@ def _check_mask(mask: torch.Tensor, batch_shape: torch.Size, book: Formatbook) -
 
 def _masked_argmin(cost: torch.Tensor, mask: torch.Tensor | None, book: Formatbook) -> torch.Tensor:
     if mask is not None:
-        mask = _check_mask(mask, cost.shape[:-1], book)
+        mask = check_candidate_mask(mask, cost.shape[:-1], book)
         cost = cost.masked_fill(~mask, torch.iinfo(cost.dtype).max if not cost.is_floating_point() else float("inf"))
     return cost.argmin(-1)  # first minimum: ties to the lowest id
 
@@ -98,7 +103,7 @@ def select_mse(
     step = exact_ldexp(torch.ones_like(e, dtype=torch.float64), e - 1)[..., None]  # one half unit
     best = torch.full(e.shape, float("inf"), dtype=torch.float64)
     best_id = torch.zeros(e.shape, dtype=torch.int64)
-    allowed = None if mask is None else _check_mask(mask, e.shape, book)
+    allowed = None if mask is None else check_candidate_mask(mask, e.shape, book)
     magnitude = x.abs()
     for d in range(book.num_dialects):
         deq = book.half_units[d][book.idx_table[d][u]].to(torch.float64) * step

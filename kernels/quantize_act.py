@@ -25,6 +25,7 @@ import triton.language as tl
 
 from golden.blocks import InputError
 from golden.formats import CODE_BITS, EXPONENT_BIAS, NUM_UCODES, FormatError, FormatSpec, Selection
+from golden.select import check_candidate_mask
 
 from .launch import LAUNCH_OPTIONS, check_runnable
 from .packed import PackedOperand
@@ -227,20 +228,7 @@ def _prepare_mask(mask, spec: FormatSpec, rule: ActivationRule, lead, nblocks) -
     if rule is not ActivationRule.LUT:
         raise FormatError(f"a candidate mask needs LUT selection, which format {spec.name!r} does not use")
     dialects = spec.formatbook.num_dialects
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape[-1:] != (dialects,):
-        raise FormatError(
-            f"candidate mask must be a boolean tensor with last axis {dialects} ({spec.formatbook.name}), "
-            f"got {getattr(mask, 'dtype', type(mask).__name__)} of shape {tuple(getattr(mask, 'shape', ()))}"
-        )
-    try:
-        full = torch.broadcast_to(mask, (*lead, nblocks, dialects))
-    except RuntimeError:
-        raise FormatError(
-            f"candidate mask of shape {tuple(mask.shape)} does not broadcast to the blocks "
-            f"{(*lead, nblocks)} x {dialects} dialects"
-        ) from None
-    if not mask.any(-1).all():
-        raise FormatError("candidate mask leaves a block with no dialect to choose from")
+    full = check_candidate_mask(mask, (*lead, nblocks), spec.formatbook)
     return full.reshape(-1, nblocks, dialects)
 
 
