@@ -19,7 +19,7 @@ from .formats import (
 )
 from .matmul import accumulate_binary32, block_terms, quantized_linear, quantized_matmul, weight_selection
 from .packing import CheckpointError, load_quantized, pack_codes, save_quantized, unpack_codes
-from .quantize import QuantizedTensor, dequantize, e2m1_encode, quantize
+from .quantize import QuantizedTensor, e2m1_encode, quantize
 from .select import code_histogram, lut_costs, select_lut, select_mse, select_two_stage
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "accumulate_binary32",
     "block_terms",
     "code_histogram",
-    "dequantize",
     "e2m1_encode",
     "exact_ldexp",
     "front_end",

@@ -15,7 +15,6 @@ __all__ = [
     "SUPPORTED_DTYPES",
     "BlockedTensor",
     "InputError",
-    "block_view",
     "exact_ldexp",
     "floor_log2",
     "front_end",
@@ -109,10 +108,6 @@ class BlockedTensor:
     @property
     def logical_shape(self) -> tuple[int, ...]:
         return (*self.values.shape[:-2], self.length)
-
-
-def block_view(x: torch.Tensor, block: int, *, pad: bool = False) -> BlockedTensor:
-    return BlockedTensor(x, block, pad=pad)
 
 
 def shared_exponent(blocks: torch.Tensor, amax: torch.Tensor | None = None) -> torch.Tensor:

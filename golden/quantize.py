@@ -27,7 +27,6 @@ __all__ = [
     "E4M3_MAX",
     "E4M3_MIN_NORMAL",
     "QuantizedTensor",
-    "dequantize",
     "e2m1_encode",
     "quantize",
 ]
@@ -110,10 +109,6 @@ class QuantizedTensor:
         negative_zero = (self.codes & SIGN_BIT != 0) & (values == 0)
         values = torch.where(negative_zero, torch.tensor(-0.0), values)
         return values[..., : self.length]
-
-
-def dequantize(q: QuantizedTensor) -> torch.Tensor:
-    return q.dequantize()
 
 
 # --------------------------------------------------------------------------------------------
