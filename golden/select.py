@@ -13,21 +13,23 @@ from .formats import DIALECTFP4_16, NUM_UCODES, Formatbook, FormatError
 __all__ = ["check_candidate_mask", "code_histogram", "lut_costs", "select_lut", "select_mse", "select_two_stage"]
 
 
-def code_histogram(u: torch.Tensor) -> torch.Tensor:
-    """H[..., v] = #{i : u_i = v}, int64 of shape ``(..., nblocks, 32)``."""
+def code_histogram(u: torch.Tensor, num_ucodes: int = NUM_UCODES) -> torch.Tensor:
+    """H[..., v] = #{i : u_i = v}, int64 of shape ``(..., nblocks, num_ucodes)`` (32 by default;
+    64 for quarter-grid codes)."""
     # One bincount over (block index, code) pairs: faster than a scatter-add per block.
     num_blocks = u[..., 0].numel()
-    pair = (torch.arange(num_blocks).reshape(u.shape[:-1]) * NUM_UCODES)[..., None] + u
-    return torch.bincount(pair.flatten(), minlength=num_blocks * NUM_UCODES).reshape(*u.shape[:-1], NUM_UCODES)
+    pair = (torch.arange(num_blocks).reshape(u.shape[:-1]) * num_ucodes)[..., None] + u
+    return torch.bincount(pair.flatten(), minlength=num_blocks * num_ucodes).reshape(*u.shape[:-1], num_ucodes)
 
 
 def lut_costs(u: torch.Tensor, book: Formatbook) -> torch.Tensor:
     """cost[..., d] = sum_i ERR[d][u_i] (int64, ``(..., nblocks, D)``), as ERR @ H.
 
-    The product runs in float32: every count is <= B, every entry <= 961 and every sum
-    < 2**24 for B <= 64, so the float GEMM is exact whatever its summation order.
+    The product runs in float32: every count is <= B <= 64, every entry <= 961 (half grid) or
+    <= 3969 (quarter grid) and every sum < 2**24, so the float GEMM is exact whatever its
+    summation order.
     """
-    hist = code_histogram(u).to(torch.float32)
+    hist = code_histogram(u, book.num_ucodes).to(torch.float32)
     return (hist @ book.err_table.T.to(torch.float32)).to(torch.int64)
 
 
@@ -87,26 +89,37 @@ def select_two_stage(u: torch.Tensor, book: Formatbook = DIALECTFP4_16) -> torch
 
 def select_mse(
     blocks: torch.Tensor,
-    e: torch.Tensor,
+    e: torch.Tensor | None,
     u: torch.Tensor,
     book: Formatbook,
     mask: torch.Tensor | None = None,
+    *,
+    step: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Offline MSE selection: argmin_d sum_i (x_i - deq_d(x_i))^2 in float64, ties to lowest id.
 
     ``deq_d`` is the dialect quantizer of NUMERICS 2.1 (nearest index of the truncated code).
+    E8M0 scale: one grid unit is 2^(e - g) and ``deq_d`` is exact in float64. E4M3 scale: pass
+    ``step`` = fl32(t * s) * 2^-g per block (float64) and ``e = None``; ``deq_d`` is then the stored
+    float32 value fl32(h * 2^-g * fl32(t * s)), as ``QuantizedTensor.dequantize`` gives it.
     Dialects are visited one at a time so memory stays at one dequantized copy of the blocks.
     """
     from .blocks import exact_ldexp
 
     x = blocks.to(torch.float64)
-    step = exact_ldexp(torch.ones_like(e, dtype=torch.float64), e - 1)[..., None]  # one half unit
-    best = torch.full(e.shape, float("inf"), dtype=torch.float64)
-    best_id = torch.zeros(e.shape, dtype=torch.int64)
-    allowed = None if mask is None else check_candidate_mask(mask, e.shape, book)
+    round_to_float32 = step is not None
+    if step is None:
+        step = exact_ldexp(torch.ones_like(e, dtype=torch.float64), e - book.grid.shift)  # one grid unit
+    batch = step.shape
+    step = step[..., None]
+    best = torch.full(batch, float("inf"), dtype=torch.float64)
+    best_id = torch.zeros(batch, dtype=torch.int64)
+    allowed = None if mask is None else check_candidate_mask(mask, batch, book)
     magnitude = x.abs()
     for d in range(book.num_dialects):
-        deq = book.half_units[d][book.idx_table[d][u]].to(torch.float64) * step
+        deq = book.units[d][book.idx_table[d][u]].to(torch.float64) * step
+        if round_to_float32:
+            deq = deq.to(torch.float32).to(torch.float64)
         sse = ((magnitude - deq) ** 2).sum(-1)
         if allowed is not None:
             sse = torch.where(allowed[..., d], sse, torch.full_like(sse, float("inf")))

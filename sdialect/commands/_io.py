@@ -49,3 +49,15 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> 
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def format_argument(value: str) -> str:
+    """argparse type of ``--format``: a registry name or a formatbook file (registered on load)."""
+    import argparse
+
+    from golden.formats import FormatError, get_format
+
+    try:
+        return get_format(value).name
+    except FormatError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
