@@ -137,3 +137,16 @@ def test_calls_at_one_timestep_are_bounded():
         with pytest.raises(FormatError, match="reset_schedule"):
             model(**inputs, timestep=torch.tensor([500.0]), return_dict=False)
     assert max(len(b.slots) for b in model._sdialect_state.blocks.values()) == MAX_SLOTS
+
+
+def test_save_pretrained_of_a_quantized_transformer_is_refused(tmp_path):
+    """diffusers' save_pretrained would write a checkpoint without the quantized linears' weights."""
+    pipe, _ = wan_ti2v(1)
+    quantize_(pipe.transformer, QuantConfig(format="fb32"))
+    with pytest.raises(FormatError, match="save_quantized_model"):
+        pipe.transformer.save_pretrained(tmp_path / "transformer")
+    assert not (tmp_path / "transformer").exists()
+    with pytest.raises(FormatError, match="save_quantized_model"):
+        pipe.save_pretrained(tmp_path / "pipe")
+    # The pipeline saves its components in order (the VAE may be written first); the transformer never is.
+    assert not list((tmp_path / "pipe" / "transformer").rglob("*"))
