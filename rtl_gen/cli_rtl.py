@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from sdialect.errors import UsageError
+from golden.errors import UsageError
 
 UNITS = ("front_end", "dsu", "two_stage", "decoder", "mac_array")
 BOOKS = ("fb32", "dialectfp4", "e2m1")
