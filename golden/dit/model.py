@@ -142,8 +142,9 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None) -> QuantRepor
     """Quantize a supported diffusers video transformer in place; returns a ``QuantReport``.
 
     Args:
-        model: a ``HunyuanVideoTransformer3DModel``, ``WanTransformer3DModel`` or
-            ``LTXVideoTransformer3DModel`` (``golden.dit.ARCHITECTURES``), float, not yet quantized.
+        model: a ``HunyuanVideoTransformer3DModel``, ``WanTransformer3DModel``,
+            ``LTXVideoTransformer3DModel``, ``CogVideoXTransformer3DModel`` or ``MochiTransformer3DModel``
+            (``golden.dit.ARCHITECTURES``), float, not yet quantized.
         config: ``QuantConfig`` (default: fb32, fake-quant, no decomposition).
     """
     config = QuantConfig() if config is None else config
