@@ -1,11 +1,15 @@
-"""File helpers shared by the commands: validated .npy input and atomic output."""
+"""File helpers shared by the commands: validated .npy input, checked and atomic output.
+
+Every check here runs before any long work, and every failure is one ``UsageError`` sentence.
+``check_output_file`` / ``check_output_dir`` are meant for every command that writes (they probe
+the place with a real temporary file, so read-only mounts and root-owned folders are caught too).
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
-import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -13,24 +17,134 @@ import numpy as np
 from ..errors import UsageError
 
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_npy_header(path: Path, what: str) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """(shape, dtype, fortran_order, data offset) of a .npy file, read without loading its data."""
+    with open(path, "rb") as f:
+        if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+            raise UsageError(f"{what} file {path} is not a .npy file (it does not start with the NumPy header)")
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        except (ValueError, OSError, EOFError) as err:
+            raise UsageError(f"{what} file {path} has a corrupt .npy header ({err})") from None
+        return shape, dtype, fortran, f.tell()
+
+
+def check_input_file(path: str | os.PathLike, what: str) -> Path:
+    """An existing regular file, or a UsageError saying what the path is instead."""
+    if str(path) == "":
+        raise UsageError(f"the {what} path is empty")
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a directory, not a file")
+    if not path.exists():
+        raise UsageError(f"{what} file {path} does not exist")
+    if not path.is_file():
+        raise UsageError(f"{what} {path} is not a regular file")
+    return path
 
 
 def load_float_array(path: str | os.PathLike, what: str) -> np.ndarray:
-    """Read a float .npy file; a missing, unreadable or non-float file raises UsageError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{what} file {path} does not exist")
+    """Read a float .npy file; a missing, unreadable, non-float or empty array raises UsageError.
+
+    The header is checked against the file size before any data is read, so a header claiming a
+    huge shape is refused instead of allocating.
+    """
+    path = check_input_file(path, what)
+    shape, dtype, _, offset = _read_npy_header(path, what)
+    if dtype.hasobject:
+        raise UsageError(f"{what} file {path} holds Python objects; expected a float array")
+    if dtype not in FLOAT_DTYPES:
+        raise UsageError(f"{what} file {path} has dtype {dtype}; expected float16, float32 or float64")
+    if len(shape) == 0:
+        raise UsageError(f"{what} file {path} holds a scalar; expected an array with a last (block) axis")
+    count = int(np.prod(shape, dtype=object))
+    if count == 0:
+        raise UsageError(f"{what} file {path} holds an empty array of shape {shape}; expected at least one element")
+    need, have = count * dtype.itemsize, path.stat().st_size - offset
+    if have < need:
+        raise UsageError(
+            f"{what} file {path} claims shape {shape} ({need} bytes of data) but holds only {have} bytes"
+        )
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+    except (ValueError, OSError, EOFError, MemoryError) as err:
         raise UsageError(f"{what} file {path} is not a readable .npy array ({err})") from None
-    if not isinstance(array, np.ndarray):
-        raise UsageError(f"{what} file {path} holds several arrays; expected one .npy array")
-    if array.dtype not in FLOAT_DTYPES:
-        raise UsageError(f"{what} file {path} has dtype {array.dtype}; expected float16, float32 or float64")
-    if array.ndim == 0:
-        raise UsageError(f"{what} file {path} holds a scalar; expected an array with a last (block) axis")
     return array
+
+
+def _probe_directory(directory: Path, what: str) -> None:
+    """Create and remove a temporary file in ``directory``: the one reliable writability test."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".sdialect-probe.")
+    except OSError as err:
+        raise UsageError(f"cannot write {what} into {directory} ({err.strerror or err})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_file(path: str | os.PathLike, suffix: str | None = None,
+                      inputs: Iterable[str | os.PathLike] = (), what: str = "output") -> Path:
+    """Validate an output file path before any work: suffix, not a directory, not an input, writable.
+
+    The parent folder must exist (it is not created). Returns the path.
+    """
+    if str(path) == "":
+        raise UsageError(f"the {what} path is empty")
+    path = Path(path)
+    if suffix is not None and path.suffix != suffix:
+        raise UsageError(f"{what} {path} must end in {suffix}")
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is an existing directory; give a file name")
+    for source in inputs:
+        if _same_file(path, Path(source)) or path.resolve() == Path(source).resolve():
+            raise UsageError(f"{what} {path} is also an input; refusing to overwrite it")
+    parent = path.parent
+    if not parent.exists():
+        raise UsageError(f"{what} directory {parent} does not exist")
+    if not parent.is_dir():
+        raise UsageError(f"{what} {path} is inside {parent}, which is a file, not a directory")
+    _probe_directory(parent, what)
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output directory", create: bool = True) -> Path:
+    """Validate an output folder before any work: not a file, creatable and writable.
+
+    With ``create`` the folder (and its parents) is created; it never deletes anything.
+    """
+    if str(path) == "":
+        raise UsageError(f"the {what} path is empty")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is an existing file, not a directory")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{what} {path} is inside {existing}, which is a file, not a directory")
+    _probe_directory(existing, what)
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"cannot create {what} {path} ({err.strerror or err})") from None
+        _probe_directory(path, what)
+    return path
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -41,11 +155,16 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> 
     path = Path(path)
     if not path.parent.is_dir():
         raise UsageError(f"output directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    except OSError as err:
+        raise UsageError(f"cannot write output {path} ({err.strerror or err})") from None
     os.close(fd)
     tmp = Path(tmp)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except IsADirectoryError:
+        raise UsageError(f"output {path} is an existing directory; give a file name") from None
     finally:
         tmp.unlink(missing_ok=True)
