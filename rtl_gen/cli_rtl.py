@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from sdialect.commands._io import check_output_dir
-from sdialect.errors import UsageError
+from golden.errors import UsageError
+from golden.paths import check_output_dir
 
 UNITS = ("front_end", "dsu", "two_stage", "decoder", "mac_array")
 BOOKS = ("fb32", "dialectfp4", "e2m1")

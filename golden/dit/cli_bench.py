@@ -76,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
 
     import torch
 
-    from sdialect.errors import UsageError
+    from ..errors import UsageError
 
     from . import DecompositionConfig, QuantConfig, SedaConfig, quantize_
     from .tiny import TINY_ARCHITECTURES, tiny_inputs, tiny_transformer

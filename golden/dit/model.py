@@ -9,6 +9,7 @@ the denoising step from the ``timestep`` argument (``schedule.py``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import resource
 import sys
@@ -118,7 +119,17 @@ def install(
 
     setattr(model, _STATE_ATTR, state)
     setattr(model, _HOOK_ATTR, model.register_forward_pre_hook(track_step, with_kwargs=True))
+    # diffusers' save_pretrained writes state_dict(), which has no quantized weights: refuse it (an
+    # instance attribute, so pipe.save_pretrained(), which calls it per component, refuses too).
+    model.save_pretrained = functools.partial(_refuse_save_pretrained, type(model).__name__)
     return arch, quantized, kept
+
+
+def _refuse_save_pretrained(class_name: str, *args, **kwargs):
+    raise FormatError(
+        f"save_pretrained cannot write a quantized {class_name} (diffusers' format has no place for its "
+        "packed weights); use golden.dit.save_quantized_model(model, directory) and load_quantized_model"
+    )
 
 
 def quantize_(model: nn.Module, config: QuantConfig | None = None) -> QuantReport:

@@ -1,12 +1,20 @@
 """Denoising-step bookkeeping: which step and which call of that step the transformer is running.
 
 The user's loop is not changed: a forward pre-hook on the transformer reads the ``timestep``
-argument of every call. A call whose timestep differs from the previous call's starts a new
-denoising step; a call with the same timestep is another *slot* of the same step (pipelines that
-run the conditional and unconditional CFG passes as two calls). A timestep larger than the previous
-one (schedules count down) starts a new generation at step 0. Batched CFG (one call, batch 2) is one
-slot whose per-sample state has a batch axis. State that lives across steps (salient tokens, SeDA
-groups, per-linear families) is kept per slot.
+argument of every call and takes the scheduler's timestep of the call from it: its *largest*
+element (``call_timestep``). Pipelines pass the scheduler's ``t`` either as one value per sample or
+per token, where conditioning tokens carry 0 or a smaller value (LTX image-to-video and condition
+pipelines, Wan 2.2 TI2V with ``expand_timesteps``); the largest element is ``t`` in every case.
+
+A call whose timestep differs from the previous call's starts a new denoising step; a call with the
+same timestep is another *slot* of the same step (pipelines that run the conditional and
+unconditional CFG passes as two calls). A timestep larger than the previous one (schedules count
+down) starts a new generation at step 0. Batched CFG (one call, batch 2) is one slot whose
+per-sample state has a batch axis. State that lives across steps (salient tokens, SeDA groups,
+per-linear families) is kept per slot, for at most ``MAX_SLOTS`` calls per step: a further call at
+the same timestep is an error (call ``reset_schedule`` between repeated calls), so state never grows
+without bound. Each quantized transformer counts its own calls: of Wan 2.2's two experts, the
+low-noise expert's first call is its step 0 (it profiles there, having no salient set yet).
 """
 
 from __future__ import annotations
@@ -16,7 +24,23 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["BlockState", "CallInfo", "ModelState"]
+from ..formats import FormatError
+
+__all__ = ["MAX_SLOTS", "BlockState", "CallInfo", "ModelState", "call_timestep"]
+
+#: Most transformer calls of one denoising step (CFG passes, guidance variants) that keep state.
+MAX_SLOTS = 8
+
+
+def call_timestep(timestep: torch.Tensor | float | None) -> float | None:
+    """The scheduler's timestep of a forward call: the largest element of its ``timestep`` argument
+    (per-token timesteps hold smaller values, usually 0, for conditioning tokens), or None."""
+    if timestep is None:
+        return None
+    t = torch.as_tensor(timestep).detach()
+    if t.numel() == 0:
+        return None
+    return float(t.amax().item())
 
 
 @dataclass(frozen=True)
@@ -104,15 +128,19 @@ class ModelState:
 
     def begin_call(self, timestep: torch.Tensor | float | None, grid: tuple[int, int, int]) -> CallInfo:
         """Advance the schedule for one forward call; returns the call's ``CallInfo``."""
-        t = None
-        if timestep is not None:
-            t = float(torch.as_tensor(timestep).detach().reshape(-1)[0].item())
+        t = call_timestep(timestep)
         if t is None or self._last_timestep is None or t != self._last_timestep:
             if t is not None and self._last_timestep is not None and t > self._last_timestep:
                 self.reset()
             self._step += 1
             self._slot = 0
         else:
+            if self._slot + 1 >= MAX_SLOTS:
+                raise FormatError(
+                    f"the transformer was called {MAX_SLOTS + 1} times at timestep {t:g} without the timestep "
+                    f"changing; a denoising step keeps state for at most {MAX_SLOTS} calls, so call "
+                    "golden.dit.reset_schedule(model) between repeated calls at one timestep"
+                )
             self._slot += 1
         self._last_timestep = t
         self.last_activation = None
