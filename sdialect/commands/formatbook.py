@@ -84,8 +84,8 @@ def capture_embedded(root: Path, positions: tuple[int, ...], seed: int, steps: i
     import torch
 
     from golden.dit import CaptureConfig, QuantConfig, capture, quantize_, reset_schedule
-    from golden.evaluation.sampling import generate
-    from golden.evaluation.workload import embedded
+    from evaluation.sampling import generate
+    from evaluation.workload import embedded
 
     settings = {"model": "golden/assets/tiny-video-dit", "seed": seed, "steps": steps, "format": "fb32",
                 "capture": "inputs of every quantized linear, every step"}  # fmt: skip
