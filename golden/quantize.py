@@ -186,8 +186,8 @@ def _dialect_codes(idx_table: torch.Tensor, dialect: torch.Tensor, u: torch.Tens
     return ((sign << 3) | index).flatten(-2).to(torch.uint8)
 
 
-#: Smallest tensor scale of an E4M3 dialect format: keeps 1/t and (1/t)/s finite in float32.
-E4M3_DIALECT_MIN_TENSOR_SCALE = 2.0**-120
+#: Smallest tensor scale of an E4M3 dialect format: NVFP4's floor (docs/NUMERICS.md section 3.4).
+E4M3_DIALECT_MIN_TENSOR_SCALE = NVFP4_TENSOR_SCALE_MIN
 
 
 def e4m3_dialect_front_end(

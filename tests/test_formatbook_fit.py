@@ -30,6 +30,15 @@ from tests.block_distributions import random_blocks
 pytestmark = pytest.mark.xdist_group("formatbook-fit")
 
 
+@pytest.fixture(autouse=True)
+def _restore_registry():
+    """Formats a test registers (files loaded by path, fitted books) leave with the test."""
+    before = dict(golden.FORMATS)
+    yield
+    golden.FORMATS.clear()
+    golden.FORMATS.update(before)
+
+
 def test_refit_levels_is_the_brute_force_optimum():
     """The DP refit equals exhaustive search over every 8-level dialect of the half grid."""
     gen = torch.Generator().manual_seed(0)

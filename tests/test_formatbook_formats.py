@@ -23,12 +23,23 @@ def random_book(name: str, grid: Grid, dialects: int, seed: int) -> Formatbook:
 QUARTER_BOOK = random_book("test-quarter", Grid.QUARTER, 16, seed=1)
 HALF_BOOK = random_book("test-half", Grid.HALF, 16, seed=2)
 
-#: Every grid x scale combination, registered under test names (same definition on re-import).
+#: Every grid x scale combination under test names, registered only while a test of this module
+#: runs (so other modules' registry-wide parametrizations never see them).
 COMBOS = {
-    f"test-{grid}-{scale}": register_format(dialect_format(f"test-{grid}-{scale}", book, scale))
+    f"test-{grid}-{scale}": dialect_format(f"test-{grid}-{scale}", book, scale)
     for grid, book in (("half", HALF_BOOK), ("quarter", QUARTER_BOOK))
     for scale in ("e8m0", "e4m3")
 }
+
+
+@pytest.fixture(autouse=True)
+def _test_formats():
+    before = dict(golden.FORMATS)
+    for spec in COMBOS.values():
+        register_format(spec)
+    yield
+    golden.FORMATS.clear()
+    golden.FORMATS.update(before)
 G = {Grid.HALF: 1, Grid.QUARTER: 2}
 
 

@@ -87,7 +87,7 @@ def capture_embedded(root: Path, positions: tuple[int, ...], seed: int, steps: i
     from evaluation.sampling import generate
     from evaluation.workload import embedded
 
-    settings = {"model": "golden/assets/tiny-video-dit", "seed": seed, "steps": steps, "format": "fb32",
+    settings = {"model": "evaluation/assets/tiny-video-dit", "seed": seed, "steps": steps, "format": "fb32",
                 "capture": "inputs of every quantized linear, every step"}  # fmt: skip
     dirs = [root / f"position{p}-seed{seed}" for p in positions]
     todo = [(p, d) for p, d in zip(positions, dirs)
@@ -153,7 +153,7 @@ def _fit(args) -> int:
         source = {"captures": [str(d) for d in dirs]}
     else:
         dirs = capture_embedded(DEFAULT_CAPTURE_ROOT, DEFAULT_POSITIONS, DEFAULT_CAPTURE_SEED)
-        source = {"model": "golden/assets/tiny-video-dit", "clip_positions": list(DEFAULT_POSITIONS),
+        source = {"model": "evaluation/assets/tiny-video-dit", "clip_positions": list(DEFAULT_POSITIONS),
                   "noise_seed": DEFAULT_CAPTURE_SEED, "steps": 8,
                   "capture": "inputs of every quantized linear, fb32 fake-quant, golden.dit capture schema"}  # fmt: skip
     if len(dirs) < 2:
