@@ -131,3 +131,73 @@ def wan22_two_experts(steps: int):
         "generator": torch.Generator().manual_seed(0), **_wan_text_kwargs(),
     }  # fmt: skip
     return pipe, kwargs
+
+
+def ltx_condition(steps: int):
+    """LTXConditionPipeline: passes ``video_coords`` (no latent sizes); an image at frame 0 replaces
+    the first latent frame, a second one at frame 8 is packed as extra tokens before the video's."""
+    from diffusers import LTXConditionPipeline
+
+    pipe = LTXConditionPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(), vae=ltx_vae(), text_encoder=None, tokenizer=None,
+        transformer=ltx_transformer(),
+    )  # fmt: skip
+    image = _image(32, 32)
+    kwargs = {
+        "image": [image, image.flip(-1)], "frame_index": [0, 8], "height": 32, "width": 32, "num_frames": 17,
+        "num_inference_steps": steps, "guidance_scale": 3.0, "max_sequence_length": TEXT_TOKENS,
+        "output_type": "latent", "generator": torch.Generator().manual_seed(0), **_ltx_text_kwargs(),
+    }  # fmt: skip
+    return pipe, kwargs
+
+
+def cogvideox(steps: int):
+    """CogVideoXPipeline with its DDIM scheduler (batched CFG; the blocks attend over ``[text, video]``)."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline
+
+    from golden.dit import tiny_transformer
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLCogVideoX(
+        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), latent_channels=4,
+        layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4,
+    ).eval()  # fmt: skip
+    pipe = CogVideoXPipeline(
+        tokenizer=None, text_encoder=None, vae=vae, transformer=tiny_transformer("cogvideox"),
+        scheduler=CogVideoXDDIMScheduler(),
+    )  # fmt: skip
+    kwargs = {
+        "height": 32, "width": 32, "num_frames": 9, "num_inference_steps": steps, "guidance_scale": 6.0,
+        "max_sequence_length": TEXT_TOKENS, "output_type": "latent",
+        "generator": torch.Generator().manual_seed(0), **_wan_text_kwargs(),
+    }  # fmt: skip
+    return pipe, kwargs
+
+
+def mochi(steps: int):
+    """MochiPipeline (batched CFG) with Mochi's scheduler setting ``invert_sigmas``: its timesteps
+    count *up* within a generation."""
+    from diffusers import AutoencoderKLMochi, MochiPipeline
+
+    from golden.dit import tiny_transformer
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLMochi(
+        latent_channels=4, out_channels=3, encoder_block_out_channels=(32, 32, 32, 32),
+        decoder_block_out_channels=(32, 32, 32, 32), layers_per_block=(1, 1, 1, 1, 1),
+    ).eval()  # fmt: skip
+    pipe = MochiPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(invert_sigmas=True), vae=vae, text_encoder=None,
+        tokenizer=None, transformer=tiny_transformer("mochi"),
+    )  # fmt: skip
+    mask = torch.ones(1, TEXT_TOKENS, dtype=torch.long)
+    mask[:, -2:] = 0  # padded prompt tokens
+    kwargs = {
+        "height": 32, "width": 32, "num_frames": 13, "num_inference_steps": steps, "guidance_scale": 4.5,
+        "max_sequence_length": TEXT_TOKENS, "output_type": "latent",
+        "generator": torch.Generator().manual_seed(0), "prompt_embeds": _text(seed=1),
+        "prompt_attention_mask": mask, "negative_prompt_embeds": _text(seed=2),
+        "negative_prompt_attention_mask": mask,
+    }  # fmt: skip
+    return pipe, kwargs

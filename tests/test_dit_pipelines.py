@@ -9,9 +9,9 @@ profiling step, and that per-slot state stays bounded across generations.
 import pytest
 import torch
 
-from dit_pipelines import ltx_image_to_video, wan22_two_experts, wan_ti2v
+from dit_pipelines import cogvideox, ltx_condition, ltx_image_to_video, mochi, wan22_two_experts, wan_ti2v
 from golden import FormatError
-from golden.dit import DecompositionConfig, QuantConfig, SedaConfig, collect_stats, quantize_
+from golden.dit import DecompositionConfig, Execution, QuantConfig, SedaConfig, collect_stats, quantize_
 from golden.dit.schedule import MAX_SLOTS
 
 STEPS = 5
@@ -75,7 +75,7 @@ def _running_state():
 
 
 def _qkv_salient_rows(stats) -> int:
-    return sum(s.salient_rows for name, s in stats.items() if name.endswith("attn1.to_q"))
+    return sum(s.salient_rows for name, s in stats.items() if name.endswith(".to_q"))
 
 
 def _generate(pipe, make_kwargs):
@@ -83,13 +83,19 @@ def _generate(pipe, make_kwargs):
         return pipe(**make_kwargs()).frames
 
 
-@pytest.mark.parametrize(
-    "build, cfg_calls",
-    [(ltx_image_to_video, 1), (wan_ti2v, 2)],
-    ids=["LTXImageToVideoPipeline", "WanImageToVideoPipeline-expand_timesteps"],
-)
-def test_per_token_timesteps_follow_the_scheduler(build, cfg_calls, monkeypatch):
-    """The conditioning frame's per-token timestep is 0; the call's step is still the scheduler's."""
+PIPELINES = {
+    # per-token timesteps: the conditioning frame's timestep is 0, the call's step is still the scheduler's
+    "LTXImageToVideoPipeline": (ltx_image_to_video, 1),
+    "WanImageToVideoPipeline-expand_timesteps": (wan_ti2v, 2),  # also CFG as two calls
+    "LTXConditionPipeline": (ltx_condition, 1),  # video_coords instead of latent sizes
+    "CogVideoXPipeline": (cogvideox, 1),  # text-first joint attention, DDIM scheduler
+    "MochiPipeline-invert_sigmas": (mochi, 1),  # timesteps count up; padded prompt tokens
+}
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_pipeline_steps_follow_the_scheduler(pipeline, monkeypatch):
+    build, cfg_calls = PIPELINES[pipeline]
     pipe, kwargs = build(STEPS)
     quantize_(pipe.transformer, CONFIG)
     recorder = Recorder(pipe.transformer, monkeypatch)
@@ -150,3 +156,16 @@ def test_save_pretrained_of_a_quantized_transformer_is_refused(tmp_path):
         pipe.save_pretrained(tmp_path / "pipe")
     # The pipeline saves its components in order (the VAE may be written first); the transformer never is.
     assert not list((tmp_path / "pipe" / "transformer").rglob("*"))
+
+
+@pytest.mark.parametrize("pipeline", ["LTXConditionPipeline", "CogVideoXPipeline", "MochiPipeline-invert_sigmas"])
+def test_integer_path_matches_fake_quant_through_the_pipeline(pipeline):
+    build = PIPELINES[pipeline][0]
+    latents = {}
+    for execution in (Execution.FAKE_QUANT, Execution.INTEGER):
+        pipe, kwargs = build(2)
+        quantize_(pipe.transformer, QuantConfig(format="fb32", decomposition=CONFIG.decomposition, seda=CONFIG.seda,
+                                                execution=execution))  # fmt: skip
+        latents[execution] = _generate(pipe, lambda: kwargs)
+    fake, integer = latents[Execution.FAKE_QUANT], latents[Execution.INTEGER]
+    assert torch.isfinite(fake).all() and ((fake - integer).norm() / integer.norm()) < 1e-4
