@@ -33,6 +33,7 @@ from golden.quantize import e2m1_encode
 
 __all__ = [
     "ALIGN_BITS",
+    "NUM_ALIGN_SHIFTS",
     "MAGNITUDE_BITS",
     "FLOAT32_BIAS",
     "FLOAT32_MANTISSA_BITS",
@@ -40,6 +41,7 @@ __all__ = [
     "ActivationRule",
     "FormatTables",
     "activation_rule",
+    "fast_tables",
     "format_tables",
     "kernel_format",
 ]
@@ -56,6 +58,10 @@ FLOAT32_BIAS = int(numpy.finfo(numpy.float32).maxexp) - 1
 #: than a half unit: MAX_HALF_UNITS << ALIGN_BITS must still fit a signed int8 (15 * 8 = 120).
 ALIGN_BITS = (torch.iinfo(torch.int8).max // MAX_HALF_UNITS).bit_length() - 1
 assert MAX_HALF_UNITS << ALIGN_BITS <= torch.iinfo(torch.int8).max
+#: Alignment shifts 0 .. ALIGN_BITS + 5: from a shift of 8 on, round(h 2^(ALIGN_BITS - shift)) is 0
+#: for every |h| <= 15 (|h| 2^ALIGN_BITS < 2^7), so larger shifts are clamped to 8.
+NUM_ALIGN_SHIFTS = (MAX_HALF_UNITS << ALIGN_BITS).bit_length() + 2
+assert NUM_ALIGN_SHIFTS == 9
 
 # The golden exponent conventions the kernels rely on (NUMERICS 2.1 step 1).
 assert (EXPONENT_MIN, EXPONENT_MAX) == (-EXPONENT_BIAS, EXPONENT_BIAS)
@@ -136,3 +142,28 @@ def format_tables(format_name: str, device: torch.device | str) -> FormatTables:
         pair_top=DIALECTFP4_16.dialects[0][-1],
         num_pairs=DIALECTFP4_16.num_dialects // 2,
     )
+
+
+def align_half_units(h: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
+    """Fast-mode alignment ``round(h 2^(ALIGN_BITS - shift))``, ties up (toward +inf), on integers."""
+    return ((h << ALIGN_BITS) + ((1 << shift) >> 1)) >> shift
+
+
+@functools.cache
+def fast_tables(format_name: str, device: torch.device | str) -> torch.Tensor:
+    """int32 ``(D * NUM_ALIGN_SHIFTS, 4)`` aligned decode tables of the fast GEMM, from the registry.
+
+    Row ``d * NUM_ALIGN_SHIFTS + s`` holds, as little-endian int8 bytes, the aligned values
+    ``align_half_units(+h, s)`` of dialect ``d``'s magnitudes 0..3 and 4..7, then those of ``-h``
+    (negative codes; ``-h`` is aligned itself because ties round up, not away from zero).
+    """
+    book = kernel_format(format_name).formatbook
+    magnitudes = book.half_units.long()  # (D, 8)
+    shifts = torch.arange(NUM_ALIGN_SHIFTS)
+    signed = torch.stack((magnitudes, -magnitudes), dim=1)  # (D, 2, 8)
+    aligned = align_half_units(signed[:, None], shifts[None, :, None, None])  # (D, S, 2, 8)
+    assert aligned.abs().max() <= torch.iinfo(torch.int8).max
+    octets = (aligned & 0xFF).reshape(-1, 4, 4)  # (D * S, [pos lo, pos hi, neg lo, neg hi], byte)
+    words = (octets << (8 * torch.arange(4))).sum(-1)
+    words = torch.where(words >= 1 << 31, words - (1 << 32), words)
+    return words.to(torch.int32).to(device)
