@@ -181,7 +181,7 @@ def _quantize_rows_kernel(
     tl.store(exponent_ptr + rows64 * stride_meta + block, (e + _EXP_BIAS).to(tl.uint8), mask=row_ok)
 
 
-def _prepare(x, format, block, select, candidate_mask):
+def _prepare(x, format, block, select, candidate_mask, validate=True):
     """Validate the public arguments; returns (spec, rule, block, x2d, mask3d or None)."""
     spec = kernel_format(format)
     block = spec.check_block(block)
@@ -202,7 +202,7 @@ def _prepare(x, format, block, select, candidate_mask):
     nblocks = x2d.shape[1] // block
     mask = None
     if candidate_mask is not None:
-        mask = _prepare_mask(candidate_mask, spec, rule, x.shape[:-1], nblocks).to(x2d.device)
+        mask = _prepare_mask(candidate_mask, spec, rule, x.shape[:-1], nblocks, validate).to(x2d.device)
     return spec, rule, block, x2d, mask
 
 
@@ -224,11 +224,16 @@ def _check_finite(x: torch.Tensor, exponent: torch.Tensor) -> None:
     raise InputError(f"block {index} contains {kind}; the quantizer needs finite values")
 
 
-def _prepare_mask(mask, spec: FormatSpec, rule: ActivationRule, lead, nblocks) -> torch.Tensor:
+def _prepare_mask(mask, spec: FormatSpec, rule: ActivationRule, lead, nblocks, validate=True) -> torch.Tensor:
     if rule is not ActivationRule.LUT:
         raise FormatError(f"a candidate mask needs LUT selection, which format {spec.name!r} does not use")
     dialects = spec.formatbook.num_dialects
-    full = check_candidate_mask(mask, (*lead, nblocks), spec.formatbook)
+    if validate:  # also checks that every block keeps a candidate: reads the mask on the host
+        full = check_candidate_mask(mask, (*lead, nblocks), spec.formatbook)
+    else:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape[-1:] != (dialects,):
+            raise FormatError(f"candidate mask must be a boolean tensor with last axis {dialects} ({spec.formatbook.name})")
+        full = torch.broadcast_to(mask, (*lead, nblocks, dialects))
     return full.reshape(-1, nblocks, dialects)
 
 
@@ -240,6 +245,7 @@ def quantize_activations(
     select: Selection | str | None = None,
     candidate_mask: torch.Tensor | None = None,
     config: QuantizeConfig = QuantizeConfig(),
+    validate: bool = True,
 ) -> PackedOperand:
     """Quantize activation rows with the format's activation rule, on the GPU.
 
@@ -252,11 +258,14 @@ def quantize_activations(
         candidate_mask: optional boolean mask broadcastable to ``(..., K // block, D)`` restricting
             each block's LUT selection (SeDA); LUT formats only.
         config: rows per program and warps.
+        validate: raise on blocks holding a NaN or an infinity, and on a mask that leaves a block
+            without candidates. Both read device values on the host (a synchronisation); the
+            linear's hot path turns them off unless asked (``kernels.launch.validation_default``).
 
     Returns:
         ``PackedOperand`` with ``prod(x.shape[:-1])`` rows, bit-identical to ``golden.quantize``.
     """
-    spec, rule, block, x2d, mask = _prepare(x, format, block, select, candidate_mask)
+    spec, rule, block, x2d, mask = _prepare(x, format, block, select, candidate_mask, validate)
     check_runnable("activations", x2d)
     rows, length = x2d.shape
     nblocks = length // block
@@ -286,7 +295,8 @@ def quantize_activations(
             HAS_MASK=mask is not None, PAIR_TOP=tables.pair_top, NUM_PAIRS=tables.num_pairs,
             num_warps=config.num_warps, **LAUNCH_OPTIONS,
         )  # fmt: skip
-    _check_finite(x, exponent)
+    if validate:
+        _check_finite(x, exponent)
     return PackedOperand(
         format=spec.name,
         block=block,
@@ -304,12 +314,13 @@ def quantize_activations_torch(
     select: Selection | str | None = None,
     candidate_mask: torch.Tensor | None = None,
     config: QuantizeConfig = QuantizeConfig(),
+    validate: bool = True,
 ) -> PackedOperand:
     """Pure-PyTorch twin of ``quantize_activations``: the same integer algorithm, any device.
 
     ``config`` is accepted for signature parity and ignored.
     """
-    spec, rule, block, x2d, mask = _prepare(x, format, block, select, candidate_mask)
+    spec, rule, block, x2d, mask = _prepare(x, format, block, select, candidate_mask, validate)
     rows, length = x2d.shape
     tables = format_tables(spec.name, x2d.device)
     bits = x2d.to(torch.float32).contiguous().view(torch.int32).reshape(rows, -1, block)
@@ -343,7 +354,8 @@ def quantize_activations_torch(
         index = torch.gather(tables.idx.long()[dialect], -1, u)
     sign = (bits >> 31) & 1
     codes = ((sign << (CODE_BITS - 1)) | index).to(torch.uint8).reshape(rows, length)
-    _check_finite(x, e + EXPONENT_BIAS)
+    if validate:
+        _check_finite(x, e + EXPONENT_BIAS)
     return PackedOperand(
         format=spec.name,
         block=block,

@@ -150,7 +150,9 @@ def test_errors_are_one_sentence():
     with pytest.raises(InputError, match="int64"):
         w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([0.5]))
     with pytest.raises(InputError, match="must lie in"):
-        w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([3]), config=CONFIG)
+        w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([3]), config=CONFIG, validate=True)
+    with pytest.raises(InputError, match="unique"):
+        w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([1, 1]), config=CONFIG, validate=True)
     with pytest.raises(InputError, match="QuantizedTensor or a PackedOperand"):
         w4a4_linear(torch.ones(3, 64), torch.ones(8, 64))
     zeros = w_q.exponent.new_zeros(2, 2)
