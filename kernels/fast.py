@@ -40,7 +40,7 @@ import triton.language as tl
 
 from golden.formats import EXPONENT_BIAS
 
-from .gemm import _FAST_HALF_OFFSET, GemmConfig, GemmMode, _align, _load_tile, _per_byte, _pow2
+from .gemm import _FAST_HALF_OFFSET, GemmConfig, GemmMode, _align, _epilogue, _load_tile, _per_byte, _pow2, _to_out
 from .launch import LAUNCH_OPTIONS, interpreting
 from .packed import PackedOperand
 from .tables import ALIGN_BITS, NUM_ALIGN_SHIFTS, align_half_units, fast_tables, format_tables
@@ -413,16 +413,10 @@ def _w4a4_fast_kernel(
         term = tl.fma(shifted, p_a[:, None], offset[:, None])
         y = tl.fma(term, p_w[None, :], y)
     out_mask = row_ok[:, None] & col_ok[None, :]
-    if HAS_RESIDUAL:
-        slot = tl.load(slot_ptr + rows, mask=row_ok, other=-1)
-        r_mask = out_mask & (slot >= 0)[:, None]
-        r = tl.load(residual_ptr + slot.to(tl.int64)[:, None] * stride_residual + cols64[None, :], mask=r_mask,
-                    other=0.0)  # fmt: skip
-        y = tl.where(r_mask, y + r, y)
-    if HAS_BIAS:
-        y = y + tl.load(bias_ptr + cols, mask=col_ok, other=0.0)[None, :]
+    y = _epilogue(y, rows, cols64, row_ok, col_ok, bias_ptr, residual_ptr, stride_residual, slot_ptr,
+                  HAS_BIAS, HAS_RESIDUAL)  # fmt: skip
     out = out_ptr + rows64[:, None] * stride_out + cols64[None, :]
-    tl.store(out, y.to(out_ptr.dtype.element_ty), mask=out_mask)
+    tl.store(out, _to_out(y, out_ptr.dtype.element_ty), mask=out_mask)
 
 
 def launch_fast(a: FastActivation, w: FastWeight, config: GemmConfig, out: torch.Tensor,

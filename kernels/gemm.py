@@ -113,6 +113,8 @@ class GemmConfig:
         """Blocks merged into one dot: 1 in exact mode, fast_tile_k // block in fast mode."""
         if mode is GemmMode.EXACT:
             return 1
+        if self.fast_tile_k < MIN_DOT_K:
+            raise InputError(f"GemmConfig.fast_tile_k={self.fast_tile_k} is below the int8 dot's K of {MIN_DOT_K}")
         if self.fast_tile_k % block:
             raise InputError(
                 f"GemmConfig.fast_tile_k={self.fast_tile_k} is not a multiple of the block size {block}"
@@ -228,6 +230,22 @@ def _dot_operand(even, odd, PAD: tl.constexpr):
 
 
 @triton.jit
+def _to_out(y, dtype: tl.constexpr):
+    """float32 -> the output dtype with round-to-nearest-even (as torch's .to()).
+
+    bfloat16 is rounded on the bit pattern: the interpreter's own float32 -> bfloat16 cast
+    truncates, and the integer form costs the GPU three more instructions per output, once.
+    """
+    if dtype == tl.bfloat16:
+        bits = y.to(tl.int32, bitcast=True)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        half = tl.where(y != y, 0x7FC0, rounded & 0xFFFF).to(tl.int16)
+        return half.to(tl.bfloat16, bitcast=True)
+    else:
+        return y.to(dtype)
+
+
+@triton.jit
 def _epilogue(y, rows, cols, row_ok, col_ok, bias_ptr, residual_ptr, stride_residual, slot_ptr,
               HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr):  # fmt: skip
     """y + residual[slot[row]] (rows with a slot) + bias, each a float32 addition in that order."""
@@ -294,7 +312,7 @@ def _w4a4_gemm_kernel(
         y = _epilogue(y, rows, cols64, row_ok, col_ok, bias_ptr, residual_ptr, stride_residual, slot_ptr,
                       HAS_BIAS, HAS_RESIDUAL)  # fmt: skip
         out = out_ptr + rows64[:, None] * stride_out + cols64[None, :]
-    tl.store(out, y.to(out_ptr.dtype.element_ty), mask=out_mask)
+    tl.store(out, _to_out(y, out_ptr.dtype.element_ty), mask=out_mask)
 
 
 # --------------------------------------------------------------------------------------------
