@@ -29,7 +29,7 @@ from golden.formats import DIALECTFP4_16, FB32
 from .fast import _prepare_activations_kernel, _w4a4_fast_kernel
 from .gemm import DEFAULT_CONFIGS, MIN_DOT_K, GemmMode, _w4a4_gemm_kernel
 from .launch import LAUNCH_OPTIONS, interpreting
-from .quantize_act import _quantize_rows_kernel
+from .quantize_act import QuantizeConfig, _quantize_rows_kernel
 from .residual import _residual_rows_kernel
 from .tables import ActivationRule
 
@@ -41,8 +41,8 @@ HOPPER = GPUTarget("cuda", 90, 128)
 #: The clock is the one at which the int8 peak is 8192 int8 operations per SM and cycle (H100 SXM
 #: and H200: 1.83 GHz); each SM issues at most 4 warp instructions per cycle (one per scheduler).
 MACHINES = {
-    "H100 SXM": {"sms": 132, "int8": 1979.0, "bf16": 989.0},
-    "H200": {"sms": 132, "int8": 1979.0, "bf16": 989.0},
+    "H100 SXM": {"sms": 132, "int8": 1979.0, "bf16": 989.0, "hbm_tb_s": 3.35},
+    "H200": {"sms": 132, "int8": 1979.0, "bf16": 989.0, "hbm_tb_s": 4.8},
 }
 INT8_OPS_PER_SM_CYCLE = 8192
 SCHEDULERS_PER_SM = 4
@@ -67,6 +67,9 @@ class Specialization:
     macs_per_iteration: int = 0
     #: Largest issued instructions per tensor-core instruction allowed in the main loop (CI budget).
     budget_per_mma: float | None = None
+    #: Bandwidth-bound kernels: elements per program and bytes moved per element.
+    elements_per_program: int = 0
+    bytes_per_element: float = 0.0
 
 
 def _quantize(name, x_dtype, block, rule: ActivationRule, dialects, has_mask):
@@ -74,13 +77,18 @@ def _quantize(name, x_dtype, block, rule: ActivationRule, dialects, has_mask):
         "x_ptr": f"*{x_dtype}", "stride_x": "i32", "codes_ptr": "*u8", "stride_codes": "i32",
         "exponent_ptr": "*u8", "dialect_ptr": "*u8", "stride_meta": "i32",
         "mask_ptr": "*u8", "stride_mask_row": "i32", "stride_mask_block": "i32",
-        "err_ptr": "*i32", "idx_ptr": "*i32", "ranges_ptr": "*i32", "mx_round_ptr": "*i32", "num_rows": "i32",
+        "err_ptr": "*i8", "idx_ptr": "*i32", "ranges_ptr": "*i32", "mx_round_ptr": "*i32", "num_rows": "i32",
     }  # fmt: skip
     constexprs = {
-        "BLOCK": block, "ROWS": 32, "NUM_DIALECTS": dialects, "RULE": int(rule), "HAS_MASK": has_mask,
+        "BLOCK": block, "ROWS": QuantizeConfig().rows, "NUM_DIALECTS": dialects,
+        "DIALECTS_PAD": max(16, 1 << (dialects - 1).bit_length()), "RULE": int(rule), "HAS_MASK": has_mask,
         "PAIR_TOP": DIALECTFP4_16.dialects[0][-1], "NUM_PAIRS": DIALECTFP4_16.num_dialects // 2,
     }  # fmt: skip
-    return Specialization(name, _quantize_rows_kernel, signature, constexprs)
+    size = {"fp32": 4, "bf16": 2, "fp16": 2}[x_dtype]
+    # Bytes per element: the input, half a byte of codes, and the exponent (and dialect) bytes.
+    moved = size + 0.5 + (1 if rule is ActivationRule.MXFP4 else 2) / block
+    return Specialization(name, _quantize_rows_kernel, signature, constexprs, QuantizeConfig().num_warps,
+                          elements_per_program=QuantizeConfig().rows * block, bytes_per_element=moved)
 
 
 def _exact(name, block, has_dialect, scatter, out="fp32", bias=False, residual=False, budget=None):
@@ -285,6 +293,34 @@ def issue_rate_ceiling(instructions: int, warps: int, macs: int, machine: str = 
     }  # fmt: skip
 
 
+def bandwidth_ceiling(instructions: int, warps: int, elements: int, bytes_per_element: float,
+                      machine: str = "H100 SXM") -> dict:  # fmt: skip
+    """Issue-rate bound of a straight-line kernel as a fraction of HBM bandwidth.
+
+    A program of ``warps`` warps issues ``instructions`` each (no loops: every instruction once) for
+    ``elements`` elements; at 4 warp instructions per SM and cycle that is the rate below, and
+    ``bytes_per_element`` turns it into bytes per second against the HBM bandwidth.
+    """
+    spec = MACHINES[machine]
+    clock = spec["int8"] * 1e12 / (spec["sms"] * INT8_OPS_PER_SM_CYCLE)
+    elements_per_s = elements / (instructions * warps / SCHEDULERS_PER_SM) * spec["sms"] * clock
+    fraction = elements_per_s * bytes_per_element / (spec["hbm_tb_s"] * 1e12)
+    return {"machine": machine, "instructions_per_element": instructions * warps * 32 / elements / 32,
+            "issue_bound_gb_s": elements_per_s * bytes_per_element / 1e9, "fraction_of_hbm": min(1.0, fraction),
+            "issue_over_hbm": fraction}  # fmt: skip
+
+
+def straight_line(sass: str) -> int:
+    """Instruction count of a kernel without loops (raises if it has a backward branch)."""
+    code = _instructions(sass)
+    for address, text in code:
+        match = re.search(r"\bBRA\b.*?0x([0-9a-f]+)", text)
+        if match and int(match.group(1), 16) <= address and not text.endswith("BRA 0x%x" % address):
+            if int(match.group(1), 16) != address:
+                raise ValueError(f"backward branch at {address:#x}: not a straight-line kernel")
+    return sum(1 for _, text in code if _opcode(text) not in ("NOP", "BRA") or "BRA" not in text)
+
+
 def report(target: GPUTarget = HOPPER) -> dict[str, dict]:
     """Per specialization: cubin size, resource usage, PTX facts and (GEMMs) the main-loop model."""
     specs = {spec.name: spec for spec in specializations()}
@@ -302,6 +338,11 @@ def report(target: GPUTarget = HOPPER) -> dict[str, dict]:
             "int8_mma": bool(re.search(r"mma[a-z0-9_.]*s32\.s8\.s8", ptx)),
             "budget_per_mma": spec.budget_per_mma,
         }
+        if spec.elements_per_program:
+            count = straight_line(_cuobjdump(kernel.asm["cubin"], "-sass"))
+            facts["instructions"] = count
+            facts["bandwidth"] = {m: bandwidth_ceiling(count, spec.num_warps, spec.elements_per_program,
+                                                       spec.bytes_per_element, m) for m in MACHINES}  # fmt: skip
         if spec.kernel is _w4a4_fast_kernel:
             facts["decode_words_per_thread"] = decode_words_per_thread(kernel.asm["ttgir"])
         if spec.macs_per_iteration:
@@ -316,6 +357,10 @@ def report(target: GPUTarget = HOPPER) -> dict[str, dict]:
 
 def _summary(name: str, facts: dict) -> str:
     line = f"{name}: {facts['reg']} registers, stack {facts['stack']} B, local {facts['local']} B"
+    if "bandwidth" in facts:
+        band = facts["bandwidth"]["H100 SXM"]
+        line += (f"; {facts['instructions']} instructions per warp, {band['instructions_per_element']:.1f} per"
+                 f" element; issue-rate bound {band['issue_over_hbm']:.2f} x H100 HBM")  # fmt: skip
     if "main_loop" in facts:
         loop, model = facts["main_loop"], facts["model"]["H100 SXM"]
         line += (

@@ -31,6 +31,7 @@ from .launch import LAUNCH_OPTIONS, check_runnable
 from .packed import PackedOperand
 from .tables import (
     FLOAT32_BIAS,
+    ERR_SPLIT,
     FLOAT32_MANTISSA_BITS,
     ActivationRule,
     activation_rule,
@@ -56,6 +57,7 @@ _RULE_TWO_STAGE = tl.constexpr(int(ActivationRule.TWO_STAGE))
 _RULE_MXFP4 = tl.constexpr(int(ActivationRule.MXFP4))
 #: Larger than any LUT cost (32 * 961 < 2^15 for B <= 32, < 2^16 for B = 64).
 _NO_CANDIDATE = tl.constexpr(1 << 30)
+_ERR_SPLIT = tl.constexpr(ERR_SPLIT)
 
 #: The exponent byte the front-end produces for a block holding a NaN or an infinity (exponent field
 #: 255); finite blocks stay at or below EXPONENT_BIAS + 125, so this byte flags them for the wrapper.
@@ -73,8 +75,8 @@ class QuantizeConfig:
     num_warps: int = 4
 
     def __post_init__(self) -> None:
-        if self.rows < 1 or self.rows & (self.rows - 1):
-            raise InputError(f"rows per program must be a power of two, got {self.rows}")
+        if self.rows < 16 or self.rows & (self.rows - 1):
+            raise InputError(f"rows per program must be a power of two of at least 16, got {self.rows}")
 
 
 @triton.jit
@@ -89,13 +91,6 @@ def _front_end(x, e):
     whole = significand >> shift
     exact = (whole << shift) == significand
     return tl.minimum(whole, _U_MAX), exact
-
-
-@triton.jit
-def _lut_cost(err_ptr, d, u_even, u_odd):
-    """cost[d] of each block row: sum over its codes of ERR[d][u]."""
-    row = err_ptr + d * _NUM_UCODES
-    return tl.sum(tl.load(row + u_even), axis=1) + tl.sum(tl.load(row + u_odd), axis=1)
 
 
 @triton.jit
@@ -116,6 +111,7 @@ def _quantize_rows_kernel(
     BLOCK: tl.constexpr,
     ROWS: tl.constexpr,
     NUM_DIALECTS: tl.constexpr,
+    DIALECTS_PAD: tl.constexpr,
     RULE: tl.constexpr,
     HAS_MASK: tl.constexpr,
     PAIR_TOP: tl.constexpr,
@@ -132,9 +128,10 @@ def _quantize_rows_kernel(
     row_ok = rows < num_rows
     rows64 = rows.to(tl.int64)
     pairs = tl.arange(0, BLOCK // 2)
-    x_row = x_ptr + rows64[:, None] * stride_x + block * BLOCK + 2 * pairs[None, :]
-    x_even = tl.load(x_row, mask=row_ok[:, None], other=0.0).to(tl.float32)
-    x_odd = tl.load(x_row + 1, mask=row_ok[:, None], other=0.0).to(tl.float32)
+    # One contiguous (vectorized) load of the block's values, split into even and odd elements.
+    column = tl.max_contiguous(tl.multiple_of(block * BLOCK + tl.arange(0, BLOCK), BLOCK), BLOCK)
+    x = tl.load(x_ptr + rows64[:, None] * stride_x + column[None, :], mask=row_ok[:, None], other=0.0)
+    x_even, x_odd = tl.split(tl.reshape(x.to(tl.float32), (ROWS, BLOCK // 2, 2)))
     bits_even = x_even.to(tl.int32, bitcast=True)
     bits_odd = x_odd.to(tl.int32, bitcast=True)
 
@@ -149,17 +146,24 @@ def _quantize_rows_kernel(
         index_odd = tl.load(mx_round_ptr + exact_odd.to(tl.int32) * _NUM_UCODES + u_odd)
     else:
         if RULE == _RULE_LUT:
-            best_cost = tl.full((ROWS,), _NO_CANDIDATE, tl.int32)
-            dialect = tl.zeros((ROWS,), tl.int32)
-            mask_row = mask_ptr + rows64 * stride_mask_row + block * stride_mask_block
-            for d in tl.static_range(NUM_DIALECTS):
-                cost = _lut_cost(err_ptr, d, u_even, u_odd)
-                if HAS_MASK:
-                    allowed = tl.load(mask_row + d, mask=row_ok, other=1) != 0
-                    cost = tl.where(allowed, cost, _NO_CANDIDATE)
-                better = cost < best_cost  # strict: ties keep the lowest id
-                dialect = tl.where(better, d, dialect)
-                best_cost = tl.where(better, cost, best_cost)
+            # Histogram form: cost = H @ ERR^T, H the (ROWS, 32) counts of each u in the block.
+            # ERR = 128 ERR_hi + ERR_lo with both parts in int8, so two exact int8 dots.
+            tl.static_assert(ROWS >= 16, "the LUT cost is a tl.dot: at least 16 rows per program")
+            bins = tl.arange(0, _NUM_UCODES)
+            hist = tl.sum((u_even[:, :, None] == bins[None, None, :]).to(tl.int32), axis=1)
+            hist += tl.sum((u_odd[:, :, None] == bins[None, None, :]).to(tl.int32), axis=1)
+            hist = hist.to(tl.int8)  # at most BLOCK <= 64
+            d = tl.arange(0, DIALECTS_PAD)
+            err_lo = tl.load(err_ptr + d[None, :] * _NUM_UCODES + bins[:, None])  # (32, DIALECTS_PAD)
+            err_hi = tl.load(err_ptr + (DIALECTS_PAD + d[None, :]) * _NUM_UCODES + bins[:, None])
+            cost = tl.dot(hist, err_hi, out_dtype=tl.int32) * _ERR_SPLIT + tl.dot(hist, err_lo, out_dtype=tl.int32)
+            valid = (d < NUM_DIALECTS)[None, :]
+            if HAS_MASK:
+                mask_row = mask_ptr + rows64 * stride_mask_row + block * stride_mask_block
+                allowed = tl.load(mask_row[:, None] + d[None, :], mask=row_ok[:, None] & valid, other=1)
+                valid = valid & (allowed != 0)
+            cost = tl.where(valid, cost, _NO_CANDIDATE)
+            dialect = tl.argmin(cost, axis=1, tie_break_left=True).to(tl.int32)  # ties: the lowest id
         else:
             umax = tl.maximum(tl.max(u_even, axis=1), tl.max(u_odd, axis=1))
             pair = PAIR_TOP - tl.minimum(tl.maximum(umax >> 1, PAIR_TOP - NUM_PAIRS + 1), PAIR_TOP)
@@ -289,9 +293,9 @@ def quantize_activations(
             codes_ptr=codes, stride_codes=codes.stride(0),
             exponent_ptr=exponent, dialect_ptr=dialect, stride_meta=exponent.stride(0),
             mask_ptr=mask_arg, stride_mask_row=mask_strides[0], stride_mask_block=mask_strides[1],
-            err_ptr=tables.err, idx_ptr=tables.idx, ranges_ptr=tables.two_stage, mx_round_ptr=tables.mx_round,
+            err_ptr=tables.err_split, idx_ptr=tables.idx, ranges_ptr=tables.two_stage, mx_round_ptr=tables.mx_round,
             num_rows=rows,
-            BLOCK=block, ROWS=config.rows, NUM_DIALECTS=tables.num_dialects, RULE=int(rule),
+            BLOCK=block, ROWS=config.rows, NUM_DIALECTS=tables.num_dialects, DIALECTS_PAD=tables.err_split.shape[1], RULE=int(rule),
             HAS_MASK=mask is not None, PAIR_TOP=tables.pair_top, NUM_PAIRS=tables.num_pairs,
             num_warps=config.num_warps, **LAUNCH_OPTIONS,
         )  # fmt: skip
