@@ -364,6 +364,15 @@ def _decode_weights(codes_ptr, table_ptr, stride_codes, stride_table, tables_ptr
 
 
 @triton.jit
+def _rescale(acc, p_a, p_w, y):
+    """y + acc p_a p_w with one rounding: bits(acc + M) - M' scaled by p_a is exact (|acc| < 2^22)."""
+    shifted = (acc + _MAGIC_INT).to(tl.float32, bitcast=True)
+    offset = p_a * _NEG_MAGIC_FLOAT
+    term = tl.fma(shifted, p_a[:, None], offset[:, None])
+    return tl.fma(term, p_w[None, :], y)
+
+
+@triton.jit
 def _w4a4_fast_kernel(
     a_ptr, a_scale_ptr, stride_a, stride_a_scale,
     w_codes_ptr, w_table_ptr, w_scale_ptr, stride_w_codes, stride_w_table, stride_w_scale,
@@ -407,11 +416,7 @@ def _w4a4_fast_kernel(
         acc = tl.dot(a, tl.trans(w), out_dtype=tl.int32)
         p_a = tl.load(a_scale_ptr + tile * stride_a_scale + rows64, mask=row_ok, other=0.0)
         p_w = tl.load(w_scale_ptr + tile * stride_w_scale + cols64, mask=col_ok, other=0.0)
-        # acc * p_a exactly (|acc| < 2^22), then y + (acc p_a) p_w with one rounding.
-        shifted = (acc + _MAGIC_INT).to(tl.float32, bitcast=True)
-        offset = p_a * _NEG_MAGIC_FLOAT
-        term = tl.fma(shifted, p_a[:, None], offset[:, None])
-        y = tl.fma(term, p_w[None, :], y)
+        y = _rescale(acc, p_a, p_w, y)
     out_mask = row_ok[:, None] & col_ok[None, :]
     y = _epilogue(y, rows, cols64, row_ok, col_ok, bias_ptr, residual_ptr, stride_residual, slot_ptr,
                   HAS_BIAS, HAS_RESIDUAL)  # fmt: skip

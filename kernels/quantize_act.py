@@ -94,6 +94,19 @@ def _front_end(x, e):
 
 
 @triton.jit
+def _packed_counts(u):
+    """(R, 8, 4) counts of each u (0..31) per row: u = 4 s + j is counted in byte j of word s.
+
+    One compare per word instead of per bin; a byte cannot overflow since a block holds at most
+    64 values.
+    """
+    words = tl.arange(0, _NUM_UCODES // 4)
+    one = 1 << ((u & 3) << 3)
+    packed = tl.sum(tl.where((u >> 2)[:, :, None] == words[None, None, :], one[:, :, None], 0), axis=1)
+    return (packed[:, :, None] >> (tl.arange(0, 4) * 8)[None, None, :]) & 0xFF
+
+
+@triton.jit
 def _range_count(u_even, u_odd, lo, hi):
     inside_even = (u_even >= lo[:, None]) & (u_even < hi[:, None])
     inside_odd = (u_odd >= lo[:, None]) & (u_odd < hi[:, None])
@@ -150,9 +163,7 @@ def _quantize_rows_kernel(
             # ERR = 128 ERR_hi + ERR_lo with both parts in int8, so two exact int8 dots.
             tl.static_assert(ROWS >= 16, "the LUT cost is a tl.dot: at least 16 rows per program")
             bins = tl.arange(0, _NUM_UCODES)
-            hist = tl.sum((u_even[:, :, None] == bins[None, None, :]).to(tl.int32), axis=1)
-            hist += tl.sum((u_odd[:, :, None] == bins[None, None, :]).to(tl.int32), axis=1)
-            hist = hist.to(tl.int8)  # at most BLOCK <= 64
+            hist = tl.reshape(_packed_counts(u_even) + _packed_counts(u_odd), (ROWS, _NUM_UCODES)).to(tl.int8)
             d = tl.arange(0, DIALECTS_PAD)
             err_lo = tl.load(err_ptr + d[None, :] * _NUM_UCODES + bins[:, None])  # (32, DIALECTS_PAD)
             err_hi = tl.load(err_ptr + (DIALECTS_PAD + d[None, :]) * _NUM_UCODES + bins[:, None])
