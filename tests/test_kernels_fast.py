@@ -11,7 +11,7 @@ import torch
 
 import golden
 from golden.formats import FORMATS
-from kernels import GemmMode, PackedOperand, w4a4_gemm, w4a4_gemm_torch
+from kernels import GemmMode, PackedOperand, fast_mode_error_bound, w4a4_gemm, w4a4_gemm_torch
 from kernels.fast import (
     DECODE_PTX,
     FastWeight,
@@ -138,9 +138,11 @@ def bits(y):
 @pytest.mark.parametrize(("format", "block", "k"), [("fb32", 32, 288), ("dialectfp4", 16, 272), ("mxfp4", 32, 512)])
 def test_production_fast_tiles_match_the_twin(format, block, k):
     """DEFAULT_CONFIGS (128 x 128 tiles, K tiles of 256) on ragged shapes: one partial tile each way."""
-    a, w, _, _ = operands(format, block, 133, 150, k, spread=5, seed=block + k)
+    a, w, a_q, w_q = operands(format, block, 133, 150, k, spread=5, seed=block + k)
     fast = w4a4_gemm(a, w, mode="fast")
     assert torch.equal(bits(fast), bits(w4a4_gemm_torch(a, w, mode="fast")))
+    error = (fast.double() - golden.quantized_matmul(a_q, w_q).double()).abs()
+    assert (error <= fast_mode_error_bound(a, w)).all() and (error > 0).any()
 
 
 def test_production_exact_tiles_are_bit_identical_with_bias_in_bf16():
