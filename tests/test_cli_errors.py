@@ -69,6 +69,9 @@ CASES = {
     # rtl
     "rtl --out an existing file": (["rtl", "--unit", "front_end", "--out", "afile"], r"afile is an existing file"),
     "rtl --out unwritable": (["rtl", "--unit", "front_end", "--out", "/proc/rtl"], r"cannot write RTL output directory into /proc"),
+    # eval
+    "eval --model a file": (["eval", "--model", "afile"], r"Model afile is a file; expected a diffusers model directory"),
+    "eval --model missing": (["eval", "--model", "nothing"], r"Model directory nothing does not exist"),
     # bench golden
     "bench --threads -2": (["bench", "golden", "--threads", "-2"], r"--threads must be at least 1, got -2"),
     "bench --threads 0": (["bench", "golden", "--threads", "0"], r"--threads must be at least 1, got 0"),
