@@ -145,7 +145,6 @@ def _select_mse_moments(blocks, e, u, values, allowed):
     from .blocks import exact_ldexp
 
     count, block = u.shape
-    num_dialects = values.shape[0]
     m = exact_ldexp(blocks.to(torch.float64).abs(), (1 - e)[:, None])  # |x| / 2^(e-1), exact
     pair = (torch.arange(count, device=u.device) * NUM_UCODES)[:, None] + u
     hist = torch.bincount(pair.flatten(), minlength=count * NUM_UCODES).reshape(count, NUM_UCODES)
@@ -153,11 +152,11 @@ def _select_mse_moments(blocks, e, u, values, allowed):
     s1.index_add_(0, pair.flatten(), m.flatten())
     s1 = s1.reshape(count, NUM_UCODES)
     s2 = (m * m).sum(-1, keepdim=True)
-    n = hist.to(torch.float64)
-    cross = s1 @ values.T  # (n, D)
-    power = n @ (values * values).T
-    sse = s2 - 2.0 * cross + power
-    bound = _MSE_REL_BOUND * (s2 + 2.0 * cross + power)
+    # One GEMM for the SSE and one for its error scale: [S1, n] @ [-2 V ; V^2] and [S1, n] @ [2 V ; V^2].
+    stats = torch.cat([s1, hist.to(torch.float64)], 1)  # (n, 64)
+    squares = values * values
+    sse = torch.addmm(s2, stats, torch.cat([-2.0 * values, squares], 1).T)
+    bound = torch.addmm(s2, stats, torch.cat([2.0 * values, squares], 1).T).mul_(_MSE_REL_BOUND)
     if allowed is not None:
         sse = sse.masked_fill(~allowed, float("inf"))
     winner = sse.argmin(-1)
@@ -165,15 +164,15 @@ def _select_mse_moments(blocks, e, u, values, allowed):
     # sum over present codes of (V_d - V_winner)^2, exact in float64 (small integers), is 0.
     present = (hist > 0).to(torch.float64)
     win_values = values[winner] * present  # (n, 32)
-    mismatch = (
-        present @ (values * values).T
-        - 2.0 * (win_values @ values.T)
-        + (win_values * win_values).sum(-1, keepdim=True)
+    mismatch = torch.addmm(
+        (win_values * win_values).sum(-1, keepdim=True),
+        torch.cat([present, win_values], 1),
+        torch.cat([squares, -2.0 * values], 1).T,
     )
     same = mismatch == 0
     if allowed is not None:
         same &= allowed
-    chosen = torch.where(same, torch.arange(num_dialects, device=u.device), num_dialects).amin(-1)
+    chosen = same.to(torch.uint8).argmax(-1)  # the first (lowest) id tying with the winner
     win_sse = sse.gather(1, winner[:, None])
     win_bound = bound.gather(1, winner[:, None])
     separated = (sse - bound > win_sse + win_bound) | same
