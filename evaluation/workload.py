@@ -101,6 +101,8 @@ def _hunyuan_guided(transformer, latents, timestep, cond: Condition):
 
 def _check_directory(directory: Path) -> Path:
     """The directory holding config.json and weights (DIR or DIR/transformer), or a ModelError."""
+    if directory.exists() and not directory.is_dir():
+        raise ModelError(f"Model {directory} is a file; expected a diffusers model directory.")
     if not directory.is_dir():
         raise ModelError(f"Model directory {directory} does not exist.")
     for candidate in (directory, directory / TRANSFORMER_SUBDIR):
