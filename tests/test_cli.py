@@ -32,10 +32,7 @@ def test_quantize_writes_the_documented_arrays(tmp_path, arrays, fmt):
         np.testing.assert_array_equal(z["codes"], q.codes.numpy())
         assert z["dequant"].dtype == np.float32
         np.testing.assert_array_equal(z["dequant"], q.dequantize().numpy())
-        expected = {"codes", "dequant"} | (
-            {"exponent", "dialect"} if q.dialect is not None
-            else {"exponent"} if q.exponent is not None else {"block_scale", "tensor_scale"}
-        )  # fmt: skip
+        expected = {"codes", "dequant"} | set(q.spec.fields)  # E4M3 dialect formats: dialect + scales
         assert set(z.files) == expected
         nblocks = 64 // q.block
         for field in expected - {"codes", "dequant", "tensor_scale"}:
