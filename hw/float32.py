@@ -38,15 +38,26 @@ def _msb_index(m: Module, value, name: str) -> Signal:
     return index
 
 
-def term_to_binary32(m: Module, acc, shift, prefix: str) -> Signal:
-    """binary32 bits of ``acc * 2^shift`` (``acc`` signed integer, ``shift`` signed), one RNE rounding."""
+def _no_cut(values: dict) -> dict:
+    return values
+
+
+def term_to_binary32(m: Module, acc, shift, prefix: str, cut=_no_cut) -> Signal:
+    """binary32 bits of ``acc * 2^shift`` (``acc`` signed integer, ``shift`` signed), one RNE rounding.
+
+    ``cut(values) -> values`` may register the intermediate values between the two halves (magnitude
+    and leading-one detection | shifts, rounding and packing); the default keeps it combinational.
+    """
     width = len(acc)
-    negative = acc[-1]
+    negative = Signal(name=f"{prefix}_negative")
+    m.d.comb += negative.eq(acc[-1])
     magnitude = Signal(width, name=f"{prefix}_magnitude")
     m.d.comb += magnitude.eq(Mux(negative, -acc, acc))
     top = _msb_index(m, magnitude, f"{prefix}_top")
     biased = Signal(signed(len(shift) + 2), name=f"{prefix}_biased")
     m.d.comb += biased.eq(top + shift + BIAS)
+    live = cut({"negative": negative, "magnitude": magnitude, "top": top, "biased": biased, "shift": shift})
+    negative, magnitude, top, biased, shift = (live[k] for k in ("negative", "magnitude", "top", "biased", "shift"))
 
     # Normal result: the significand is exact (width <= 24 bits), shifted so its top bit is hidden.
     normal_fraction = Signal(FRACTION_BITS, name=f"{prefix}_normal_fraction")
@@ -80,8 +91,13 @@ def term_to_binary32(m: Module, acc, shift, prefix: str) -> Signal:
     return result
 
 
-def add_binary32(m: Module, a, b, prefix: str) -> Signal:
-    """binary32 bits of ``fl(a + b)``, round to nearest even, with subnormals, infinities and NaN."""
+def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut, _no_cut, _no_cut)) -> Signal:
+    """binary32 bits of ``fl(a + b)``, round to nearest even, with subnormals, infinities and NaN.
+
+    ``cuts`` are three ``cut(values) -> values`` hooks between the adder's four steps (swap compare
+    and exponent difference | alignment and add | leading-one detection and normalization |
+    rounding, packing and special cases), so a pipelined caller can register the values there.
+    """
     magnitude_bits = EXPONENT_BITS + FRACTION_BITS
     swap = b[:magnitude_bits] > a[:magnitude_bits]
     x = Signal(32, name=f"{prefix}_x")  # the operand of larger magnitude
@@ -98,19 +114,39 @@ def add_binary32(m: Module, a, b, prefix: str) -> Signal:
 
     x_field, x_exp, x_sig, x_sign = unpack(x, "x")
     y_field, y_exp, y_sig, y_sign = unpack(y, "y")
-    subtract = x_sign ^ y_sign
+    subtract = Signal(name=f"{prefix}_subtract")
+    m.d.comb += subtract.eq(x_sign ^ y_sign)
+    x_special = Signal(name=f"{prefix}_x_special")
+    nan_out = Signal(name=f"{prefix}_nan_out")
+    y_special = y_field == EXPONENT_ALL_ONES
+    m.d.comb += [
+        x_special.eq(x_field == EXPONENT_ALL_ONES),
+        nan_out.eq((x_special & (x[:FRACTION_BITS] != 0)) | (x_special & y_special & subtract)),
+    ]
 
     work = SIGNIFICAND_BITS + EXTRA_BITS  # significand, guard, round, sticky
     distance = Signal(range(work + 1), name=f"{prefix}_distance")
     difference = x_exp - y_exp
     m.d.comb += distance.eq(Mux(difference > work, work, difference))
-    shifted = Cat(Const(0, work), Const(0, EXTRA_BITS), y_sig) >> distance  # lost bits below bit `work`
+    y_sig_bits = Signal(SIGNIFICAND_BITS, name=f"{prefix}_y_sig")
+    m.d.comb += y_sig_bits.eq(y_sig)
+    keep = ("x", "x_exp", "subtract", "nan_out", "x_special")
+    live = cuts[0]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "distance": distance, "y_sig": y_sig_bits})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
+    x_sig = Cat(x[:FRACTION_BITS], x[FRACTION_BITS:magnitude_bits] != 0)
+
+    shifted = Cat(Const(0, work), Const(0, EXTRA_BITS), live["y_sig"]) >> live["distance"]  # lost bits below bit `work`
     y_aligned = Signal(work, name=f"{prefix}_y_aligned")
     m.d.comb += y_aligned.eq(Cat(shifted[work] | (shifted[:work] != 0), shifted[work + 1 : 2 * work]))
     x_work = Cat(Const(0, EXTRA_BITS), x_sig)
 
     total = Signal(work + 1, name=f"{prefix}_sum")
     m.d.comb += total.eq(Mux(subtract, x_work - y_aligned, x_work + y_aligned))
+    live = cuts[1]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "total": total})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
+    total = live["total"]
 
     # Normalize so the leading one sits at bit work - 1 (the hidden bit), never below exponent 1.
     top = _msb_index(m, total, f"{prefix}_sum_top")
@@ -125,6 +161,13 @@ def add_binary32(m: Module, a, b, prefix: str) -> Signal:
         amount = Signal(range(work + 1), name=f"{prefix}_left")
         m.d.comb += amount.eq(Mux(lead > room, room, lead))
         m.d.comb += [normalized.eq(total << amount), exponent.eq(x_exp - amount)]
+    is_zero = Signal(name=f"{prefix}_is_zero")
+    m.d.comb += is_zero.eq(total == 0)
+    live = cuts[2]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "normalized": normalized, "exponent": exponent, "is_zero": is_zero})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
+    normalized, exponent, is_zero = live["normalized"], live["exponent"], live["is_zero"]
+    x_sign = x[-1]
 
     significand = normalized[EXTRA_BITS:]
     guard = normalized[EXTRA_BITS - 1]
@@ -140,17 +183,12 @@ def add_binary32(m: Module, a, b, prefix: str) -> Signal:
         m.d.comb += [final_exp.eq(exponent), final_sig.eq(rounded[:SIGNIFICAND_BITS])]
     # A result without its hidden bit is subnormal (exponent field 0); a zero sum is +0 unless
     # both operands were -0 (then subtract is 0 and x_sign is 1).
-    is_zero = total == 0
     sign = Mux(is_zero & subtract, 0, x_sign)
     field = Mux(final_sig[FRACTION_BITS], final_exp[:EXPONENT_BITS], 0)
-
-    x_special = x_field == EXPONENT_ALL_ONES
-    y_special = y_field == EXPONENT_ALL_ONES
-    x_nan = x_special & (x[:FRACTION_BITS] != 0)
     infinity = Cat(Const(0, FRACTION_BITS), Const(EXPONENT_ALL_ONES, EXPONENT_BITS))
 
     result = Signal(32, name=f"{prefix}_bits")
-    with m.If(x_nan | (x_special & y_special & subtract)):
+    with m.If(nan_out):
         m.d.comb += result.eq(CANONICAL_NAN)
     with m.Elif(x_special):
         m.d.comb += result.eq(x)
