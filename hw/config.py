@@ -210,7 +210,8 @@ class MACArrayConfig(UnitConfig):
 
     ``interleave`` (C-slow factor L): each PE carries L independent outputs through an L-stage
     binary32 adder; beat ``n`` of a job group belongs to output ``n mod L``. ``L = 1`` is one job at
-    a time with a single-cycle adder.
+    a time with a single-cycle adder. ``output_depth``: output FIFO beats (None: latency + 1, so an
+    always-ready consumer never holds the array up, even with one K block per job).
     """
 
     kind = UnitKind.MAC_ARRAY
@@ -218,17 +219,21 @@ class MACArrayConfig(UnitConfig):
     cols: int = 2
     block: int = 32
     interleave: int = 1
+    output_depth: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive("rows", self.rows)
         _check_positive("cols", self.cols)
         _check_block(self.block)
         _check_positive("interleave", self.interleave)
+        if self.output_depth is not None:
+            _check_positive("output_depth", self.output_depth)
 
     @property
     def name(self) -> str:
         slow = "" if self.interleave == 1 else f"_l{self.interleave}"
-        return f"mac_array_r{self.rows}_c{self.cols}_b{self.block}{slow}"
+        depth = "" if self.output_depth is None else f"_o{self.output_depth}"
+        return f"mac_array_r{self.rows}_c{self.cols}_b{self.block}{slow}{depth}"
 
 
 _CONFIG_TYPES = {

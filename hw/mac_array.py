@@ -34,7 +34,7 @@ interval 1 beat per cycle (``LATENCY`` / ``timing``). The NVFP4 scale path is ``
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -46,7 +46,7 @@ from .config import MACArrayConfig
 from .float32 import add_binary32, term_to_binary32
 from .layouts import FLOAT32_BITS, mac_in_layout, mac_operand_layout, mac_out_layout
 
-__all__ = ["MACArray", "ProcessingElement", "PRE_ADDER_STAGES"]
+__all__ = ["MACArray", "PRE_ADDER_STAGES", "ProcessingElement", "ProcessingElementInstance", "pe_module_name"]
 
 #: A decoded element is h * 2^(e - 1) (h in half units), so a product of two carries 2^(e_a + e_w - 2).
 HALF_UNIT_EXPONENT = 1
@@ -79,28 +79,47 @@ def adder_cuts(m: Module, interleave: int, prefix: str):
     return tuple(_cut(m, f"{prefix}_a{k}") if k in chosen else none for k in range(3))
 
 
+def pe_module_name(block: int, interleave: int) -> str:
+    """Verilog module name of the PE (one module per (block, interleave), shared by every array)."""
+    return f"pe_b{block}_l{interleave}"
+
+
+def _pe_signature(block: int) -> dict:
+    operand = mac_operand_layout(block)
+    return {"a": In(operand), "w": In(operand), "valid": In(1), "first": In(1), "last": In(1),
+            "y": Out(FLOAT32_BITS), "done": Out(1)}  # fmt: skip
+
+
+class ProcessingElementInstance(wiring.Component):
+    """The PE as a black-box ``Instance`` of module ``pe_module_name(block, interleave)``: hierarchical
+    synthesis writes that module once (``rtl_gen.synth``) and the array instantiates it rows x cols times.
+    Not simulatable by Amaranth; Verilator and Yosys read the PE's own Verilog beside the array's."""
+
+    def __init__(self, block: int, interleave: int) -> None:
+        self.block, self.interleave = block, interleave
+        super().__init__(_pe_signature(block))
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.pe = Instance(
+            pe_module_name(self.block, self.interleave),
+            i_clk=ClockSignal(), i_rst=ResetSignal(), i_a=self.a.as_value(), i_w=self.w.as_value(),
+            i_valid=self.valid, i_first=self.first, i_last=self.last, o_y=self.y, o_done=self.done,
+        )  # fmt: skip
+        return m
+
+
 class ProcessingElement(wiring.Component):
     """One PE: ports ``a``, ``w`` (``mac_operand_layout``), ``valid``, ``first``, ``last`` in; ``y``
     (the adder ring's output, binary32 bits) and ``done`` (``y`` is a finished output) out."""
 
     def __init__(self, block: int, interleave: int) -> None:
         self.block, self.interleave = block, interleave
-        operand = mac_operand_layout(block)
-        super().__init__(
-            {
-                "a": In(operand),
-                "w": In(operand),
-                "valid": In(1),
-                "first": In(1),
-                "last": In(1),
-                "y": Out(FLOAT32_BITS),
-                "done": Out(1),
-            }
-        )
+        super().__init__(_pe_signature(block))
 
     @property
     def name(self) -> str:
-        return f"pe_b{self.block}_l{self.interleave}"
+        return pe_module_name(self.block, self.interleave)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -166,8 +185,8 @@ class MACArray(wiring.Component):
 
     @classmethod
     def output_depth(cls, config) -> int:
-        """Output FIFO beats: enough that an always-ready consumer never holds the array up."""
-        return cls.timing(config).latency + 1
+        """Output FIFO beats (default: enough that an always-ready consumer never holds the array up)."""
+        return cls.timing(config).latency + 1 if config.output_depth is None else config.output_depth
 
     def __init__(self, config: MACArrayConfig, *, pe_factory=None) -> None:
         if not isinstance(config, MACArrayConfig):
