@@ -30,11 +30,23 @@ EXTRA_BITS = 3
 
 
 def _msb_index(m: Module, value, name: str) -> Signal:
-    """Index of the most significant set bit of ``value`` (0 when ``value`` is 0)."""
+    """Index of the most significant set bit of ``value`` (0 when ``value`` is 0): a balanced tree of
+    ``log2(width)`` 2:1 multiplexer levels, not a priority chain."""
+
+    def tree(bits):  # -> (any bit set, index of the top set bit within `bits`)
+        if len(bits) == 1:
+            return bits[0], Const(0, 0)
+        half = 1 << ((len(bits) - 1).bit_length() - 1)  # the largest power of two below len(bits)
+        low_any, low_index = tree(bits[:half])
+        high_any, high_index = tree(bits[half:])
+        width = (half - 1).bit_length()
+        high_index = Cat(high_index, Const(0, width - len(high_index)))
+        low_index = Cat(low_index, Const(0, width - len(low_index)))
+        return low_any | high_any, Mux(high_any, Cat(high_index, Const(1, 1)), Cat(low_index, Const(0, 1)))
+
     index = Signal(range(max(2, len(value))), name=name)
-    for k in range(len(value)):
-        with m.If(value[k]):
-            m.d.comb += index.eq(k)  # later (higher) bits override
+    _, found = tree([value[k] for k in range(len(value))])
+    m.d.comb += index.eq(found)
     return index
 
 
@@ -91,12 +103,13 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cut=_no_cut) -> Signal:
     return result
 
 
-def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut, _no_cut, _no_cut)) -> Signal:
+def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 4) -> Signal:
     """binary32 bits of ``fl(a + b)``, round to nearest even, with subnormals, infinities and NaN.
 
-    ``cuts`` are three ``cut(values) -> values`` hooks between the adder's four steps (swap compare
-    and exponent difference | alignment and add | leading-one detection and normalization |
-    rounding, packing and special cases), so a pipelined caller can register the values there.
+    ``cuts`` are four ``cut(values) -> values`` hooks between the adder's five steps (swap compare
+    and exponent difference | alignment and add | leading-one detection and shift amount |
+    normalizing shift | rounding, packing and special cases), so a pipelined caller can register
+    the values there.
     """
     magnitude_bits = EXPONENT_BITS + FRACTION_BITS
     swap = b[:magnitude_bits] > a[:magnitude_bits]
@@ -150,20 +163,24 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut, _no_cut, _no_cut))
 
     # Normalize so the leading one sits at bit work - 1 (the hidden bit), never below exponent 1.
     top = _msb_index(m, total, f"{prefix}_sum_top")
+    lead = Signal(range(work + 1), name=f"{prefix}_lead")
+    m.d.comb += lead.eq((work - 1) - top)
+    room = x_exp - 1  # left shifts allowed before the exponent reaches the subnormal range
+    amount = Signal(range(work + 1), name=f"{prefix}_left")
+    m.d.comb += amount.eq(Mux(lead > room, room, lead))
+    is_zero = Signal(name=f"{prefix}_is_zero")
+    m.d.comb += is_zero.eq(total == 0)
+    live = cuts[2]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "total": total, "amount": amount, "is_zero": is_zero})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
+    total, amount, is_zero = live["total"], live["amount"], live["is_zero"]
     normalized = Signal(work, name=f"{prefix}_normalized")
     exponent = Signal(signed(EXPONENT_BITS + 3), name=f"{prefix}_exponent")
     with m.If(total[work]):  # carry out: shift right by one, folding the lost bit into sticky
         m.d.comb += [normalized.eq(Cat(total[0] | total[1], total[2 : work + 1])), exponent.eq(x_exp + 1)]
     with m.Else():
-        lead = Signal(range(work + 1), name=f"{prefix}_lead")
-        m.d.comb += lead.eq((work - 1) - top)
-        room = x_exp - 1  # left shifts allowed before the exponent reaches the subnormal range
-        amount = Signal(range(work + 1), name=f"{prefix}_left")
-        m.d.comb += amount.eq(Mux(lead > room, room, lead))
         m.d.comb += [normalized.eq(total << amount), exponent.eq(x_exp - amount)]
-    is_zero = Signal(name=f"{prefix}_is_zero")
-    m.d.comb += is_zero.eq(total == 0)
-    live = cuts[2]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+    live = cuts[3]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "normalized": normalized, "exponent": exponent, "is_zero": is_zero})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     normalized, exponent, is_zero = live["normalized"], live["exponent"], live["is_zero"]

@@ -71,12 +71,16 @@ def _cut(m: Module, tag: str):
     return cut
 
 
+#: Cut points of ``add_binary32`` (0..3) used for each adder depth L (the ring register is the L-th).
+ADDER_CUTS = {1: (), 2: (1,), 3: (1, 3), 4: (0, 1, 3)}
+
+
 def adder_cuts(m: Module, interleave: int, prefix: str):
-    """The three hooks of ``add_binary32`` for an ``interleave``-stage adder (the last stage is the
-    ring register the caller adds): ``L - 1`` of the three cut points, middle first."""
-    chosen = {1: (), 2: (1,), 3: (0, 2)}.get(interleave, (0, 1, 2))
+    """The four hooks of ``add_binary32`` for an ``interleave``-stage adder (the last stage is the
+    ring register the caller adds): ``L - 1`` of the four cut points (all four from L = 5 on)."""
+    chosen = ADDER_CUTS.get(interleave, (0, 1, 2, 3))
     none = lambda values: values  # noqa: E731
-    return tuple(_cut(m, f"{prefix}_a{k}") if k in chosen else none for k in range(3))
+    return tuple(_cut(m, f"{prefix}_a{k}") if k in chosen else none for k in range(4))
 
 
 def pe_module_name(block: int, interleave: int) -> str:
@@ -155,14 +159,14 @@ class ProcessingElement(wiring.Component):
         term = _register(m, term_bits, "term")
         valid4, first4, last4 = (_register(m, flags3[k], f"{n}_4") for k, n in enumerate(("valid", "first", "last")))
 
-        # The adder ring: L registers in the loop (L - 1 inside the adder for L <= 4, then the ring
-        # register, then L - 4 plain delays); an idle slot adds +0.0, a first beat starts at +0.0.
+        # The adder ring: L registers in the loop (L - 1 inside the adder for L <= 5, then the ring
+        # register, then L - 5 plain delays); an idle slot adds +0.0, a first beat starts at +0.0.
         ring = Signal(FLOAT32_BITS, name="ring")
         y_in = Mux(valid4 & first4, 0, ring)
         t_in = Mux(valid4, term, 0)
         total = add_binary32(m, y_in, t_in, "add", cuts=adder_cuts(m, interleave, "add"))
         loop = _register(m, total, "ring_0")
-        for k in range(interleave - 4):
+        for k in range(interleave - 5):
             loop = _register(m, loop, f"ring_{k + 1}")
         m.d.comb += ring.eq(loop)
         done = valid4 & last4

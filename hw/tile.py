@@ -406,21 +406,20 @@ class Tile(wiring.Component):
         take = Signal(name="w_take")
         m.d.comb += [self.w.ready.eq(full.bit_select(read_bank, 1) & staged_ready), take.eq(self.w.valid & self.w.ready)]
         row_blocks = []
+        read_address = Cat(read_k[: (cfg.buffer_blocks - 1).bit_length() or 1], read_bank) if _power_of_two(
+            cfg.buffer_blocks) else read_bank * cfg.buffer_blocks + read_k  # fmt: skip
         for r in range(cfg.rows):
-            memory = Memory(shape=entry, depth=depth, init=[])
-            m.submodules[f"buffer_row_{r}"] = memory
-            wp = memory.write_port()
+            row = BufferRow(entry, depth)
+            m.submodules[f"buffer_row_{r}"] = row
             j, g = r % q, r // q  # row r = group g, quantizer j
             m.d.comb += [
-                wp.addr.eq(write_address),
-                wp.data.eq(selected[j].payload.as_value()),
-                wp.en.eq(write & (write_group == g)),
+                row.write_address.eq(write_address),
+                row.write_data.eq(selected[j].payload.as_value()),
+                row.write_enable.eq(write & (write_group == g)),
+                row.read_address.eq(read_address),
+                row.read_enable.eq(staged_ready),
             ]
-            rp = memory.read_port(domain="sync", transparent_for=())
-            read_address = Cat(read_k[: (cfg.buffer_blocks - 1).bit_length() or 1], read_bank) if _power_of_two(
-                cfg.buffer_blocks) else read_bank * cfg.buffer_blocks + read_k  # fmt: skip
-            m.d.comb += [rp.addr.eq(read_address), rp.en.eq(staged_ready)]
-            row_blocks.append(rp.data)
+            row_blocks.append(row.read_data)
         k_end = read_k + 1 >= self.k_blocks
         slot_end = read_slot == cfg.interleave - 1
         group_end = read_group + 1 >= self.col_groups
@@ -482,6 +481,39 @@ class Tile(wiring.Component):
                 self.perf_mac_beats.eq(self.perf_mac_beats + 1),
                 self.perf_mac_window.eq(since_first + 1),
             ]
+        return m
+
+
+class BufferRow(wiring.Component):
+    """One row of the quantized-activation buffer: ``depth`` encoded blocks, one write port, one
+    synchronous read port (``read_data`` holds while ``read_enable`` is low)."""
+
+    def __init__(self, entry, depth: int) -> None:
+        self.entry, self.depth = entry, depth
+        super().__init__(
+            {
+                "write_address": In(range(depth)),
+                "write_data": In(entry),
+                "write_enable": In(1),
+                "read_address": In(range(depth)),
+                "read_enable": In(1),
+                "read_data": Out(entry),
+            }
+        )
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.memory = memory = Memory(shape=self.entry, depth=self.depth, init=[])
+        wp = memory.write_port()
+        rp = memory.read_port(domain="sync", transparent_for=())
+        m.d.comb += [
+            wp.addr.eq(self.write_address),
+            wp.data.eq(self.write_data),
+            wp.en.eq(self.write_enable),
+            rp.addr.eq(self.read_address),
+            rp.en.eq(self.read_enable),
+            self.read_data.eq(rp.data),
+        ]
         return m
 
 

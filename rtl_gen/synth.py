@@ -156,8 +156,9 @@ def _run(command: list[str], log: Path, design: str, timeout: float | None) -> f
 @dataclass(frozen=True)
 class ModuleCost:
     """Cost of one module (local: its submodules excluded). Generic flow: ``cells``, ``transistors``
-    (``stat -tech cmos``, combinational cells only), ``flip_flops``; ECP5 flow: ``luts``, ``flip_flops``,
-    ``dsps``, ``carries`` (CCU2C, two LUT4s each) and ``cells``."""
+    (``stat -tech cmos``, combinational cells only), ``flip_flops`` and ``ff_transistors`` (their
+    estimate, ``flip_flop_transistors``); ECP5 flow: ``luts``, ``flip_flops``, ``dsps``, ``carries``
+    (CCU2C, two LUT4s each) and ``cells``."""
 
     cells: int = 0
     transistors: int = 0
@@ -165,6 +166,7 @@ class ModuleCost:
     luts: int = 0
     dsps: int = 0
     carries: int = 0
+    ff_transistors: int = 0
 
     def __add__(self, other: ModuleCost) -> ModuleCost:
         return ModuleCost(*(a + b for a, b in zip(astuple(self), astuple(other))))
@@ -226,7 +228,8 @@ class SynthResult:
 
     @classmethod
     def from_dict(cls, raw: dict) -> SynthResult:
-        modules = {name: ModuleCost(**cost) for name, cost in raw["modules"].items()}
+        modules = {name: ModuleCost(**{k: v for k, v in cost.items() if k in ModuleCost.__dataclass_fields__})
+                   for name, cost in raw["modules"].items()}  # fmt: skip
         return cls(raw["design"], raw["flow"], modules, raw["fmax_mhz"], raw["seconds"],
                    instances=raw.get("instances"), top=raw.get("top"))  # fmt: skip
 
@@ -275,14 +278,26 @@ def _instances(sections: dict[str, str]) -> dict[str, dict[str, int]]:
     return out
 
 
+def flip_flop_transistors(cell: str) -> int:
+    """CMOS transistors of one Yosys flip-flop cell (Yosys prices none): a static master-slave D
+    flip-flop is 24 (two latches of a transmission gate pair and two inverters each, plus the clock
+    inverters); a synchronous or asynchronous set/reset adds a 2-input gate (4), an enable a 2:1 mux (8)."""
+    kind = cell.upper()
+    with_reset = kind.startswith("$_SDFF") or kind.startswith("$_DFFSR") or re.match(r"\$_DFFE?_[PN]{2}[01]", kind)
+    with_enable = "DFFE" in kind or "SDFFCE" in kind
+    return 24 + 4 * bool(with_reset) + 8 * bool(with_enable)
+
+
 def _generic_cost(text: str) -> ModuleCost:
     counts = _cell_counts(text)
+    flops = {name: n for name, n in counts.items() if "DFF" in name.upper()}
     transistors = re.search(r"Estimated number of transistors:\s+(\d+)", text)
     cells = re.search(r"^\s+(\d+)\s+cells\s*$", text, re.M)
     return ModuleCost(
         cells=int(cells.group(1)) if cells else 0,  # Yosys: local count, submodules excluded
         transistors=int(transistors.group(1)) if transistors else 0,
-        flip_flops=sum(n for name, n in counts.items() if "DFF" in name.upper()),
+        flip_flops=sum(flops.values()),
+        ff_transistors=sum(n * flip_flop_transistors(name) for name, n in flops.items()),
     )
 
 

@@ -55,7 +55,8 @@ def check_mac(config, *, seed=0, valid=None, ready=None):
 
 
 C_SLOW = [MACArrayConfig(rows=2, cols=2, block=16, interleave=4), MACArrayConfig(rows=1, cols=2, block=32, interleave=5),
-          MACArrayConfig(rows=2, cols=1, block=16, interleave=2)]  # fmt: skip
+          MACArrayConfig(rows=2, cols=1, block=16, interleave=2), MACArrayConfig(rows=1, cols=1, block=16, interleave=7),
+          MACArrayConfig(rows=1, cols=2, block=16, interleave=3)]  # fmt: skip
 
 
 @pytest.mark.parametrize("config", C_SLOW, ids=[c.name for c in C_SLOW])
