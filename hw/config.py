@@ -210,7 +210,8 @@ class MACArrayConfig(UnitConfig):
 
     ``interleave`` (C-slow factor L): each PE carries L independent outputs through an L-stage
     binary32 adder; beat ``n`` of a job group belongs to output ``n mod L``. ``L = 1`` is one job at
-    a time with a single-cycle adder. ``output_depth``: output FIFO beats (None: latency + 1, so an
+    a time with a single-cycle adder. ``nvfp4``: the operands' exponent bytes are E4M3 block scales and
+    a ``tensor_scale`` input (T = fl32(t_a * t_w)) scales every term (``hw.mac_array.NVFP4ProcessingElement``). ``output_depth``: output FIFO beats (None: latency + 1, so an
     always-ready consumer never holds the array up, even with one K block per job).
     """
 
@@ -220,6 +221,7 @@ class MACArrayConfig(UnitConfig):
     block: int = 32
     interleave: int = 1
     output_depth: int | None = None
+    nvfp4: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("rows", self.rows)
@@ -228,12 +230,15 @@ class MACArrayConfig(UnitConfig):
         _check_positive("interleave", self.interleave)
         if self.output_depth is not None:
             _check_positive("output_depth", self.output_depth)
+        if not isinstance(self.nvfp4, bool):
+            raise ConfigError(f"nvfp4 must be True or False, got {self.nvfp4!r}")
 
     @property
     def name(self) -> str:
         slow = "" if self.interleave == 1 else f"_l{self.interleave}"
         depth = "" if self.output_depth is None else f"_o{self.output_depth}"
-        return f"mac_array_r{self.rows}_c{self.cols}_b{self.block}{slow}{depth}"
+        kind = "nvfp4_" if self.nvfp4 else ""
+        return f"{kind}mac_array_r{self.rows}_c{self.cols}_b{self.block}{slow}{depth}"
 
 
 _CONFIG_TYPES = {

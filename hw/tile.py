@@ -45,6 +45,7 @@ from golden.formats import CODE_BITS, EXPONENT_BITS, Formatbook
 from .common import UnitTiming, register_stage
 from .config import BLOCK_SIZES, Book, ConfigError, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig
 from .decoder import MultiFormatDecoder
+from .float32 import multiply_binary32
 from .front_end import BlockFrontEnd
 from .layouts import mac_out_layout
 from .mac_array import MACArray
@@ -58,7 +59,7 @@ from .tile_front_end import (
     encoded_block_layout,
 )
 
-__all__ = ["PERF_COUNTER_BITS", "Tile", "TileConfig", "TileFormat", "tile_a_layout", "tile_w_layout"]
+__all__ = ["PERF_COUNTER_BITS", "Tile", "TileConfig", "TileFormat", "predicted_utilization", "tile_a_layout", "tile_w_layout"]
 
 #: Width of the performance counters and of ``k_blocks``.
 PERF_COUNTER_BITS = 32
@@ -71,14 +72,20 @@ class TileFormat(enum.Enum):
     FB32 = "fb32"
     DIALECTFP4 = "dialectfp4"
     MXFP4 = "mxfp4"
+    NVFP4 = "nvfp4"
 
     @property
     def book(self) -> Book:
-        return {TileFormat.FB32: Book.FB32, TileFormat.DIALECTFP4: Book.DIALECTFP4_16, TileFormat.MXFP4: Book.E2M1}[self]
+        return {TileFormat.FB32: Book.FB32, TileFormat.DIALECTFP4: Book.DIALECTFP4_16}.get(self, Book.E2M1)
 
     @property
     def formatbook(self) -> Formatbook:
         return self.book.formatbook
+
+    @property
+    def quantizes(self) -> bool:
+        """Whether the tile quantizes its activations (NVFP4 takes them pre-quantized: NUMERICS 3.4)."""
+        return self is not TileFormat.NVFP4
 
     @property
     def masked(self) -> bool:
@@ -129,6 +136,8 @@ class TileConfig:
             raise ConfigError(f"block size must be one of {list(BLOCK_SIZES)}, got {self.block!r}")
         if self.format is TileFormat.MXFP4 and self.block != 32:
             raise ConfigError(f"an MXFP4 tile uses blocks of 32 (OCP MX), got {self.block}")
+        if self.format is TileFormat.NVFP4 and self.block != 16:
+            raise ConfigError(f"an NVFP4 tile uses blocks of 16, got {self.block}")
         if self.dialects_per_cycle is not None and self.format is not TileFormat.FB32:
             raise ConfigError(f"dialects_per_cycle applies to the FB32 DSU only, not to {self.format.value!r}")
         if self.dialects_per_cycle is not None and self.dsu_stages is not None:
@@ -150,7 +159,9 @@ class TileConfig:
         return self.rows // self.quantizers
 
     @property
-    def selector_config(self) -> DSUConfig | TwoStageConfig | E2M1EncoderConfig:
+    def selector_config(self) -> DSUConfig | TwoStageConfig | E2M1EncoderConfig | None:
+        if self.format is TileFormat.NVFP4:
+            return None
         if self.format is TileFormat.FB32:
             return DSUConfig(book=Book.FB32, block=self.block, dialects_per_cycle=self.dialects_per_cycle,
                              pipeline_stages=self.dsu_stages)  # fmt: skip
@@ -171,7 +182,7 @@ class TileConfig:
     @property
     def mac_config(self) -> MACArrayConfig:
         return MACArrayConfig(rows=self.rows, cols=self.cols, block=self.block, interleave=self.interleave,
-                              output_depth=self.output_depth)  # fmt: skip
+                              output_depth=self.output_depth, nvfp4=self.format is TileFormat.NVFP4)  # fmt: skip
 
     def to_dict(self) -> dict:
         return {
@@ -206,8 +217,11 @@ class TileConfig:
 
 def tile_a_layout(config: TileConfig) -> data.StructLayout:
     """Activation beat: ``blocks[j]`` raw words of one K block of row ``g * q + j`` (row group ``g``);
-    ``masks[j]`` its candidate mask (FB32)."""
+    ``masks[j]`` its candidate mask (FB32). NVFP4: ``blocks[j]`` is the pre-quantized block (E4M3 scale
+    byte in ``exponent``, E2M1 codes)."""
     q = config.quantizers
+    if not config.format.quantizes:
+        return data.StructLayout({"blocks": data.ArrayLayout(encoded_block_layout(config.block, config.format.formatbook.id_bits), q)})
     fields = {"blocks": data.ArrayLayout(data.ArrayLayout(config.input.width, config.block), q)}
     if config.format.masked:
         fields["masks"] = data.ArrayLayout(config.format.formatbook.num_dialects, q)
@@ -253,11 +267,14 @@ class Tile(wiring.Component):
         fe = config.front_end_config
         front_end = (BlockFrontEnd if isinstance(fe, FrontEndConfig) else FloatFrontEnd).timing(fe)
         sel = config.selector_config
-        selector = {
-            DSUConfig: DialectSelectUnit,
-            TwoStageConfig: TwoStageSelector,
-            E2M1EncoderConfig: E2M1Encoder,
-        }[type(sel)].timing(sel)
+        if sel is None:  # NVFP4: a register stage in place of the quantizer
+            front_end, selector = UnitTiming(0, 1), UnitTiming(1, 1)
+        else:
+            selector = {
+                DSUConfig: DialectSelectUnit,
+                TwoStageConfig: TwoStageSelector,
+                E2M1EncoderConfig: E2M1Encoder,
+            }[type(sel)].timing(sel)
         return {
             "front_end": front_end,
             "selector": selector,
@@ -296,6 +313,7 @@ class Tile(wiring.Component):
                 "o": Out(stream.Signature(mac_out_layout(config.mac_config))),
                 "k_blocks": In(unsigned(K_BLOCKS_BITS)),
                 "col_groups": In(unsigned(K_BLOCKS_BITS)),
+                **({"tensor_scale_a": In(32), "tensor_scale_w": In(32)} if not config.format.quantizes else {}),
                 "perf_mac_beats": Out(unsigned(PERF_COUNTER_BITS)),
                 "perf_mac_window": Out(unsigned(PERF_COUNTER_BITS)),
             }
@@ -339,12 +357,15 @@ class Tile(wiring.Component):
         book = cfg.format.formatbook
         entry = encoded_block_layout(cfg.block, book.id_bits)
         depth = 2 * cfg.buffer_blocks
-        mac = MACArray(cfg.mac_config, pe_factory=self.pe_factory)
+        factory = None
+        if self.pe_factory is not None:
+            factory = lambda block, slots: self.pe_factory(block, slots, cfg.format is TileFormat.NVFP4)  # noqa: E731
+        mac = MACArray(cfg.mac_config, pe_factory=factory)
         m.submodules.mac_array = mac
 
         # ---- Quantizers: q front-end + selector pairs, fed in lockstep from `a`.
         a_sinks, selected = [], []
-        for j in range(q):
+        for j in range(q if cfg.format.quantizes else 0):
             front_end, selector = self._front_end(), self._selector()
             m.submodules[f"quantizer_{j}_front_end"] = front_end
             m.submodules[f"quantizer_{j}_selector"] = selector
@@ -371,6 +392,18 @@ class Tile(wiring.Component):
                     selector.i.payload.eq(front_end.o.payload),
                 ]
             selected.append(selector.o)
+        if not cfg.format.quantizes:  # NVFP4: pre-quantized blocks, one register stage per lane
+            for j in range(q):
+                lane_in = _channel(f"prequantized_{j}_in", entry)
+                lane_out = _channel(f"prequantized_{j}", entry)
+                register_stage(m, lane_in, lane_out, lane_in.payload)
+                m.d.comb += lane_in.payload.eq(self.a.payload.blocks[j])
+                a_sinks.append(lane_in)
+                selected.append(lane_out)
+            # T = fl32(t_a * t_w), once, registered (the control inputs are static while streaming).
+            product = multiply_binary32(m, self.tensor_scale_a, self.tensor_scale_w, "tensor_scale")
+            tensor_scale = Signal(32, name="tensor_scale")
+            m.d.sync += tensor_scale.eq(product)
         _fork(m, self.a, a_sinks)
 
         # ---- The quantized-activation buffer: one memory per row, banks [0, B) and [B, 2B).
@@ -469,6 +502,8 @@ class Tile(wiring.Component):
         m.d.comb += fire.eq(mac.i.valid & mac.i.ready)
 
         wiring.connect(m, wiring.flipped(self.o), mac.o)
+        if not cfg.format.quantizes:
+            m.d.comb += mac.tensor_scale.eq(tensor_scale)
 
         # Performance counters: MAC beats, and the window from the first MAC beat to the latest.
         started = Signal(name="perf_started")
@@ -482,6 +517,19 @@ class Tile(wiring.Component):
                 self.perf_mac_window.eq(since_first + 1),
             ]
         return m
+
+
+def predicted_utilization(config: TileConfig, out_features: int, k_blocks: int) -> float:
+    """Steady-state MAC utilization of ``config`` on a layer with ``out_features`` weight rows.
+
+    Per row tile the quantizers need ``rows / q * k_blocks * II_q`` cycles (``II_q``: a quantizer's
+    initiation interval) and the array ``col_groups * k_blocks * L`` cycles; the two overlap through the
+    ping-pong buffer, so the array is busy ``min(1, compute / quantize)`` of the time (hw/TILE.md).
+    """
+    col_groups = -(-out_features // (config.interleave * config.cols))
+    compute = col_groups * k_blocks * config.interleave
+    quantize = config.rows_per_quantizer * k_blocks * Tile.quantizer_timing(config).initiation_interval
+    return min(1.0, compute / quantize)
 
 
 class BufferRow(wiring.Component):

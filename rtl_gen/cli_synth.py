@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=("full", "quick"), default="full",
                         help="full: tiles at 1x1, 4x4, 16x16 and every unit; quick: units and 1x1 tiles")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=2, help="tool runs at a time (default 2)")
+    parser.add_argument("--place-max-luts", type=int, default=None, metavar="N",
+                        help="place and route a tile array only up to N LUT4s (default rtl_gen.synth_report.PLACE_LUT_BUDGET)")  # fmt: skip
     parser.add_argument("--readme", default=None, metavar="PATH",
                         help="rewrite the hardware table between the hw-table markers of PATH from hw.json")  # fmt: skip
 
@@ -37,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .synth_report import DESIGNS, PROFILES, update_readme, run_report
+    from .synth_report import DESIGNS, PLACE_LUT_BUDGET, PROFILES, update_readme, run_report
 
     flows = tuple(f.strip() for f in args.flows.split(",") if f.strip())
     unknown = [f for f in flows if f not in FLOWS]
@@ -54,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     if not designs:
         raise UsageError(f"no design name contains {' or '.join(args.only)}; known: {', '.join(d.name for d in DESIGNS)}")
     report = run_report(designs, flows=flows, out=Path(args.out), work=Path(args.work), timeout=args.timeout,
-                        workers=args.jobs)  # fmt: skip
+                        workers=args.jobs, place_budget=args.place_max_luts or PLACE_LUT_BUDGET)  # fmt: skip
     print(report)
     if readme is not None:
         update_readme(readme, Path(args.out) / "hw.json", command=" ".join(["sdialect synth", *_argv_tail(args)]))

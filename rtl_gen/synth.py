@@ -67,7 +67,8 @@ def build_design(config, *, hierarchical: bool = False):
 
     factory = ProcessingElementInstance if hierarchical else None
     if isinstance(config, MACArrayConfig):
-        return MACArray(config, pe_factory=factory)
+        pe = None if factory is None else (lambda block, slots: factory(block, slots, config.nvfp4))
+        return MACArray(config, pe_factory=pe)
     if isinstance(config, TileConfig):
         return Tile(config, pe_factory=factory)
     if isinstance(config, UnitConfig):
@@ -98,7 +99,7 @@ def _pe_config(config):
 
     if isinstance(config, TileConfig):
         config = config.mac_config
-    return (config.block, config.interleave) if isinstance(config, MACArrayConfig) else None
+    return (config.block, config.interleave, config.nvfp4) if isinstance(config, MACArrayConfig) else None
 
 
 def write_design(config, out_dir: str | os.PathLike, *, hierarchical: bool = False) -> Path:
@@ -110,7 +111,7 @@ def write_design(config, out_dir: str | os.PathLike, *, hierarchical: bool = Fal
     """
     from amaranth.back import verilog
 
-    from hw.mac_array import ProcessingElement
+    from hw.mac_array import NVFP4ProcessingElement, ProcessingElement
 
     out_dir = Path(out_dir)
     path = out_dir / f"{config.name}.v"
@@ -121,7 +122,7 @@ def write_design(config, out_dir: str | os.PathLike, *, hierarchical: bool = Fal
         return path
     verilog_text = verilog.convert(build_design(config, hierarchical=pe is not None), name=config.name, emit_src=False)
     if pe is not None:
-        element = ProcessingElement(*pe)
+        element = (NVFP4ProcessingElement if pe[2] else ProcessingElement)(pe[0], pe[1])
         verilog_text = verilog.convert(element, name=element.name, emit_src=False) + "\n" + verilog_text
     _write_atomic(path, verilog_text)
     _write_atomic(stamp, text)

@@ -1,7 +1,7 @@
 """The designs ``make synth`` measures, and the cost report (``build/report/hw.md`` and ``hw.json``).
 
 Tiles at 1 x 1, 4 x 4 and 16 x 16 PEs in every tile format, B = 32, bfloat16 activations, one
-shared quantizer, C-slow L = 4 (``tile_config``), plus each unit on its own (for its Fmax). Every
+shared quantizer, C-slow L = 6 (``tile_config``; NVFP4: B = 16), plus each unit on its own (for its Fmax). Every
 design is synthesized, none extrapolated: with the hierarchy kept, the PE is one Verilog module that
 the array instantiates ``rows x cols`` times (``rtl_gen.synth.write_design(hierarchical=True)``), so
 Yosys synthesizes it once and the totals multiply each module's local cost by its instance count in
@@ -49,10 +49,13 @@ FLOW_VERSION = 3
 TILE_BLOCK = 32
 SIZES = ((1, 1), (4, 4), (16, 16))
 #: The tile parameters every cost configuration shares (hw/TILE.md explains each).
-TILE_PARAMETERS = {"quantizers": 1, "interleave": 4, "buffer_blocks": 4, "output_depth": 5, "dsu_stages": 6}
+TILE_PARAMETERS = {"quantizers": 1, "interleave": 6, "buffer_blocks": 4, "output_depth": 7, "dsu_stages": 6}
 #: LFE5U-85F resources (nextpnr ``--85k``).
 ECP5_LUTS = 83_640
 ECP5_FFS = 83_640
+#: Place and route only arrays up to this many LUT4s (WASM nextpnr on the shared 2-core machine needs
+#: about 40 minutes for a 20k-LUT design); larger fitting arrays are reported as fitting, not placed.
+PLACE_LUT_BUDGET = 30_000
 #: Published numbers (HARDWARE.md section 3).
 ANCHORS = {
     "dialectfp4_mac_over_fp4_mac": (248.0 / 247.0, "BlockDialect: DialectFP4 MAC 248 um^2 vs FP4 MAC 247 um^2 (45 nm)"),
@@ -62,7 +65,9 @@ ANCHORS = {
 
 
 def tile_config(fmt: TileFormat, rows: int, cols: int) -> TileConfig:
-    return TileConfig(format=fmt, rows=rows, cols=cols, block=TILE_BLOCK, input=InputFloat.BF16, **TILE_PARAMETERS)
+    """The cost configuration of a tile (NVFP4: B = 16, activations pre-quantized, NUMERICS 3.4)."""
+    block = 16 if fmt is TileFormat.NVFP4 else TILE_BLOCK
+    return TileConfig(format=fmt, rows=rows, cols=cols, block=block, input=InputFloat.BF16, **TILE_PARAMETERS)
 
 
 @dataclass(frozen=True)
@@ -86,9 +91,9 @@ class Design:
 def _designs() -> tuple[Design, ...]:
     out = []
     labels = {TileFormat.FB32: "FB32 (LUT DSU, SeDA mask)", TileFormat.DIALECTFP4: "DialectFP4-16 (two-stage)",
-              TileFormat.MXFP4: "MXFP4 (E2M1 encoder)"}  # fmt: skip
+              TileFormat.MXFP4: "MXFP4 (E2M1 encoder)", TileFormat.NVFP4: "NVFP4 (B = 16, scale path, pre-quantized activations)"}  # fmt: skip
     for rows, cols in SIZES:
-        for fmt in (TileFormat.FB32, TileFormat.DIALECTFP4, TileFormat.MXFP4):
+        for fmt in TileFormat:
             out.append(Design(f"{labels[fmt]} tile {rows} x {cols}", tile_config(fmt, rows, cols), "fits", fmt.value,
                               "tile", rows, cols))  # fmt: skip
     stages = TILE_PARAMETERS["dsu_stages"]
@@ -98,17 +103,19 @@ def _designs() -> tuple[Design, ...]:
          "mxfp4", "float_front_end"),
         (f"FB32 DSU (LUT, 32 dialects per cycle, {stages} stages)", DSUConfig(book=Book.FB32, block=TILE_BLOCK, pipeline_stages=stages),
          "fb32", "dsu"),
-        (f"DialectFP4-16 exhaustive LUT DSU ({stages} stages)",
-         DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK, pipeline_stages=stages), "dialectfp4", "dsu"),
+        (f"DialectFP4-16 exhaustive LUT DSU ({stages} stages; area only)",
+         DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK, pipeline_stages=stages), "dialectfp4", "dsu", False),
         ("DialectFP4-16 two-stage selector", TwoStageConfig(block=TILE_BLOCK), "dialectfp4", "two_stage"),
         ("E2M1 encoder (MXFP4)", E2M1EncoderConfig(block=TILE_BLOCK), "mxfp4", "e2m1_encoder"),
         ("FB32 decoder (32 lanes)", DecoderConfig(books=(Book.FB32,), lanes=TILE_BLOCK), "fb32", "decoder"),
         ("DialectFP4-16 decoder (32 lanes)", DecoderConfig(books=(Book.DIALECTFP4_16,), lanes=TILE_BLOCK), "dialectfp4", "decoder"),
         ("E2M1 decoder (32 lanes)", DecoderConfig(books=(Book.E2M1,), lanes=TILE_BLOCK), "e2m1", "decoder"),
-        ("MAC array 1 x 1 (C-slow L = 4)", MACArrayConfig(rows=1, cols=1, block=TILE_BLOCK, interleave=4, output_depth=5),
+        ("MAC array 1 x 1 (C-slow L = 6)", MACArrayConfig(rows=1, cols=1, block=TILE_BLOCK, interleave=6, output_depth=7),
          "any", "mac_array"),
+        ("NVFP4 MAC array 1 x 1 (B = 16, scale path, L = 6)",
+         MACArrayConfig(rows=1, cols=1, block=16, interleave=6, output_depth=7, nvfp4=True), "nvfp4", "mac_array"),
     ]  # fmt: skip
-    out += [Design(label, config, True, fmt, unit) for label, config, fmt, unit in units]
+    out += [Design(u[0], u[1], u[4] if len(u) > 4 else True, u[2], u[3]) for u in units]
     return tuple(out)
 
 
@@ -161,11 +168,13 @@ def _run(design: Design, flow: str, place: bool, work: Path, timeout: float) -> 
     return result
 
 
-def _fits(result) -> bool:
-    return isinstance(result, SynthResult) and result.total.luts <= ECP5_LUTS and result.total.flip_flops <= ECP5_FFS
+def _fits(result, budget: int = ECP5_LUTS) -> bool:
+    return (isinstance(result, SynthResult) and result.total.luts <= min(ECP5_LUTS, budget)
+            and result.total.flip_flops <= ECP5_FFS)  # fmt: skip
 
 
-def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeout: float, workers: int = 2) -> Path:
+def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeout: float, workers: int = 2,
+               place_budget: int = PLACE_LUT_BUDGET) -> Path:
     """Synthesize ``designs`` in ``flows`` (``workers`` tool runs at a time), write hw.md and hw.json."""
     started = time.perf_counter()
     for design in designs:  # elaborate once, serially (Amaranth holds the GIL)
@@ -185,16 +194,17 @@ def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeou
     jobs = [(d, f, f == "ecp5" and d.place_and_route is True) for d in designs for f in flows]
     jobs.sort(key=lambda job: (not job[2], job[1] != "ecp5", -(job[0].rows * job[0].cols)))
     run_all(jobs)
-    # Phase 2: per tile format, place and route the largest array that fits the device.
+    # Phase 2: per tile format, place and route the largest array that fits the device (and the budget).
     placed = []
     if "ecp5" in flows:
         for fmt in {d.format for d in designs if d.place_and_route == "fits"}:
             fitting = [d for d in designs if d.place_and_route == "fits" and d.format == fmt
-                       and _fits(results.get((d.name, "ecp5", False)))]  # fmt: skip
+                       and _fits(results.get((d.name, "ecp5", False)), place_budget)]  # fmt: skip
             if fitting:
                 placed.append(max(fitting, key=lambda d: d.rows * d.cols))
         run_all([(d, "ecp5", True) for d in placed])
     data = _report_data(designs, flows, results, time.perf_counter() - started)
+    data["place_lut_budget"] = place_budget
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "hw.json", json.dumps(data, indent=2) + "\n")
     path = out / "hw.md"
@@ -254,7 +264,7 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
     ratios = {}
     for rows, cols in SIZES:
         base = tiles.get(("mxfp4", rows))
-        for fmt in ("fb32", "dialectfp4"):
+        for fmt in ("fb32", "dialectfp4", "nvfp4"):
             tile = tiles.get((fmt, rows))
             if tile is None or base is None:
                 continue
@@ -276,7 +286,7 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
     if two_stage and exhaustive:
         ratios["two_stage_over_exhaustive_selector"] = {
             k: _ratio(two_stage[k], exhaustive[k]) for k in ("transistors_with_ff", "lut4")}
-    pe = unit(MACArrayConfig(rows=1, cols=1, block=TILE_BLOCK, interleave=4, output_depth=5).name)
+    pe = unit(MACArrayConfig(rows=1, cols=1, block=TILE_BLOCK, interleave=6, output_depth=7).name)
     decoders = {b: unit(DecoderConfig(books=(b,), lanes=TILE_BLOCK).name) for b in Book}
     if pe and all(decoders.values()) and pe["units"].get("PEs"):
         pe_cost = pe["units"]["PEs"]["transistors_with_ff"]
@@ -340,12 +350,14 @@ def _fmt(value, digits: int = 0) -> str:
 
 def readme_table(data: dict) -> str:
     """The README's hardware table (tiles side by side, ratios to MXFP4), from ``hw.json``."""
-    lines = ["| tile (B = 32, bf16 in, 1 quantizer, L = 4) | transistors incl. FF | vs MXFP4 | ECP5 LUT4 / FF | Fmax (MHz) |",
+    p = data["tile_parameters"]
+    lines = [f"| tile (B = {p['block']}, {p['input']} in, {p['quantizers']} quantizer, L = {p['interleave']}) | transistors incl. FF "
+             "| vs MXFP4 | ECP5 LUT4 / FF | Fmax (MHz) |",
              "|---|---:|---:|---:|---:|"]  # fmt: skip
     tiles = {(r["format"], r["rows"]): r for r in data["designs"] if r["unit"] == "tile"}
     for rows, cols in SIZES:
         base = tiles.get(("mxfp4", rows))
-        for fmt in ("fb32", "dialectfp4", "mxfp4"):
+        for fmt in ("fb32", "dialectfp4", "mxfp4", "nvfp4"):
             r = tiles.get((fmt, rows))
             if r is None:
                 continue

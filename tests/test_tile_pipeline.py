@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 
 import golden
 from hw.layouts import mac_out_layout
-from hw.tile import Tile, TileConfig, TileFormat, tile_a_layout, tile_w_layout
+from hw.tile import Tile, TileConfig, TileFormat, predicted_utilization, tile_a_layout, tile_w_layout
 from hw.tile_front_end import InputFloat
 from sim.payload import PayloadCodec
 from sim.tile.workload import CaptureMismatch, record_workload
@@ -26,6 +26,8 @@ def synthetic_record(config: TileConfig, m: int, n: int, k: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(m, k, generator=g) * torch.exp2(torch.randint(-6, 6, (m, 1), generator=g).float())
     x[0, 3] = 40.0
+    if config.format is TileFormat.NVFP4 and m > 3:
+        x[3] = 0.0  # an all-zero row: block scales at their clamp
     if config.input is InputFloat.BF16:
         x = x.to(torch.bfloat16).to(torch.float32)
     weight = torch.randn(n, k, generator=g) * 0.05
@@ -71,6 +73,9 @@ def run_tile(config: TileConfig, work, *, a_valid=None, w_valid=None, o_ready=No
     async def control(ctx):
         ctx.set(dut.k_blocks, work.k_blocks)
         ctx.set(dut.col_groups, work.col_groups)
+        if work.tensor_scales is not None:
+            ctx.set(dut.tensor_scale_a, work.tensor_scales[0])
+            ctx.set(dut.tensor_scale_w, work.tensor_scales[1])
         while len(state["outputs"]) < want:
             if state["cycle"] >= max_cycles:
                 raise TimeoutError(f"{len(state['outputs'])} of {want} outputs after {max_cycles} cycles")
@@ -143,3 +148,47 @@ def test_a_k_longer_than_the_buffer_is_refused():
     config = TileConfig(format=TileFormat.MXFP4, rows=2, cols=2, buffer_blocks=2)
     with pytest.raises(CaptureMismatch, match="needs 3 blocks per row, but the tile's buffer holds 2"):
         record_workload(config, synthetic_record(config, m=2, n=2, k=96))
+
+
+def test_a_slow_quantizer_behind_the_buffer_matches_the_throughput_model():
+    """A DSU costing 4 of 32 dialects per cycle (a block every 8 cycles) quantizes a 2-row tile in 16
+    cycles per K block; 3 column groups of L = 4 slots compute for 12: utilization 12 / 16."""
+    config = TileConfig(format=TileFormat.FB32, rows=2, cols=2, input=InputFloat.FP32, buffer_blocks=4,
+                        dialects_per_cycle=4)  # fmt: skip
+    work = record_workload(config, synthetic_record(config, m=8, n=19, k=64, seed=2))
+    got, beats, window, _ = run_tile(config, work)
+    np.testing.assert_array_equal(got, work.expected)
+    predicted = predicted_utilization(config, 19, work.k_blocks)
+    assert predicted == 0.75
+    assert abs(beats / window - predicted) < 0.06, (beats / window, predicted)
+
+
+def test_the_synthesized_configuration_with_a_short_output_fifo():
+    """The cost configuration (output FIFO of L + 1 beats, bfloat16 in): bit-exact, and full rate
+    once k_blocks * L covers the array latency."""
+    config = TileConfig(format=TileFormat.FB32, rows=2, cols=2, input=InputFloat.BF16, buffer_blocks=4,
+                        output_depth=5, dsu_stages=6)  # fmt: skip
+    work = record_workload(config, synthetic_record(config, m=4, n=16, k=128, seed=3))
+    got, beats, window, _ = run_tile(config, work)
+    np.testing.assert_array_equal(got, work.expected)
+    assert beats / window >= 0.95
+    got, *_ = run_tile(config, work, o_ready=_random(7, 0.3), w_valid=_random(8, 0.9))
+    np.testing.assert_array_equal(got, work.expected)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-36, 3e22], ids=["normal", "tensor-scale-floor", "huge"])
+def test_nvfp4_tile_with_its_scale_path_is_bit_exact(scale):
+    """E4M3 block-scale product and the tensor scale T = fl32(t_a * t_w) applied to every term, in golden's
+    order; tiny tensors use golden's 2^-120 tensor-scale floor (NUMERICS 3.4), huge ones overflow T to inf."""
+    config = TileConfig(format=TileFormat.NVFP4, rows=2, cols=2, block=16, buffer_blocks=4)
+    record = synthetic_record(config, m=5, n=10, k=48, seed=4)
+    x = record.x * scale
+    act = golden.quantize(x, "nvfp4", block=16)
+    w = golden.quantize(torch.randn(10, 48, generator=torch.Generator().manual_seed(1)) * scale, "nvfp4", block=16)
+    record = SimpleNamespace(**{**vars(record), "x": x, "activation": act, "weight": w, "y": golden.quantized_matmul(act, w)})
+    work = record_workload(config, record)
+    got, beats, window, _ = run_tile(config, work, o_ready=_random(9, 0.7))
+    expected = work.expected
+    nan = np.isnan(got.view(np.float32)) & np.isnan(expected.view(np.float32))
+    bad = (got != expected) & ~nan
+    assert not bad.any(), ([hex(v) for v in got[bad][:4]], [hex(v) for v in expected[bad][:4]])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hw.tile import TileConfig, TileFormat
+from hw.tile import TileConfig, TileFormat, predicted_utilization
 from sim.runner import SIM_ROOT
 from sim.tile.capture import EMBEDDED_LAYERS, embedded_capture, tiny_capture, tiny_quant_config
 from sim.tile.runner import run_tile_regression
@@ -70,9 +70,7 @@ def test_a_slow_dsu_behind_the_buffer_matches_the_throughput_model(tmp_path):
     capture = tiny_capture(config, tmp_path / "capture", layers=("blocks.1.attn1.to_q",), steps=(1,))
     report = _check(config, capture, f"tiny_{config.name}", min_utilization=0.0)
     for record in report["records"]:
-        compute = record["col_groups"] * record["k_blocks"] * config.interleave
-        quantize = config.rows // config.quantizers * record["k_blocks"] * 8
-        predicted = min(1.0, compute / quantize)
+        predicted = predicted_utilization(config, record["out_features"], record["k_blocks"])
         assert 0.85 * predicted <= record["pe_utilization"] <= predicted + 0.05, (record, predicted)
 
 

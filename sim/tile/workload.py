@@ -66,6 +66,7 @@ class RecordWorkload:
     slot: int
     k_blocks: int
     col_groups: int
+    tensor_scales: tuple[int, int] | None  # NVFP4: (t_a, t_w) as binary32 bits; the tile forms fl32(t_a * t_w)
     a_fields: dict[str, np.ndarray]  # "blocks" (R*Kb*rows/q, q, B) raw words; "masks" (R*Kb*rows/q, q) (FB32)
     w_fields: dict[str, np.ndarray]  # "exponent", "dialect" (T*Kb, cols); "codes" (T*Kb, cols, B)
     expected: np.ndarray  # uint32 (T, rows, cols) binary32 bits
@@ -135,6 +136,8 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
         if masks:
             masks.append(record.candidate_mask[s])
         expected.append(_matmul_bits(record.residual, weight))
+    if not config.format.quantizes and record.residual is not None:
+        raise CaptureMismatch("an NVFP4 tile replays one activation tensor scale per pass; this capture has AD residual rows")
     values = torch.nn.functional.pad(torch.cat(floats), (0, kp - x.shape[1]))
     if k_blocks > config.buffer_blocks:
         raise CaptureMismatch(
@@ -148,11 +151,23 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
     col_tiles = col_groups * slots
     groups = rows // q
 
-    words = np.zeros((row_tiles * rows, kp), dtype=np.int64)
-    words[:tile_rows] = _bits(values, config)
-    # a beat (i, k, g): rows g*q .. g*q + q - 1 of row tile i at K block k
-    words = words.reshape(row_tiles, groups, q, k_blocks, block).transpose(0, 3, 1, 2, 4)
-    a_fields = {"blocks": words.reshape(-1, q, block)}
+    def activation_field(values: np.ndarray, per_block: int) -> np.ndarray:
+        # a beat (i, k, g): rows g*q .. g*q + q - 1 of row tile i at K block k
+        padded = np.zeros((row_tiles * rows, k_blocks * per_block), dtype=np.int64)
+        padded[:tile_rows] = values
+        return padded.reshape(row_tiles, groups, q, k_blocks, per_block).transpose(0, 3, 1, 2, 4).reshape(-1, q, per_block)
+
+    tensor_scales = None
+    if config.format.quantizes:
+        a_fields = {"blocks": activation_field(_bits(values, config), block)}
+    else:  # NVFP4: the captured quantized activation itself (scale bytes and codes)
+        a_fields = {
+            "blocks.exponent": activation_field(act.block_scale.reshape(tile_rows, -1).numpy(), 1)[..., 0],
+            "blocks.dialect": activation_field(np.zeros((tile_rows, k_blocks), dtype=np.int64), 1)[..., 0],
+            "blocks.codes": activation_field(act.codes.reshape(tile_rows, -1).numpy(), block),
+        }
+        tensor_scales = tuple(int(t.to(torch.float32).reshape(1).view(torch.int32).item()) & 0xFFFFFFFF
+                              for t in (act.tensor_scale, weight.tensor_scale))  # fmt: skip
     if config.format.masked:
         num = config.format.formatbook.num_dialects
         mask_bits = np.full(row_tiles * rows, (1 << num) - 1, dtype=np.int64)
@@ -170,14 +185,17 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
         full = np.broadcast_to(tiles[None], (row_tiles, col_groups, k_blocks, slots, cols, per_block))
         return full.reshape(-1, cols, per_block)
 
+    scales = weight.exponent if weight.exponent is not None else weight.block_scale
     w_fields = {
-        "exponent": weight_field(weight.exponent.numpy(), 1)[..., 0],
+        "exponent": weight_field(scales.numpy(), 1)[..., 0],
         "dialect": weight_field(
-            np.zeros(weight.exponent.shape, dtype=np.int64) if weight.dialect is None else weight.dialect.numpy(), 1
+            np.zeros(scales.shape, dtype=np.int64) if weight.dialect is None else weight.dialect.numpy(), 1
         )[..., 0],
         "codes": weight_field(weight.codes.numpy(), block),
     }
     y = np.zeros((row_tiles * rows, col_tiles * cols), dtype=np.uint32)
+    if tensor_scales is not None and not torch.isfinite(act.tensor_scale * weight.tensor_scale):
+        y[:] = 0x7FC00000  # padding blocks (scale 0) times an infinite T: 0 * inf = NaN, as the PE computes
     y[:tile_rows, :n] = np.concatenate(expected)
     expected_tiles = y.reshape(row_tiles, rows, col_tiles, cols).transpose(0, 2, 1, 3).reshape(-1, rows, cols)
     return RecordWorkload(
@@ -187,6 +205,7 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
         slot=int(record.slot),
         k_blocks=k_blocks,
         col_groups=col_groups,
+        tensor_scales=tensor_scales,
         a_fields={k: np.ascontiguousarray(v) for k, v in a_fields.items()},
         w_fields={k: np.ascontiguousarray(v) for k, v in w_fields.items()},
         expected=np.ascontiguousarray(expected_tiles),
@@ -198,7 +217,7 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
     )
 
 
-_SCALARS = ("name", "layer", "step", "slot", "k_blocks", "col_groups", "tile_rows", "main_rows", "out_features")
+_SCALARS = ("name", "layer", "step", "slot", "k_blocks", "col_groups", "tensor_scales", "tile_rows", "main_rows", "out_features")
 _ARRAYS = ("expected", "salient_rows", "captured_y")
 
 
