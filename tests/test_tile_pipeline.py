@@ -120,10 +120,10 @@ def _random(seed: int, p: float):
     return iter((rng.random(10**6) < p).tolist())
 
 
-FORMATS = [TileFormat.MXFP4, TileFormat.FB32, TileFormat.DIALECTFP4]
+FORMATS = [TileFormat.MXFP4, TileFormat.FB32, pytest.param(TileFormat.DIALECTFP4, marks=pytest.mark.slow)]
 
 
-@pytest.mark.parametrize("fmt", FORMATS, ids=[f.value for f in FORMATS])
+@pytest.mark.parametrize("fmt", FORMATS, ids=["mxfp4", "fb32", "dialectfp4"])
 def test_tile_2x2_is_bit_exact_and_keeps_the_array_busy(fmt):
     config = TileConfig(format=fmt, rows=2, cols=2, block=32, input=InputFloat.FP32, buffer_blocks=4)
     work = record_workload(config, synthetic_record(config, m=5, n=19, k=96))
@@ -133,7 +133,7 @@ def test_tile_2x2_is_bit_exact_and_keeps_the_array_busy(fmt):
     assert beats / window >= 0.95, f"sustained utilization {beats / window:.3f}"
 
 
-@pytest.mark.parametrize("fmt", FORMATS[:2], ids=[f.value for f in FORMATS[:2]])
+@pytest.mark.parametrize("fmt", FORMATS[:2], ids=["mxfp4", "fb32"])
 def test_tile_under_random_back_pressure_and_a_reset_mid_stream(fmt):
     config = TileConfig(format=fmt, rows=2, cols=2, block=32, input=InputFloat.FP32, buffer_blocks=4, quantizers=2)
     work = record_workload(config, synthetic_record(config, m=3, n=17, k=64, seed=1))
@@ -176,7 +176,8 @@ def test_the_synthesized_configuration_with_a_short_output_fifo():
     np.testing.assert_array_equal(got, work.expected)
 
 
-@pytest.mark.parametrize("scale", [1.0, 1e-36, 3e22], ids=["normal", "tensor-scale-floor", "huge"])
+@pytest.mark.parametrize("scale", [1.0, pytest.param(1e-36, marks=pytest.mark.slow), pytest.param(3e22, marks=pytest.mark.slow)],
+                         ids=["normal", "tensor-scale-floor", "huge"])  # fmt: skip
 def test_nvfp4_tile_with_its_scale_path_is_bit_exact(scale):
     """E4M3 block-scale product and the tensor scale T = fl32(t_a * t_w) applied to every term, in golden's
     order; tiny tensors use golden's 2^-120 tensor-scale floor (NUMERICS 3.4), huge ones overflow T to inf."""
