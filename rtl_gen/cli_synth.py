@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="tool runs at a time (default 2)")
     parser.add_argument("--place-max-luts", type=int, default=None, metavar="N",
                         help="place and route a tile array only up to N LUT4s (default rtl_gen.synth_report.PLACE_LUT_BUDGET)")  # fmt: skip
+    parser.add_argument("--cached-only", action="store_true",
+                        help="start no tool: report the cached results (designs without one are listed as not measured)")  # fmt: skip
     parser.add_argument("--readme", default=None, metavar="PATH",
                         help="rewrite the hardware table between the hw-table markers of PATH from hw.json")  # fmt: skip
 
@@ -56,7 +58,8 @@ def main(args: argparse.Namespace) -> int:
     if not designs:
         raise UsageError(f"no design name contains {' or '.join(args.only)}; known: {', '.join(d.name for d in DESIGNS)}")
     report = run_report(designs, flows=flows, out=Path(args.out), work=Path(args.work), timeout=args.timeout,
-                        workers=args.jobs, place_budget=args.place_max_luts or PLACE_LUT_BUDGET)  # fmt: skip
+                        workers=args.jobs, place_budget=args.place_max_luts or PLACE_LUT_BUDGET,
+                        cached_only=args.cached_only)  # fmt: skip
     print(report)
     if readme is not None:
         update_readme(readme, Path(args.out) / "hw.json", command=" ".join(["sdialect synth", *_argv_tail(args)]))
@@ -76,4 +79,6 @@ def _argv_tail(args) -> list[str]:
         out += ["--only", text]
     if args.flows != ",".join(FLOWS):
         out += ["--flows", args.flows]
+    if args.cached_only:
+        out += ["--cached-only"]
     return out
