@@ -133,8 +133,13 @@ def test_third_party_noise_is_filtered():
 
     root = Path(__file__).resolve().parent.parent
 
+    # An earlier demo run in this process may have set DIFFUSERS_VERBOSITY; the children start clean.
+    env = {k: v for k, v in os.environ.items() if k != "DIFFUSERS_VERBOSITY"}
+
     def stderr(mode):
-        done = subprocess.run([sys.executable, "-c", NOISE_SCRIPT, mode], cwd=root, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", NOISE_SCRIPT, mode], cwd=root, env=env, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stderr
         return done.stderr
 
