@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from . import _quiet
 from .errors import USER_ERRORS
 
 #: command -> (module, one-line help). "bench" takes a target: bench TARGET -> module.
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _quiet.install()  # third-party lines the user cannot act on (sdialect/_quiet.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
