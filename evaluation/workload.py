@@ -8,6 +8,7 @@ loaded). Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -60,7 +61,11 @@ class Workload:
 def with_seeds(make: Callable[..., Workload], *, samples: int, seeds: tuple[int, ...], device: torch.device) -> Workload:
     """``make(samples=, seed=, device=)`` once per seed, concatenated along the batch: every clip
     with every seed's initial noise (the unit of the report's statistics is one (clip, seed) video)."""
-    parts = [make(samples=samples, seed=s, device=device) for s in seeds]
+    parts: list[Workload] = []
+    for s in seeds:
+        part = make(samples=samples, seed=s, device=device)
+        # Only the first seed's transformer is kept (the others are the same weights).
+        parts.append(part if not parts else dataclasses.replace(part, transformer=None))
     first = parts[0]
     pooled = None if first.cond.pooled is None else torch.cat([p.cond.pooled for p in parts])
     cond = Condition(
