@@ -50,6 +50,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_out: Path |
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (overrides the preset)")
     parser.add_argument("--seed", type=int, default=0, help="first seed of the initial noise")
     parser.add_argument("--ablations", action="store_true", help="also run the one-knob ablations (default with --full)")
+    parser.add_argument("--formatbooks", action="store_true", help="also the fitted formatbooks (quarter grid, E4M3 scale) with AD and SeDA")
     parser.add_argument("--no-capture", action="store_true", help="skip the activation capture for the hardware regression")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto = cuda when available")
     parser.add_argument("--out", type=Path, default=default_out, help="report folder: new, empty or an earlier report (replaced atomically)")
@@ -73,7 +74,9 @@ def settings_from(args):
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA GPU is available.")
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
-    settings = Settings(steps=steps, ablations=args.ablations or preset.ablations, capture=not args.no_capture)
+    settings = Settings(
+        steps=steps, ablations=args.ablations or preset.ablations, formatbooks=args.formatbooks, capture=not args.no_capture
+    )
     return samples, tuple(range(args.seed, args.seed + seeds)), settings, device
 
 

@@ -83,16 +83,17 @@ def _difference_table(result: dict, pairs: list[tuple[str, str]], differences: l
 
 def lut_cost(book) -> dict:
     """Sizes of a formatbook's selection tables (golden.formats.Formatbook.idx_table / err_table)."""
-    entries = book.num_dialects * 32
-    idx_bits = entries * INDEX_BITS
-    err_bits = entries * book.err_bits
+    entries = int(book.idx_table.numel())  # dialects x magnitude codes
+    index_bits = max(INDEX_BITS, int(book.idx_table.max()).bit_length())
+    idx_bits = entries * index_bits
+    err_bits = int(book.err_table.numel()) * book.err_bits
     return {
         "formatbook": book.name,
         "dialects": book.num_dialects,
         "idx_entries": entries,
-        "idx_entry_bits": INDEX_BITS,
+        "idx_entry_bits": index_bits,
         "idx_table_bits": idx_bits,
-        "err_entries": entries,
+        "err_entries": int(book.err_table.numel()),
         "err_entry_bits": book.err_bits,
         "err_table_bits": err_bits,
         # hw/select.py instantiates each table once (one IDX ROM read by every lane, the ERR table

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from golden.formats import get_format
 
 from . import metrics
-from .methods import Method, ablation_methods, headline_methods
+from .methods import Method, ablation_methods, formatbook_methods, headline_methods
 from .sampling import generate
 from .workload import Workload
 
@@ -40,6 +40,7 @@ class Settings:
 
     steps: int
     ablations: bool = False
+    formatbooks: bool = False  # also the fitted formatbooks (evaluation.methods.formatbook_methods)
     capture: bool = True
     capture_layers: tuple[str, ...] = (
         "transformer_blocks.0.attn.to_q",
@@ -55,8 +56,9 @@ class Settings:
             raise ValueError(f"Settings.steps must be a positive integer, got {self.steps!r}.")
 
     def methods(self) -> tuple[Method, ...]:
-        """Headline methods, then (with ``ablations``) every ablation not already among them."""
-        out = list(headline_methods())
+        """Headline methods, then the fitted formatbooks (with ``formatbooks``), then (with
+        ``ablations``) every ablation not already among them."""
+        out = list(headline_methods()) + list(formatbook_methods() if self.formatbooks else ())
         if self.ablations:
             keys = {m.key for m in out}
             out += [m for m in ablation_methods() if m.key not in keys]
