@@ -329,6 +329,16 @@ def _spread(values):
 
 
 @triton.jit
+def _repeat(values, UNIT: tl.constexpr):
+    """(R, G) -> (R, UNIT G): each entry repeated UNIT times along the row."""
+    if UNIT == 1:
+        return values
+    else:
+        repeated = tl.broadcast_to(values[:, :, None], (values.shape[0], values.shape[1], UNIT))
+        return tl.reshape(repeated, (values.shape[0], UNIT * values.shape[1]))
+
+
+@triton.jit
 def _decode_weights(codes_ptr, table_ptr, stride_codes, stride_table, tables_ptr, cols64, col_ok, tile,
                     num_words, TILE_K: tl.constexpr, BLOCK: tl.constexpr, USE_PTX: tl.constexpr):  # fmt: skip
     """int8 (BLOCK_N, TILE_K) aligned weights of one K tile, decoded by table lookup."""
@@ -336,13 +346,17 @@ def _decode_weights(codes_ptr, table_ptr, stride_codes, stride_table, tables_ptr
     word = tl.max_contiguous(tl.multiple_of(tile * WORDS + tl.arange(0, WORDS), WORDS), WORDS)
     ok = col_ok[:, None]
     codes = tl.load(codes_ptr + cols64[:, None] * stride_codes + word[None, :], mask=ok, other=0)
-    # Each word's table (a block holds BLOCK / 8 words; the loads repeat within a block, from L1).
-    table = tl.load(table_ptr + cols64[:, None] * stride_table + (word // (BLOCK // 8))[None, :], mask=ok, other=0)
+    # One table load per decode call's 4 words when they share a block (BLOCK >= 32), spread over
+    # the words in registers; per word for blocks of 16 (spreading pairs there made the loop spill).
+    UNIT: tl.constexpr = 4 if BLOCK >= 32 else 1
+    unit = tile * (WORDS // UNIT) + tl.arange(0, WORDS // UNIT)
+    table = tl.load(table_ptr + cols64[:, None] * stride_table + (unit * UNIT // (BLOCK // 8))[None, :], mask=ok,
+                    other=0)  # fmt: skip
     row = tables_ptr + table.to(tl.int32) * 4
-    p_lo = tl.load(row)
-    p_hi = tl.load(row + 1)
-    n_lo = tl.load(row + 2)
-    n_hi = tl.load(row + 3)
+    p_lo = _repeat(tl.load(row), UNIT)
+    p_hi = _repeat(tl.load(row + 1), UNIT)
+    n_lo = _repeat(tl.load(row + 2), UNIT)
+    n_hi = _repeat(tl.load(row + 3), UNIT)
     if USE_PTX:
         o0, o1, o2, o3, o4, o5, o6, o7 = tl.inline_asm_elementwise(
             _DECODE_PTX, _DECODE_CONSTRAINTS, [codes, p_lo, p_hi, n_lo, n_hi],
