@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Array, Assert, Cat, Const, Module
+from amaranth.hdl import Array, Assert, Cat, Const, Module, Signal
 
 from golden.formats import CODE_BITS
 from hw import Book, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig, UnitConfig
@@ -80,13 +80,21 @@ def _dsu_argmin(config: DSUConfig):
         book = config.book.formatbook
         err, idx = np.asarray(book.err_table), np.asarray(book.idx_table)
         block = tracked.payload
+        cost_bits = (config.block * int(err.max())).bit_length()
         costs = []
         for d in range(book.num_dialects):
             table = Array(Const(int(v), book.err_bits) for v in err[d])
-            total = sum(table[block.ucodes[i]] for i in range(config.block))
-            costs.append(total)
+            terms = []
+            for i in range(config.block):
+                term = Signal(book.err_bits, name=f"spec_err_{d}_{i}")
+                m.d.comb += term.eq(table[block.ucodes[i]])
+                terms.append(term)
+            cost = Signal(cost_bits, name=f"spec_cost_{d}")
+            m.d.comb += cost.eq(sum(terms))
+            costs.append(cost)
         chosen = unit.o.payload.dialect
-        chosen_cost = Array(costs)[chosen]
+        chosen_cost = Signal(cost_bits, name="spec_chosen_cost")
+        m.d.comb += chosen_cost.eq(Array(costs)[chosen])
         with m.If(tracked.arrived & (block.mask != 0)):
             m.d.comb += Assert(block.mask.bit_select(chosen, 1))
             for d in range(book.num_dialects):
@@ -96,10 +104,18 @@ def _dsu_argmin(config: DSUConfig):
                         m.d.comb += Assert(chosen_cost < costs[d])
         with m.If(tracked.arrived):
             m.d.comb += Assert(unit.o.payload.exponent == block.exponent)
-            idx_rows = Array(Array(Const(int(v), CODE_BITS - 1) for v in idx[d]) for d in range(book.num_dialects))
+            # IDX as one table indexed by {dialect, u} (the unit's own encoder ROM is built the same
+            # way from golden's idx_table; here the constants come straight from golden).
+            ubits = len(block.ucodes[0])
+            flat = [0] * (book.num_dialects << ubits)
+            for d in range(book.num_dialects):
+                for u in range(idx.shape[1]):
+                    flat[(d << ubits) | u] = int(idx[d, u])
+            idx_table = Array(Const(v, CODE_BITS - 1) for v in flat)
             for i in range(config.block):
-                expected = Cat(idx_rows[chosen][block.ucodes[i]], block.signs[i])
-                m.d.comb += Assert(unit.o.payload.codes[i] == expected)
+                index = Signal(CODE_BITS - 1, name=f"spec_index_{i}")
+                m.d.comb += index.eq(idx_table[Cat(block.ucodes[i], chosen)])
+                m.d.comb += Assert(unit.o.payload.codes[i] == Cat(index, block.signs[i]))
         return m, _ports(unit) + [tracked.pick]
 
     return build

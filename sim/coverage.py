@@ -34,6 +34,8 @@ __all__ = ["PROTOCOL_BINS", "Coverage", "define_bins", "sample_batch"]
 
 #: Exponent bytes the brief names as extremes (E = 0, 1, 254), plus everything else.
 EXPONENT_BINS = ("exponent-0", "exponent-1", "exponent-254", "exponent-other")
+#: The front end's output exponent extremes: E = 0 (zero or tiny blocks), 1, and the largest, 252.
+FRONT_END_EXPONENT_BINS = ("exponent-0", "exponent-1", "exponent-252", "exponent-other")
 #: Stream-protocol and reset states every unit must have been driven through.
 PROTOCOL_BINS = (
     "protocol/input-stalled",  # i.valid while i.ready was low
@@ -74,12 +76,17 @@ def define_bins(config: UnitConfig) -> list[str]:
         else:
             bins += ["two-stage/a-wins-tie", "two-stage/b-wins", "two-stage/all-zero"]
     elif isinstance(config, FrontEndConfig):
-        bins += list(EXPONENT_BINS) + ["input/zero-block", "input/subnormal", "ucode/0", f"ucode/{NUM_UCODES - 1}"]
-        bins += ["ucode/mid"]
+        # E = max(Ex_max - 2, 0) of a finite bf16 block tops out at 254 - 2 (NUMERICS 2.1).
+        bins += list(FRONT_END_EXPONENT_BINS) + ["input/zero-block", "input/subnormal", "ucode/0", "ucode/mid"]
+        bins += [f"ucode/{NUM_UCODES - 1}"]
     elif isinstance(config, DecoderConfig):
+        from hw.layouts import decoder_in_layout
+
+        dialect_bits = decoder_in_layout(config)["dialect"].shape.width
         for f, b in enumerate(config.books):
             bins += [f"code/{f}/{d}/{c}" for d in range(b.formatbook.num_dialects) for c in range(1 << CODE_BITS)]
-        bins += ["format/out-of-range-dialect"]
+        if any(b.formatbook.num_dialects < 1 << dialect_bits for b in config.books):
+            bins += ["format/out-of-range-dialect"]
     elif isinstance(config, MACArrayConfig):
         bins += list(MAC_BINS) + [PARTIAL_SUM_BIN]
     return bins
@@ -127,15 +134,15 @@ class Coverage:
         return cls(raw["name"], raw["defined"], raw["hits"])
 
 
-def _exponent_bins(cov: Coverage, exponent: np.ndarray) -> None:
+def _exponent_bins(cov: Coverage, exponent: np.ndarray, extremes=(0, 1, 254)) -> None:
     exponent = np.asarray(exponent)
-    for value in (0, 1, 254):
+    for value in extremes:
         cov.hit(f"exponent-{value}", int((exponent == value).sum()))
-    cov.hit("exponent-other", int((~np.isin(exponent, (0, 1, 254))).sum()))
+    cov.hit("exponent-other", int((~np.isin(exponent, extremes)).sum()))
 
 
 def _code_bins(cov: Coverage, dialect: np.ndarray, codes: np.ndarray, prefix: str = "code") -> None:
-    keys = (np.asarray(dialect, dtype=np.int64)[:, None] << CODE_BITS) | np.asarray(codes, dtype=np.int64)
+    keys = (np.asarray(dialect, dtype=np.int64).ravel() << CODE_BITS) | np.asarray(codes, dtype=np.int64).ravel()
     values, counts = np.unique(keys, return_counts=True)
     for key, count in zip(values.tolist(), counts.tolist()):
         cov.hit(f"{prefix}/{key >> CODE_BITS}/{key & ((1 << CODE_BITS) - 1)}", count)
@@ -194,7 +201,7 @@ def _sample_two_stage(cov: Coverage, config: TwoStageConfig, fields, expected) -
 def _sample_front_end(cov: Coverage, fields, expected) -> None:
     bits = np.asarray(fields[""], dtype=np.int64)
     magnitude = bits & 0x7FFF
-    _exponent_bins(cov, expected["exponent"])
+    _exponent_bins(cov, expected["exponent"], extremes=(0, 1, 252))
     cov.hit("input/zero-block", int((magnitude.max(-1) == 0).sum()))
     cov.hit("input/subnormal", int(((magnitude > 0) & (magnitude < 0x80)).any(-1).sum()))
     u = np.asarray(expected["ucodes"])
