@@ -1,6 +1,6 @@
 """SemanticDialect golden model: the bit-exact reference for every format and algorithm.
 
-The numeric contract is ``shared/spec/NUMERICS.md``; every fast path (RTL, Triton) is checked
+The numeric contract is ``docs/NUMERICS.md``; every fast path (RTL, Triton) is checked
 against the functions exported here.
 """
 

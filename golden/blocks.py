@@ -1,4 +1,4 @@
-"""Blocking, input validation and the dialect front-end (NUMERICS.md sections 1 and 2.1 steps 1-3).
+"""Blocking, input validation and the dialect front-end (docs/NUMERICS.md sections 1 and 2.1 steps 1-3).
 
 All arithmetic here is exact: inputs are widened to a float type that holds them exactly, scaling
 by powers of two goes through ``exact_ldexp`` (which never forms an out-of-range power of two), and
@@ -69,6 +69,25 @@ def check_finite(blocks: torch.Tensor, amax: torch.Tensor) -> None:
         raise InputError(f"block {index} contains {kind}; the quantizer needs finite values")
 
 
+FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
+def check_float32_range(amax: torch.Tensor) -> None:
+    """Raise InputError naming the first block of a float64 tensor beyond the float32 range.
+
+    Every format dequantizes to float32 (NUMERICS.md section 1), so such a value could only come
+    back as an infinity or a NaN.
+    """
+    bad = amax > FLOAT32_MAX
+    if bad.any():
+        flat = bad.reshape(-1).nonzero()[0].item()
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), bad.shape))
+        raise InputError(
+            f"block {index} holds {amax.reshape(-1)[flat].item():.4g}, beyond the float32 range "
+            f"(+-{FLOAT32_MAX:.4g}) that every format dequantizes to"
+        )
+
+
 class BlockedTensor:
     """A tensor viewed as ``(..., nblocks, block)`` along its last axis, validated and widened.
 
@@ -82,8 +101,8 @@ class BlockedTensor:
         if x.dtype not in SUPPORTED_DTYPES:
             names = ", ".join(str(d).removeprefix("torch.") for d in SUPPORTED_DTYPES)
             raise InputError(f"unsupported dtype {str(x.dtype).removeprefix('torch.')}; expected one of {names}")
-        if x.dim() == 0 or x.shape[-1] == 0:
-            raise InputError(f"expected a tensor with a non-empty last axis, got shape {tuple(x.shape)}")
+        if x.dim() == 0 or x.numel() == 0:
+            raise InputError(f"expected a tensor with at least one element and a last axis, got shape {tuple(x.shape)}")
         if block <= 0 or block % 2:
             raise FormatError(f"block size must be a positive even number, got {block}")
         length = x.shape[-1]
@@ -100,6 +119,8 @@ class BlockedTensor:
         self.values = x.detach().to(compute_dtype(x.dtype)).reshape(*x.shape[:-1], -1, block)
         self.amax = self.values.abs().amax(dim=-1)
         check_finite(self.values, self.amax)
+        if x.dtype == torch.float64:
+            check_float32_range(self.amax)
 
     @property
     def padded_shape(self) -> tuple[int, ...]:

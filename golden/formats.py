@@ -3,7 +3,7 @@
 Everything that needs a format -- the golden quantizer, the Amaranth ROMs, the cocotb scoreboards,
 the Triton kernels -- imports it from here. A formatbook is data (a table of dialects); the index
 and error lookup tables are *derived* from it (``Formatbook.idx_table`` / ``err_table``), never
-retyped. See ``shared/spec/NUMERICS.md`` sections 2 and 3.
+retyped. See ``docs/NUMERICS.md`` sections 2 and 3.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Quantize and dequantize whole tensors in every registered format (NUMERICS.md sections 2-3).
+"""Quantize and dequantize whole tensors in every registered format (docs/NUMERICS.md sections 2-3).
 
 ``quantize(x, "fb32")`` returns a ``QuantizedTensor`` holding unpacked 4-bit codes (one per uint8)
 and the per-block metadata; ``QuantizedTensor.dequantize()`` gives float32 values.
@@ -26,6 +26,7 @@ from .select import select_lut, select_mse, select_two_stage
 __all__ = [
     "E4M3_MAX",
     "E4M3_MIN_NORMAL",
+    "NVFP4_TENSOR_SCALE_MIN",
     "QuantizedTensor",
     "e2m1_encode",
     "quantize",
@@ -39,6 +40,9 @@ E4M3_MIN_NORMAL = 2.0**-6
 #: The E2M1 maximum (6.0) and the 4/6 alternative that fouroversix maps a block's max to.
 E2M1_MAX = 6.0
 FOUR_OVER_SIX_MAX = 4.0
+#: Floor of the NVFP4 tensor scale (NUMERICS.md section 3.4): with s >= 2**-6 it keeps t * s a
+#: normal float32 (>= 2**-126) and r = (1 / t) / s finite (<= 2**126), so a zero stays a zero.
+NVFP4_TENSOR_SCALE_MIN = 2.0**-120
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,6 @@ def _quantize_nvfp4(blocked: BlockedTensor, four_over_six: bool) -> dict[str, to
     amax_tensor = x32.abs().amax()
     # The 4/6 variant divides by 448 * 4 so the max-to-4 candidate's scale also fits E4M3.
     largest_target = FOUR_OVER_SIX_MAX if four_over_six else E2M1_MAX
-    t = amax_tensor / (E4M3_MAX * largest_target)
     shape = x32.shape
     if amax_tensor == 0:  # torchao gives NaN here; the contract says t = 0, bytes 0, codes 0
         zeros = torch.zeros(shape[:-1], dtype=torch.uint8)
@@ -196,6 +199,9 @@ def _quantize_nvfp4(blocked: BlockedTensor, four_over_six: bool) -> dict[str, to
             "block_scale": zeros,
             "tensor_scale": torch.tensor(0.0),
         }
+    # Floored so that a near-zero tensor's scale never underflows (NUMERICS.md section 3.4); a
+    # no-op, and so torchao's result, for every tensor with amax >= 448 * target * 2**-120.
+    t = torch.clamp(amax_tensor / (E4M3_MAX * largest_target), min=NVFP4_TENSOR_SCALE_MIN)
     amax_block = x32.abs().amax(-1)
     codes, s_bits = _nvfp4_candidate(x32, amax_block, t, E2M1_MAX)
     if four_over_six:

@@ -1,4 +1,4 @@
-"""Amaranth hardware units of the SemanticDialect datapath (``shared/spec/HARDWARE.md``).
+"""Amaranth hardware units of the SemanticDialect datapath (``hw/README.md``).
 
 ``build_unit(config)`` elaborates any unit configuration (``hw.config``) into its component.
 """

@@ -1,4 +1,4 @@
-"""Triton GPU kernels: the SemanticDialect numerics on a GPU (shared/spec/KERNELS.md).
+"""Triton GPU kernels: the SemanticDialect numerics on a GPU (kernels/README.md).
 
 Each kernel has a pure-PyTorch twin of the same signature (``*_torch``); exact-mode results and all
 quantized fields are bit-identical to the twins and to ``golden``. See ``kernels/README.md``.

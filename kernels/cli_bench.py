@@ -20,7 +20,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-from sdialect.errors import UsageError
+from golden.errors import UsageError
 
 DEFAULT_TOKENS = (4096, 8192, 16384, 32768)
 DEFAULT_SHAPES = ("1536x1536", "3072x3072", "5120x5120", "3072x5120")

@@ -1,4 +1,4 @@
-"""`sdialect rtl`: write deterministic Verilog of the hardware units (HARDWARE.md section 3).
+"""`sdialect rtl`: write deterministic Verilog of the hardware units (hw/README.md).
 
     sdialect rtl --unit dsu --book fb32 --dialects-per-cycle 8 --out build/rtl
     sdialect rtl --all --out build/rtl
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from sdialect.errors import UsageError
+from golden.errors import UsageError
+from golden.paths import check_output_dir
 
 UNITS = ("front_end", "dsu", "two_stage", "decoder", "mac_array")
 BOOKS = ("fb32", "dialectfp4", "e2m1")
@@ -56,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
     from .generate import DEFAULT_CONFIGS, lint, write_verilog
 
     configs = DEFAULT_CONFIGS if args.all else (_config(args),)
+    check_output_dir(args.out, "RTL output directory")
     for config in configs:
         path = write_verilog(config, args.out)
         print(path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from sdialect.errors import UsageError
+from golden.errors import UsageError
 
 FLOWS = ("generic", "ecp5")
 

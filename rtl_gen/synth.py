@@ -32,6 +32,9 @@ import time
 from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
 
+from .yowasp_cache import TOOLS as YOWASP_TOOLS
+from .yowasp_cache import ensure_ready as ensure_yowasp_ready
+
 __all__ = [
     "ModuleCost",
     "SynthError",
@@ -112,6 +115,8 @@ def _relative(path: Path, folder: Path) -> str:
 
 
 def _run(command: list[str], log: Path, design: str, timeout: float | None) -> float:
+    if Path(command[0]).name in YOWASP_TOOLS:  # first use: compile once, under a lock (yowasp_cache)
+        ensure_yowasp_ready(Path(command[0]).name)
     started = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout, cwd=log.parent)

@@ -11,15 +11,16 @@ import argparse
 import importlib
 import sys
 
+from . import _quiet
 from .errors import USER_ERRORS
 
 #: command -> (module, one-line help). "bench" takes a target: bench TARGET -> module.
 COMMANDS = {
     "formats": ("sdialect.commands.formats", "list the formats, their bits per element and formatbooks"),
-    "quantize": ("sdialect.commands.quantize", "quantize one .npy tensor into the NUMERICS.md section 6 .npz file"),
-    "matmul": ("sdialect.commands.matmul", "bit-exact quantized matmul of two .npy tensors (NUMERICS.md section 4)"),
-    "demo": ("golden.evaluation.cli_demo", "evaluate every 4-bit method on the embedded video DiT into build/report"),
-    "eval": ("golden.evaluation.cli_eval", "the demo's evaluation on a local diffusers video transformer directory"),
+    "quantize": ("sdialect.commands.quantize", "quantize one .npy tensor into the .npz file of docs/NUMERICS.md section 6"),
+    "matmul": ("sdialect.commands.matmul", "bit-exact quantized matmul of two .npy tensors (docs/NUMERICS.md section 4)"),
+    "demo": ("evaluation.cli_demo", "evaluate every 4-bit method on the embedded video DiT into build/report"),
+    "eval": ("evaluation.cli_eval", "the demo's evaluation on a local diffusers video transformer directory"),
     "tour": ("sdialect.commands.golden_demo", "the golden model on real video clips, every format side by side"),
     "rtl": ("rtl_gen.cli_rtl", "generate Verilog for the hardware units into build/rtl"),
     "synth": ("rtl_gen.cli_synth", "synthesize the units and tile (Yosys, ECP5) into a cost report"),
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _quiet.install()  # third-party lines the user cannot act on (sdialect/_quiet.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

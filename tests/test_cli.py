@@ -1,4 +1,4 @@
-"""The `sdialect` file contract (NUMERICS.md section 6) and its one-sentence errors."""
+"""The `sdialect` file contract (docs/NUMERICS.md section 6) and its one-sentence errors."""
 
 import subprocess
 import sys
@@ -86,8 +86,8 @@ def _bad_input(tmp_path, kind):
     ("inf", "block \\(0, 0\\) contains an infinity"),
     ("ragged", "not divisible by the block size 32"),
     ("int", "dtype int32; expected float16, float32 or float64"),
-    ("corrupt", "is not a readable .npy array"),
-    ("pickle", "is not a readable .npy array"),
+    ("corrupt", "has a corrupt .npy header"),
+    ("pickle", "holds Python objects"),
     ("missing", "does not exist"),
 ])  # fmt: skip
 def test_bad_input_gives_one_sentence_and_no_output(tmp_path, capsys, kind, problem):

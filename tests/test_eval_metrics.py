@@ -1,11 +1,11 @@
-"""Offline metrics of golden.evaluation.metrics on inputs with known answers."""
+"""Offline metrics of evaluation.metrics on inputs with known answers."""
 
 import math
 
 import pytest
 import torch
 
-from golden.evaluation import metrics
+from evaluation import metrics
 
 
 def video(seed: int = 0, shape=(2, 3, 4, 16, 16)) -> torch.Tensor:

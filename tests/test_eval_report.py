@@ -2,7 +2,7 @@
 
 import copy
 
-from golden.evaluation.report import CRITERIA, claims, compare, headline_table
+from evaluation.report import CRITERIA, claims, compare, headline_table
 
 
 def entry(label, group, psnr, ssim, tce, sqnr, bits=4.5):

@@ -86,15 +86,27 @@ def test_nvfp4_four_over_six_equals_reference():
     assert 0 < chose_four < x.shape[0]  # the data exercises both candidates
 
 
-def test_float64_beyond_the_exponent_range_saturates():
-    """e clamps at 127, so float64 blocks with amax >= 2^130 saturate their codes at u = 31."""
+def test_float64_beyond_the_float32_range_is_refused():
+    """The front-end clamps e at 127 (u saturates at 31), but every format dequantizes to float32,
+    so quantize refuses float64 values beyond float32's range (docs/NUMERICS.md section 1)."""
     x = torch.tensor([[1e300, -1e200, 2.0**131, 1.0] * 8], dtype=torch.float64)
     e, u, _ = golden.front_end(x)
     assert e.item() == 127 and u[0, :3].tolist() == [31, 31, 31] and u[0, 3].item() == 0
+    for name in golden.FORMATS:
+        with pytest.raises(golden.InputError, match="beyond the float32 range"):
+            golden.quantize(x, name)
+
+
+def test_float64_at_the_float32_limit_is_accepted():
+    limit = float(torch.finfo(torch.float32).max)
+    x = torch.tensor([[limit, -limit / 3, 1.0, 0.0] * 8], dtype=torch.float64)
     q = golden.quantize(x, "fb32")
-    assert q.exponent.item() == 254
     exponent, dialect, codes = ref.quantize_dialect_block(x[0].tolist(), FB32.dialects, "lut")
     assert (q.exponent.item(), q.dialect.item(), q.codes[0].tolist()) == (exponent, dialect, codes)
+    with pytest.raises(golden.InputError, match="beyond the float32 range"):
+        golden.quantize(torch.nextafter(x, torch.tensor(float("inf"), dtype=torch.float64)), "fb32")
+    for name in golden.FORMATS:
+        assert torch.isfinite(golden.quantize(x, name).dequantize()).all()
 
 
 def test_all_zero_tensor_in_every_format():
@@ -129,7 +141,8 @@ def test_non_finite_input_names_the_block(bad, problem):
 
 @pytest.mark.parametrize("x, problem", [
     (torch.ones(4, 32, dtype=torch.int32), "unsupported dtype int32"),
-    (torch.tensor(1.0), "non-empty last axis"),
+    (torch.tensor(1.0), "at least one element and a last axis"),
+    (torch.zeros(0, 32), "at least one element"),
     (torch.ones(4, 32, dtype=torch.complex64), "unsupported dtype complex64"),
 ])  # fmt: skip
 def test_bad_tensors_are_rejected(x, problem):

@@ -5,7 +5,7 @@ decomposition (AD) on, and SeDA on for FB32, on the integer path; two layers at 
 and replayed through a 1 x 2 tile in the MXFP4 and FB32 configurations. Every tile output equals
 golden.quantized_matmul on the captured operands, the decomposition merge of the tile's outputs
 equals the captured layer output, and the MAC array's sustained utilization is >= 95 %.
-`make sim` (slow): the embedded trained model (golden/assets) at several layers and steps, the
+`make sim` (slow): the embedded trained model (evaluation/assets) at several layers and steps, the
 DialectFP4-16 tile, and a DSU at half parallelism whose utilization must drop to one half.
 """
 
@@ -23,7 +23,7 @@ from sim.tile.workload import CaptureMismatch, check_capture_matches
 
 #: Where the regression summaries go (simulation speed, utilization per record).
 REPORTS = SIM_ROOT.parent / "report" / "tile"
-EMBEDDED_MODEL = Path(__file__).resolve().parent.parent / "golden" / "assets" / "tiny-video-dit"
+EMBEDDED_MODEL = Path(__file__).resolve().parent.parent / "evaluation" / "assets" / "tiny-video-dit"
 
 FAST = [TileConfig(format=TileFormat.MXFP4, rows=1, cols=2), TileConfig(format=TileFormat.FB32, rows=1, cols=2)]
 
@@ -71,7 +71,7 @@ def test_utilization_counter_sees_a_half_rate_dsu(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not EMBEDDED_MODEL.is_dir(), reason="the embedded model (golden/assets) is not in this checkout")
+@pytest.mark.skipif(not EMBEDDED_MODEL.is_dir(), reason="the embedded model (evaluation/assets) is not in this checkout")
 @pytest.mark.parametrize("config", FAST, ids=[c.name for c in FAST])
 def test_tile_replays_embedded_model_layers_bit_exact(config):
     capture = embedded_capture(config, SIM_ROOT.parent / "capture" / "tile" / config.format.value)

@@ -1,4 +1,4 @@
-"""SemanticDialect on diffusers video transformers (shared/spec/ALGORITHMS.md sections 1-4).
+"""SemanticDialect on diffusers video transformers (docs/ALGORITHMS.md sections 1-4).
 
 Public API (stable; documented in golden/dit/README.md)::
 

@@ -11,10 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatch
 
+import torch
 from torch import nn
 
 from ..formats import FormatError
-from .processors import HunyuanVideoSaliencyProcessor, LTXVideoSaliencyProcessor, WanSaliencyProcessor
+from .processors import (
+    CogVideoXSaliencyProcessor,
+    HunyuanVideoSaliencyProcessor,
+    LTXVideoSaliencyProcessor,
+    MochiSaliencyProcessor,
+    WanSaliencyProcessor,
+)
 
 __all__ = ["ARCHITECTURES", "Architecture", "architecture_of"]
 
@@ -37,12 +44,60 @@ def _wan_grid(model: nn.Module, args: dict) -> tuple[int, int, int]:
     return _patched_grid(args.get("hidden_states"), *model.config.patch_size)
 
 
+def _cogvideox_grid(model: nn.Module, args: dict) -> tuple[int, int, int]:
+    # CogVideoX latents are (batch, frames, channels, height, width).
+    hidden_states = args.get("hidden_states")
+    if hidden_states is None or hidden_states.dim() != 5:
+        shape = None if hidden_states is None else tuple(hidden_states.shape)
+        raise FormatError(f"expected a (batch, frames, channels, height, width) latent, got shape {shape}")
+    p, pt = model.config.patch_size, model.config.patch_size_t or 1
+    return _patched_grid(hidden_states.transpose(1, 2), pt, p, p)
+
+
+def _mochi_grid(model: nn.Module, args: dict) -> tuple[int, int, int]:
+    p = model.config.patch_size
+    return _patched_grid(args.get("hidden_states"), 1, p, p)
+
+
+def _text_length(args: dict) -> int:
+    """CogVideoX's blocks see ``[text, video]``: the video starts after the text tokens."""
+    text = args.get("encoder_hidden_states")
+    return 0 if text is None else int(text.shape[1])
+
+
+def _no_offset(args: dict) -> int:
+    return 0
+
+
 def _ltx_grid(model: nn.Module, args: dict) -> tuple[int, int, int]:
-    # LTX-Video takes packed tokens (batch, T, channels) and the latent sizes as arguments.
+    # LTX-Video takes packed tokens (batch, T, channels) and either the latent sizes as arguments
+    # (LTXPipeline, LTXImageToVideoPipeline) or each token's (frame, row, col) coordinates
+    # (LTXConditionPipeline: video_coords, with conditioning frames packed before the video's).
     grid = tuple(args.get(name) for name in ("num_frames", "height", "width"))
-    if any(g is None for g in grid):
-        raise FormatError("LTX-Video calls must pass num_frames, height and width to locate the video tokens")
-    return tuple(int(g) for g in grid)
+    if all(g is not None for g in grid):
+        return tuple(int(g) for g in grid)
+    coords = args.get("video_coords")
+    if coords is None:
+        raise FormatError(
+            "LTX-Video calls must pass num_frames, height and width, or video_coords, to locate the video tokens"
+        )
+    return _grid_from_coords(coords, args.get("hidden_states"))
+
+
+def _grid_from_coords(coords, hidden_states) -> tuple[int, int, int]:
+    """``(frames, rows, cols)`` of tokens laid out frame by frame, row-major, from their coordinates
+    ``(batch, 3, T)``: rows and cols are the numbers of distinct row and column coordinates."""
+    tokens = None if hidden_states is None else hidden_states.shape[1]
+    if coords.dim() != 3 or coords.shape[1] != 3 or (tokens is not None and coords.shape[2] != tokens):
+        raise FormatError(
+            f"video_coords must have shape (batch, 3, {tokens}) for {tokens} tokens, got {tuple(coords.shape)}"
+        )
+    rows, cols = (int(torch.unique(coords[0, axis]).numel()) for axis in (1, 2))
+    if coords.shape[2] % (rows * cols):
+        raise FormatError(
+            f"video_coords of {coords.shape[2]} tokens do not form whole frames of {rows} x {cols} tokens"
+        )
+    return coords.shape[2] // (rows * cols), rows, cols
 
 
 @dataclass(frozen=True)
@@ -57,6 +112,9 @@ class Architecture:
         processor: the saliency processor class for that module.
         text_linears: ``fnmatch`` patterns (relative to a block) of linears whose input is text only.
         grid: ``(model, bound forward arguments) -> (frames, rows, cols)`` of video tokens.
+        video_offset: ``(bound forward arguments) -> position of the first video token`` in the
+            rows of the blocks' video-role linears (0: video first).
+        attention_products: whether ``quantize_attention_products`` is supported.
     """
 
     name: str
@@ -66,6 +124,8 @@ class Architecture:
     processor: type
     text_linears: tuple[str, ...]
     grid: Callable[[nn.Module, dict], tuple[int, int, int]]
+    video_offset: Callable[[dict], int] = _no_offset
+    attention_products: bool = True
 
     def blocks(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
         """``(qualified name, block)`` of every transformer block, in model order."""
@@ -126,6 +186,26 @@ ARCHITECTURES: dict[str, Architecture] = {
             processor=LTXVideoSaliencyProcessor,
             text_linears=("attn2.to_k", "attn2.to_v"),
             grid=_ltx_grid,
+        ),
+        Architecture(
+            name="cogvideox",
+            class_name="CogVideoXTransformer3DModel",
+            block_lists=("transformer_blocks",),
+            self_attention="attn1",
+            processor=CogVideoXSaliencyProcessor,
+            text_linears=(),  # every block linear sees [text, video]
+            grid=_cogvideox_grid,
+            video_offset=_text_length,
+        ),
+        Architecture(
+            name="mochi",
+            class_name="MochiTransformer3DModel",
+            block_lists=("transformer_blocks",),
+            self_attention="attn1",
+            processor=MochiSaliencyProcessor,
+            text_linears=("attn1.add_q_proj", "attn1.add_k_proj", "attn1.add_v_proj", "attn1.to_add_out", "ff_context.*"),
+            grid=_mochi_grid,
+            attention_products=False,
         ),
     )
 }

@@ -1,4 +1,4 @@
-"""Save and load a quantized transformer (NUMERICS.md section 5): no float weights needed to load.
+"""Save and load a quantized transformer (docs/NUMERICS.md section 5): no float weights needed to load.
 
 A model directory holds three files:
 
@@ -6,12 +6,17 @@ A model directory holds three files:
   two codes per byte, per-block exponent/dialect or scale bytes), keyed by the layer's qualified name;
 - ``float.safetensors``: every remaining float tensor of ``model.state_dict()`` (embedders, norms,
   adaLN linears, final projection, the quantized linears' biases);
-- ``config.json``: schema, the diffusers class and its config, the ``QuantConfig`` and the list of
-  quantized layers.
+- ``config.json``: schema, the diffusers class and its config, the ``QuantConfig``, the list of
+  quantized layers and the dtypes of the model's non-persistent buffers (rotary tables).
 
-``load_quantized_model`` builds the class from its config, installs the quantized layers from the
-packed weights (the float weights of those layers are never read) and loads the float tensors with
-strict name and shape checks.
+Both safetensors files carry a ``sha256`` checksum of their tensors (``golden.packing.data_digest``),
+verified on load. Float tensors keep their dtype (float32, bfloat16, float16), so a bf16 model
+reloads as the same bf16 model and reproduces its outputs bit for bit.
+
+``load_quantized_model`` first checks the config against the two files' headers on the meta device
+(so a config asking for a huge model allocates nothing), then builds the class, installs the
+quantized layers from the packed weights (the float weights of those layers are never read) and
+loads the float tensors with strict name, shape and dtype-kind checks.
 """
 
 from __future__ import annotations
@@ -28,14 +33,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..formats import FormatError
-from ..packing import CheckpointError, load_quantized, save_quantized
+from ..packing import CheckpointError, data_digest, load_quantized, safetensors_header, save_quantized
 from .architectures import ARCHITECTURES
 from .config import QuantConfig
 from .model import install, is_quantized, quantized_layers
 
 __all__ = ["MODEL_SCHEMA", "load_quantized_model", "save_quantized_model"]
 
-MODEL_SCHEMA = "semanticdialect.dit-model/1"
+MODEL_SCHEMA = "semanticdialect.dit-model/2"  # /2: checksums, float dtypes kept
 CONFIG_FILE = "config.json"
 QUANTIZED_FILE = "quantized.safetensors"
 FLOAT_FILE = "float.safetensors"
@@ -55,13 +60,14 @@ def save_quantized_model(model: nn.Module, directory: str | os.PathLike) -> Path
         "model_config": model_config,
         "quant_config": config.to_json(),
         "quantized_layers": list(layers),
+        "buffer_dtypes": _non_persistent_buffer_dtypes(model),
     }
     float_state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         save_quantized(tmp / QUANTIZED_FILE, {name: layer.weight_q for name, layer in layers.items()})
-        save_file(float_state, tmp / FLOAT_FILE, metadata={"schema": MODEL_SCHEMA})
+        save_file(float_state, tmp / FLOAT_FILE, metadata={"schema": MODEL_SCHEMA, "sha256": data_digest(float_state)})
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
         if directory.exists():
             if not (directory / CONFIG_FILE).is_file():
@@ -82,6 +88,10 @@ def load_quantized_model(directory: str | os.PathLike) -> nn.Module:
 
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
+    if not directory.exists():
+        raise CheckpointError(f"quantized model directory {directory} does not exist")
+    if not directory.is_dir():
+        raise CheckpointError(f"quantized model {directory} is a file; expected the directory save_quantized_model wrote")
     if not config_path.is_file():
         raise CheckpointError(f"quantized model {directory} has no {CONFIG_FILE}")
     try:
@@ -98,11 +108,16 @@ def load_quantized_model(directory: str | os.PathLike) -> nn.Module:
         raise CheckpointError(
             f"quantized model {directory} names class {class_name!r}; supported: {', '.join(ARCHITECTURES)}"
         )
+    model_class = getattr(diffusers, class_name)
     try:
         config = QuantConfig.from_json(meta["quant_config"])
-        model = getattr(diffusers, class_name).from_config(meta["model_config"]).eval()
+        model_config = dict(meta["model_config"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"quantized model {directory}: {CONFIG_FILE} is malformed ({err})") from None
+    layers = meta.get("quantized_layers", [])
+    buffer_dtypes = meta.get("buffer_dtypes", {})
+    if not (isinstance(layers, list) and all(isinstance(n, str) for n in layers) and isinstance(buffer_dtypes, dict)):
+        raise CheckpointError(f"quantized model {directory}: {CONFIG_FILE} lists its layers or buffers malformed")
     weights, _ = load_quantized(directory / QUANTIZED_FILE)
     for name, q in weights.items():
         if q.format != config.format or q.block != config.block:
@@ -110,10 +125,16 @@ def load_quantized_model(directory: str | os.PathLike) -> nn.Module:
                 f"quantized model {directory}: layer {name!r} is {q.format}/{q.block}, the config says "
                 f"{config.format}/{config.block}"
             )
-    if sorted(weights) != sorted(meta.get("quantized_layers", [])):
+    if sorted(weights) != sorted(layers):
         raise CheckpointError(
             f"quantized model {directory}: {QUANTIZED_FILE} does not hold the layers {CONFIG_FILE} lists"
         )
+    float_header = _float_header(directory)
+    _check_config_against_files(directory, model_class, model_config, weights, float_header)
+    try:
+        model = model_class.from_config(model_config).eval()
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"quantized model {directory}: {CONFIG_FILE} is malformed ({err})") from None
     try:
         install(model, config, weights=weights)
     except FormatError as err:
@@ -126,6 +147,10 @@ def load_quantized_model(directory: str | os.PathLike) -> nn.Module:
         raise CheckpointError(
             f"quantized model {directory}: {FLOAT_FILE} is missing or unreadable ({err})"
         ) from None
+    if data_digest(float_state) != float_header.get("__metadata__", {}).get("sha256"):
+        raise CheckpointError(
+            f"quantized model {directory}: {FLOAT_FILE} is corrupt (its data does not match its sha256 checksum)"
+        )
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(float_state)), sorted(set(float_state) - set(expected))
     if missing or unexpected:
@@ -134,11 +159,66 @@ def load_quantized_model(directory: str | os.PathLike) -> nn.Module:
             f"and has unexpected {unexpected[:5]}"
         )
     for key, value in float_state.items():
-        if value.shape != expected[key].shape or value.dtype != expected[key].dtype:
+        # A float tensor keeps its own dtype (a bf16 model reloads as bf16); only the kind must match.
+        same_kind = value.dtype == expected[key].dtype or (value.is_floating_point() and expected[key].is_floating_point())
+        if value.shape != expected[key].shape or not same_kind:
             raise CheckpointError(
                 f"quantized model {directory}: float tensor {key!r} is {tuple(value.shape)} {value.dtype}, "
                 f"expected {tuple(expected[key].shape)} {expected[key].dtype}"
             )
     with torch.no_grad():
-        model.load_state_dict(float_state, strict=True)
+        model.load_state_dict(float_state, strict=True, assign=True)
+    _restore_buffer_dtypes(directory, model, buffer_dtypes)
     return model
+
+
+def _non_persistent_buffer_dtypes(model: nn.Module) -> dict[str, str]:
+    """Dtypes of buffers outside ``state_dict`` (rotary tables): a bf16 model's are restored on load."""
+    persistent = set(model.state_dict())
+    return {name: str(b.dtype).removeprefix("torch.") for name, b in model.named_buffers() if name not in persistent}
+
+
+def _restore_buffer_dtypes(directory: Path, model: nn.Module, dtypes: dict) -> None:
+    buffers = dict(model.named_buffers())
+    for name, dtype_name in dtypes.items():
+        dtype = getattr(torch, str(dtype_name), None)
+        if name not in buffers or not isinstance(dtype, torch.dtype):
+            raise CheckpointError(f"quantized model {directory}: {CONFIG_FILE} names an unknown buffer {name!r} or dtype {dtype_name!r}")
+        owner, _, leaf = name.rpartition(".")
+        module = model.get_submodule(owner) if owner else model
+        setattr(module, leaf, buffers[name].to(dtype))
+
+
+def _float_header(directory: Path) -> dict:
+    try:
+        return safetensors_header(directory / FLOAT_FILE, what=f"quantized model {directory}: {FLOAT_FILE}")
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} (float.safetensors is missing or unreadable)") from None
+
+
+def _check_config_against_files(directory: Path, model_class, model_config: dict, weights: dict,
+                                float_header: dict) -> None:
+    """Build the model on the meta device (nothing allocated) and compare every tensor shape its
+    config implies with the shapes the two files hold; CheckpointError on the first difference."""
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in model_class.from_config(model_config).state_dict().items()}
+    except Exception as err:  # noqa: BLE001 - any failure to build from the config is a bad config
+        raise CheckpointError(f"quantized model {directory}: {CONFIG_FILE} is malformed ({type(err).__name__}: {err})") from None
+
+    def mismatch(what: str) -> CheckpointError:
+        return CheckpointError(f"quantized model {directory} does not match its model config ({what})")
+
+    for name, q in weights.items():
+        want = shapes.pop(f"{name}.weight", None)
+        if want is None:
+            raise mismatch(f"the config's model has no linear {name!r}")
+        if tuple(q.shape) != want:
+            raise mismatch(f"layer {name!r} has a quantized weight of shape {tuple(q.shape)}, the config's linear needs {want}")
+    stored = {k: tuple(v.get("shape", ())) for k, v in float_header.items() if k != "__metadata__" and isinstance(v, dict)}
+    missing, unexpected = sorted(set(shapes) - set(stored)), sorted(set(stored) - set(shapes))
+    if missing or unexpected:
+        raise mismatch(f"{FLOAT_FILE} lacks {missing[:5]} and has unexpected {unexpected[:5]}")
+    for key, want in shapes.items():
+        if stored[key] != want:
+            raise mismatch(f"float tensor {key!r} is {stored[key]} in {FLOAT_FILE}, the config needs {want}")

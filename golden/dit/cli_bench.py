@@ -23,7 +23,7 @@ DEFAULT_OUT = Path("build/bench/model.json")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--arch", default="hunyuan-video", help="tiny architecture: hunyuan-video, wan or ltx-video"
+        "--arch", default="hunyuan-video", help="tiny architecture: hunyuan-video, wan, ltx-video, cogvideox or mochi"
     )
     parser.add_argument("--steps", type=int, default=4, help="denoising steps per model (default 4)")
     parser.add_argument("--batch", type=int, default=2, help="batch (2 = batched CFG; default 2)")
@@ -76,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
 
     import torch
 
-    from sdialect.errors import UsageError
+    from ..errors import UsageError
 
     from . import DecompositionConfig, QuantConfig, SedaConfig, quantize_
     from .tiny import TINY_ARCHITECTURES, tiny_inputs, tiny_transformer

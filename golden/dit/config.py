@@ -1,4 +1,4 @@
-"""Typed configuration of model-level quantization (shared/spec/ALGORITHMS.md sections 1-3).
+"""Typed configuration of model-level quantization (docs/ALGORITHMS.md sections 1-3).
 
 Every number here is a default of a frozen dataclass; the evaluation sweeps them. Validation happens
 in ``__post_init__`` with one sentence naming the bad value, so a bad configuration fails before any

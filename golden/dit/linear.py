@@ -244,18 +244,18 @@ class QuantizedLinear(nn.Module):
                 f"layer {self.name!r} expected (batch, tokens, features) input, got shape {tuple(x.shape)}"
             )
         batch, length, _ = x.shape
-        tokens = call.num_video_tokens
-        if length < tokens or slot.salient.shape[0] != batch:
+        tokens, offset = call.num_video_tokens, call.video_offset
+        if length < offset + tokens or slot.salient.shape[0] != batch:
             raise FormatError(
                 f"layer {self.name!r} got input {tuple(x.shape)}, expected batch "
                 f"{slot.salient.shape[0]} and at "
-                f"least the {tokens} video tokens of this call"
+                f"least the {tokens} video tokens of this call after {offset} leading tokens"
             )
-        base = torch.arange(batch, device=x.device)[:, None] * length
+        base = torch.arange(batch, device=x.device)[:, None] * length + offset
         rows = (base + slot.salient).reshape(-1)
         mask = None
         if slot.groups is not None:
-            families = self._group_families(x, slot, call.slot)  # (batch, k)
+            families = self._group_families(x[:, offset:], slot, call.slot)  # (batch, k)
             token_family = torch.where(
                 slot.groups >= 0,
                 torch.gather(families, 1, slot.groups.clamp(min=0)),
@@ -263,7 +263,7 @@ class QuantizedLinear(nn.Module):
             )  # (batch, T)
             book = get_format(self.config.format).formatbook
             row_family = torch.full((batch, length), -1, dtype=torch.int64, device=x.device)
-            row_family[:, :tokens] = token_family
+            row_family[:, offset : offset + tokens] = token_family
             row_family = row_family.reshape(-1)
             dialect_family = torch.arange(book.num_dialects, device=x.device) // book.family_size
             mask = (row_family[:, None] < 0) | (dialect_family[None, :] == row_family[:, None])

@@ -9,6 +9,7 @@ the denoising step from the ``timestep`` argument (``schedule.py``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import resource
 import sys
@@ -101,8 +102,14 @@ def install(
                 )  # fmt: skip
             _set_submodule(block, rel, layer)
             quantized.append(name)
+        if config.quantize_attention_products and not arch.attention_products:
+            raise FormatError(f"quantize_attention_products is not supported for {arch.class_name}")
         if config.needs_saliency or config.quantize_attention_products:
-            getattr(block, arch.self_attention).set_processor(arch.processor(block_state))
+            attention = getattr(block, arch.self_attention)
+            if hasattr(attention, "set_processor"):
+                attention.set_processor(arch.processor(block_state))
+            else:  # MochiAttention keeps a plain processor attribute
+                attention.processor = arch.processor(block_state)
     if weights is not None and set(weights) != set(quantized):
         extra = sorted(set(weights) - set(quantized))
         raise FormatError(f"quantized weights name layers the model does not quantize: {extra}")
@@ -114,19 +121,30 @@ def install(
 
     def track_step(module, args, kwargs):
         bound = signature.bind_partial(*args, **kwargs).arguments
-        state.begin_call(bound.get("timestep"), arch.grid(module, bound))
+        state.begin_call(bound.get("timestep"), arch.grid(module, bound), arch.video_offset(bound))
 
     setattr(model, _STATE_ATTR, state)
     setattr(model, _HOOK_ATTR, model.register_forward_pre_hook(track_step, with_kwargs=True))
+    # diffusers' save_pretrained writes state_dict(), which has no quantized weights: refuse it (an
+    # instance attribute, so pipe.save_pretrained(), which calls it per component, refuses too).
+    model.save_pretrained = functools.partial(_refuse_save_pretrained, type(model).__name__)
     return arch, quantized, kept
+
+
+def _refuse_save_pretrained(class_name: str, *args, **kwargs):
+    raise FormatError(
+        f"save_pretrained cannot write a quantized {class_name} (diffusers' format has no place for its "
+        "packed weights); use golden.dit.save_quantized_model(model, directory) and load_quantized_model"
+    )
 
 
 def quantize_(model: nn.Module, config: QuantConfig | None = None) -> QuantReport:
     """Quantize a supported diffusers video transformer in place; returns a ``QuantReport``.
 
     Args:
-        model: a ``HunyuanVideoTransformer3DModel``, ``WanTransformer3DModel`` or
-            ``LTXVideoTransformer3DModel`` (``golden.dit.ARCHITECTURES``), float, not yet quantized.
+        model: a ``HunyuanVideoTransformer3DModel``, ``WanTransformer3DModel``,
+            ``LTXVideoTransformer3DModel``, ``CogVideoXTransformer3DModel`` or ``MochiTransformer3DModel``
+            (``golden.dit.ARCHITECTURES``), float, not yet quantized.
         config: ``QuantConfig`` (default: fb32, fake-quant, no decomposition).
     """
     config = QuantConfig() if config is None else config

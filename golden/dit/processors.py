@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0, MochiAttnProcessor2_0
 from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
 from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor
 from diffusers.models.transformers.transformer_ltx import apply_rotary_emb as ltx_apply_rotary_emb
@@ -31,8 +32,10 @@ from .saliency import (
 )
 
 __all__ = [
+    "CogVideoXSaliencyProcessor",
     "HunyuanVideoSaliencyProcessor",
     "LTXVideoSaliencyProcessor",
+    "MochiSaliencyProcessor",
     "WanSaliencyProcessor",
     "quantized_attention",
 ]
@@ -244,3 +247,104 @@ class LTXVideoSaliencyProcessor(SaliencyMixin, LTXVideoAttnProcessor):
         )  # fmt: skip
         hidden_states = hidden_states.flatten(2, 3).to(query.dtype)
         return attn.to_out[1](attn.to_out[0](hidden_states))
+
+
+class CogVideoXSaliencyProcessor(SaliencyMixin, CogVideoXAttnProcessor2_0):
+    """``CogVideoXAttnProcessor2_0``: joint attention over ``[text, video]`` (text first), so the video
+    tokens start at the text length; no attention mask."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None):
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        if attention_mask is not None:
+            raise FormatError("CogVideoXSaliencyProcessor supports unmasked attention only")
+        text = encoder_hidden_states.size(1)
+        hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
+        batch, _, _ = hidden_states.shape
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        query = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        if image_rotary_emb is not None:
+            query[:, :, text:] = apply_rotary_emb(query[:, :, text:], image_rotary_emb)
+            if not attn.is_cross_attention:
+                key[:, :, text:] = apply_rotary_emb(key[:, :, text:], image_rotary_emb)
+        self.observe(query.transpose(1, 2), key.transpose(1, 2), key_mask=None, offset=text)
+        if self.config.quantize_attention_products:
+            hidden_states = quantized_attention(
+                query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), key_mask=None,
+                config=self.config,
+            ).transpose(1, 2)  # fmt: skip
+        else:
+            hidden_states = torch.nn.functional.scaled_dot_product_attention(
+                query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False
+            )
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        encoder_hidden_states, hidden_states = hidden_states.split([text, hidden_states.size(1) - text], dim=1)
+        return hidden_states, encoder_hidden_states
+
+
+class MochiSaliencyProcessor(SaliencyMixin, MochiAttnProcessor2_0):
+    """``MochiAttnProcessor2_0``: joint attention over ``[video, valid text]`` per sample (video
+    first; the saliency pass masks the padded text keys). Attention products stay float
+    (``Architecture.attention_products`` is False for Mochi)."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb=None):
+        query = attn.to_q(hidden_states).unflatten(2, (attn.heads, -1))
+        key = attn.to_k(hidden_states).unflatten(2, (attn.heads, -1))
+        value = attn.to_v(hidden_states).unflatten(2, (attn.heads, -1))
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        encoder_query = attn.add_q_proj(encoder_hidden_states).unflatten(2, (attn.heads, -1))
+        encoder_key = attn.add_k_proj(encoder_hidden_states).unflatten(2, (attn.heads, -1))
+        encoder_value = attn.add_v_proj(encoder_hidden_states).unflatten(2, (attn.heads, -1))
+        if attn.norm_added_q is not None:
+            encoder_query = attn.norm_added_q(encoder_query)
+        if attn.norm_added_k is not None:
+            encoder_key = attn.norm_added_k(encoder_key)
+        if image_rotary_emb is not None:
+            query = _mochi_rotary(query, *image_rotary_emb)
+            key = _mochi_rotary(key, *image_rotary_emb)
+
+        video = query.shape[1]
+        text_mask = attention_mask.to(torch.bool)
+        key_mask = torch.cat([torch.ones(query.shape[0], video, dtype=torch.bool, device=query.device), text_mask], 1)
+        self.observe(torch.cat([query, encoder_query], 1), torch.cat([key, encoder_key], 1), key_mask=key_mask)
+
+        query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+        encoder_query, encoder_key, encoder_value = (
+            encoder_query.transpose(1, 2), encoder_key.transpose(1, 2), encoder_value.transpose(1, 2),
+        )  # fmt: skip
+        total = video + encoder_query.size(2)
+        outputs = []
+        for idx in range(query.shape[0]):  # as diffusers: each sample with its valid text tokens only
+            valid = torch.nonzero(attention_mask[idx][None, :].flatten(), as_tuple=False).flatten()
+            q = torch.cat([query[idx : idx + 1], encoder_query[idx : idx + 1, :, valid, :]], dim=2)
+            k = torch.cat([key[idx : idx + 1], encoder_key[idx : idx + 1, :, valid, :]], dim=2)
+            v = torch.cat([value[idx : idx + 1], encoder_value[idx : idx + 1, :, valid, :]], dim=2)
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+            outputs.append(torch.nn.functional.pad(out, (0, 0, 0, total - out.size(2))))
+        hidden_states = torch.cat(outputs, dim=0).transpose(1, 2).flatten(2, 3)
+        hidden_states, encoder_hidden_states = hidden_states.split_with_sizes((video, total - video), dim=1)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if hasattr(attn, "to_add_out"):
+            encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
+        return hidden_states, encoder_hidden_states
+
+
+def _mochi_rotary(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
+    """Mochi's interleaved rotary embedding (as in ``MochiAttnProcessor2_0``)."""
+    x_even, x_odd = x[..., 0::2].float(), x[..., 1::2].float()
+    cos = (x_even * freqs_cos - x_odd * freqs_sin).to(x.dtype)
+    sin = (x_even * freqs_sin + x_odd * freqs_cos).to(x.dtype)
+    return torch.stack([cos, sin], dim=-1).flatten(-2)

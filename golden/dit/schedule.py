@@ -1,12 +1,21 @@
 """Denoising-step bookkeeping: which step and which call of that step the transformer is running.
 
 The user's loop is not changed: a forward pre-hook on the transformer reads the ``timestep``
-argument of every call. A call whose timestep differs from the previous call's starts a new
-denoising step; a call with the same timestep is another *slot* of the same step (pipelines that
-run the conditional and unconditional CFG passes as two calls). A timestep larger than the previous
-one (schedules count down) starts a new generation at step 0. Batched CFG (one call, batch 2) is one
-slot whose per-sample state has a batch axis. State that lives across steps (salient tokens, SeDA
-groups, per-linear families) is kept per slot.
+argument of every call and takes the scheduler's timestep of the call from it: its *largest*
+element (``call_timestep``). Pipelines pass the scheduler's ``t`` either as one value per sample or
+per token, where conditioning tokens carry 0 or a smaller value (LTX image-to-video and condition
+pipelines, Wan 2.2 TI2V with ``expand_timesteps``); the largest element is ``t`` in every case.
+
+A call whose timestep differs from the previous call's starts a new denoising step; a call with the
+same timestep is another *slot* of the same step (pipelines that run the conditional and
+unconditional CFG passes as two calls). The first two steps of a generation show which way its
+timesteps move (down for most schedulers, up for Mochi's ``invert_sigmas`` scheduler); a timestep
+that moves the other way starts a new generation at step 0. Batched CFG (one call, batch 2) is one slot whose
+per-sample state has a batch axis. State that lives across steps (salient tokens, SeDA groups,
+per-linear families) is kept per slot, for at most ``MAX_SLOTS`` calls per step: a further call at
+the same timestep is an error (call ``reset_schedule`` between repeated calls), so state never grows
+without bound. Each quantized transformer counts its own calls: of Wan 2.2's two experts, the
+low-noise expert's first call is its step 0 (it profiles there, having no salient set yet).
 """
 
 from __future__ import annotations
@@ -16,7 +25,23 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["BlockState", "CallInfo", "ModelState"]
+from ..formats import FormatError
+
+__all__ = ["MAX_SLOTS", "BlockState", "CallInfo", "ModelState", "call_timestep"]
+
+#: Most transformer calls of one denoising step (CFG passes, guidance variants) that keep state.
+MAX_SLOTS = 8
+
+
+def call_timestep(timestep: torch.Tensor | float | None) -> float | None:
+    """The scheduler's timestep of a forward call: the largest element of its ``timestep`` argument
+    (per-token timesteps hold smaller values, usually 0, for conditioning tokens), or None."""
+    if timestep is None:
+        return None
+    t = torch.as_tensor(timestep).detach()
+    if t.numel() == 0:
+        return None
+    return float(t.amax().item())
 
 
 @dataclass(frozen=True)
@@ -30,6 +55,8 @@ class CallInfo:
             ``j = (f * rows + r) * cols + c``.
         profile: whether this step runs the saliency pass.
         regroup: whether this step recomputes SeDA groups.
+        video_offset: position of the first video token in the rows of the block's video-role
+            linears (0 when video comes first; the text length for CogVideoX's text-first sequence).
     """
 
     step: int
@@ -37,6 +64,7 @@ class CallInfo:
     grid: tuple[int, int, int]
     profile: bool
     regroup: bool
+    video_offset: int = 0
 
     @property
     def num_video_tokens(self) -> int:
@@ -80,6 +108,8 @@ class ModelState:
         self.config = config
         self.call: CallInfo | None = None
         self._last_timestep: float | None = None
+        #: +1 / -1 once two steps of this generation have shown which way its timesteps move.
+        self._direction = 0
         self._step = -1
         self._slot = 0
         self.blocks: dict[str, BlockState] = {}
@@ -97,22 +127,33 @@ class ModelState:
         self.call = None
         self.last_activation = None
         self._last_timestep = None
+        self._direction = 0
         self._step = -1
         self._slot = 0
         for block in self.blocks.values():
             block.slots.clear()
 
-    def begin_call(self, timestep: torch.Tensor | float | None, grid: tuple[int, int, int]) -> CallInfo:
+    def begin_call(
+        self, timestep: torch.Tensor | float | None, grid: tuple[int, int, int], video_offset: int = 0
+    ) -> CallInfo:
         """Advance the schedule for one forward call; returns the call's ``CallInfo``."""
-        t = None
-        if timestep is not None:
-            t = float(torch.as_tensor(timestep).detach().reshape(-1)[0].item())
+        t = call_timestep(timestep)
         if t is None or self._last_timestep is None or t != self._last_timestep:
-            if t is not None and self._last_timestep is not None and t > self._last_timestep:
-                self.reset()
+            if t is not None and self._last_timestep is not None:
+                move = 1 if t > self._last_timestep else -1
+                if self._direction == 0:
+                    self._direction = move
+                elif move != self._direction:  # the schedule turned back: a new generation
+                    self.reset()
             self._step += 1
             self._slot = 0
         else:
+            if self._slot + 1 >= MAX_SLOTS:
+                raise FormatError(
+                    f"the transformer was called {MAX_SLOTS + 1} times at timestep {t:g} without the timestep "
+                    f"changing; a denoising step keeps state for at most {MAX_SLOTS} calls, so call "
+                    "golden.dit.reset_schedule(model) between repeated calls at one timestep"
+                )
             self._slot += 1
         self._last_timestep = t
         self.last_activation = None
@@ -122,5 +163,6 @@ class ModelState:
             grid=tuple(int(g) for g in grid),
             profile=self.config.profile_step(self._step),
             regroup=self.config.regroup_step(self._step),
+            video_offset=int(video_offset),
         )
         return self.call

@@ -48,7 +48,28 @@ def _ltx() -> nn.Module:
     )  # fmt: skip
 
 
-_BUILDERS = {"hunyuan-video": _hunyuan, "wan": _wan, "ltx-video": _ltx}
+def _cogvideox() -> nn.Module:
+    from diffusers import CogVideoXTransformer3DModel
+
+    return CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=32,
+        text_embed_dim=32, num_layers=2, sample_width=8, sample_height=8, sample_frames=9, patch_size=2,
+        temporal_compression_ratio=4, max_text_seq_length=TINY_TEXT_TOKENS,
+    )  # fmt: skip
+
+
+def _mochi() -> nn.Module:
+    from diffusers import MochiTransformer3DModel
+
+    return MochiTransformer3DModel(
+        patch_size=2, num_attention_heads=2, attention_head_dim=16, num_layers=2, pooled_projection_dim=48,
+        in_channels=4, text_embed_dim=32, time_embed_dim=16, max_sequence_length=TINY_TEXT_TOKENS,
+    )  # fmt: skip
+
+
+_BUILDERS = {
+    "hunyuan-video": _hunyuan, "wan": _wan, "ltx-video": _ltx, "cogvideox": _cogvideox, "mochi": _mochi,
+}  # fmt: skip
 #: Names accepted by ``tiny_transformer`` (the ``Architecture.name`` of each supported class).
 TINY_ARCHITECTURES = tuple(_BUILDERS)
 
@@ -81,6 +102,16 @@ def tiny_inputs(
             "hidden_states": torch.randn(batch, 4, frames, height, width, generator=g),
             "encoder_hidden_states": text, "encoder_attention_mask": mask,
             "pooled_projections": torch.randn(batch, 16, generator=g),
+        }  # fmt: skip
+    if name == "cogvideox":  # (batch, frames, channels, height, width); no text mask
+        return {
+            "hidden_states": torch.randn(batch, frames, 4, height, width, generator=g),
+            "encoder_hidden_states": text,
+        }
+    if name == "mochi":
+        return {
+            "hidden_states": torch.randn(batch, 4, frames, height, width, generator=g),
+            "encoder_hidden_states": text, "encoder_attention_mask": mask,
         }  # fmt: skip
     if name == "wan":
         return {

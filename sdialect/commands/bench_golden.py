@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..errors import UsageError
-from ._io import write_atomically
+from ._io import check_output_dir, check_output_file, write_atomically
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +49,11 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--rows must be positive and --cols a positive multiple of 64, got {args.rows} x {args.cols}")
     if args.repeats < 1:
         raise UsageError(f"--repeats must be at least 1, got {args.repeats}")
-    if args.threads:
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    check_output_dir(Path(args.out).parent, "benchmark output directory")
+    out = check_output_file(args.out, ".json")
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     x = torch.randn(args.rows, args.cols, generator=torch.Generator().manual_seed(0))
     cases, oracle = _cases()
@@ -75,8 +79,6 @@ def main(args: argparse.Namespace) -> int:
             {name: medians[name] / medians[oracle] for name in medians} if oracle else None
         ),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
     print(f"quantization of a {args.rows} x {args.cols} float32 tensor, median of {args.repeats}:")
     for name, t in medians.items():

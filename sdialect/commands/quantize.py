@@ -1,4 +1,4 @@
-"""`sdialect quantize IN.npy --format F [--block B] [--select S] -o OUT.npz` (NUMERICS.md section 6).
+"""`sdialect quantize IN.npy --format F [--block B] [--select S] -o OUT.npz` (docs/NUMERICS.md section 6).
 
 The .npz holds unpacked arrays any tool can read: ``codes`` (uint8, the input's shape), per-block
 ``exponent`` / ``dialect`` (uint8, ``input.shape[:-1] + (nblocks,)``) or ``block_scale`` (uint8 E4M3
@@ -11,8 +11,7 @@ import argparse
 
 from golden.formats import FORMATS, Selection
 
-from ..errors import UsageError
-from ._io import load_float_array, write_atomically
+from ._io import check_output_file, load_float_array, write_atomically
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +41,7 @@ def main(args: argparse.Namespace) -> int:
 
     from golden.quantize import quantize
 
-    if not args.output.endswith(".npz"):
-        raise UsageError(f"output {args.output} must end in .npz")
+    check_output_file(args.output, ".npz", inputs=[args.input])
     x = torch.from_numpy(load_float_array(args.input, "input"))
     q = quantize(x, args.format, block=args.block, select=args.select, pad=args.pad)
     arrays = quantized_arrays(q)

@@ -69,11 +69,11 @@ def embedded_capture(
     config: TileConfig, path: str | os.PathLike, *, layers: tuple[str, ...] = EMBEDDED_LAYERS,
     steps: tuple[int, ...] = EMBEDDED_CAPTURED_STEPS, seed: int = 0,
 ) -> Path:
-    """Sample one clip of the embedded model (``golden/assets``) in ``EMBEDDED_STEPS`` Euler steps under
+    """Sample one clip of the embedded model (``evaluation/assets``) in ``EMBEDDED_STEPS`` Euler steps under
     ``tiny_quant_config(config)`` and capture ``layers`` at ``steps`` into ``path``. Returns ``path``."""
     from golden.dit import CaptureConfig, capture, quantize_
-    from golden.evaluation.sampling import generate
-    from golden.evaluation.workload import embedded
+    from evaluation.sampling import generate
+    from evaluation.workload import embedded
 
     work = embedded(samples=1, seed=seed, device=torch.device("cpu"))
     quantize_(work.transformer, tiny_quant_config(config))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..formats import Selection, get_format
+from golden.formats import Selection, get_format
 
 
 class Group(enum.Enum):
@@ -40,7 +40,7 @@ class Method:
 
     def quant_config(self, *, retain_float_weights: bool = True):
         """The ``QuantConfig`` of this method (float weights retained for output SQNR)."""
-        from ..dit import DecompositionConfig, QuantConfig, SedaConfig
+        from golden.dit import DecompositionConfig, QuantConfig, SedaConfig
 
         decomposition = None if self.rho is None else DecompositionConfig(rho=self.rho)
         seda = None
@@ -64,7 +64,7 @@ class Method:
 
 
 def _default_rho() -> float:
-    from ..dit import DecompositionConfig
+    from golden.dit import DecompositionConfig
 
     return DecompositionConfig().rho
 
@@ -88,7 +88,7 @@ def headline_methods() -> tuple[Method, ...]:
 
 def ablation_methods() -> tuple[Method, ...]:
     """One knob at a time: selection rule, ``rho``, the SeDA window and ``K_g``."""
-    from ..dit import SedaConfig
+    from golden.dit import SedaConfig
 
     rho = _default_rho()
     window = SedaConfig().window

@@ -43,7 +43,7 @@ def settings_from(args):
     """(samples, Settings, device) from parsed arguments, validated."""
     import torch
 
-    from sdialect.errors import UsageError
+    from golden.errors import UsageError
 
     from .runner import Settings
 
@@ -64,7 +64,7 @@ def run(args, make_workload, *, model_info: dict) -> int:
     """Build the workload with ``make_workload(samples, seed, device)``, evaluate and write the report."""
     import torch
 
-    from sdialect.errors import UsageError
+    from golden.errors import UsageError
 
     from .data import DataError
     from .model import ModelError

@@ -1,6 +1,6 @@
 """What the evaluation generates: a float transformer, its conditions, initial noise and the call.
 
-Two sources: the embedded model (``golden/assets/tiny-video-dit``: learned clip conditions, the
+Two sources: the embedded model (``evaluation/assets/tiny-video-dit``: learned clip conditions, the
 training clips for reference) and a user's local diffusers-format video transformer directory
 (``sdialect eval --model DIR``: seeded random stand-in text embeddings, since no text encoder is
 loaded). Nothing is ever downloaded.
@@ -19,7 +19,7 @@ from .model import CONDITIONING_FILE, RECIPE_FILE, TRANSFORMER_SUBDIR, ModelErro
 from .sampling import Condition, denoiser_for, velocity
 
 #: The embedded default model, committed with the package.
-EMBEDDED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "tiny-video-dit"
+EMBEDDED_MODEL = Path(__file__).resolve().parent / "assets" / "tiny-video-dit"
 #: Weight files diffusers' ``from_pretrained`` accepts, single-file or sharded (index) layouts.
 WEIGHT_FILES = (
     "diffusion_pytorch_model.safetensors",
@@ -175,7 +175,7 @@ def local_directory(
     class_name = config.get("_class_name")
     import diffusers
 
-    from ..dit import ARCHITECTURES
+    from golden.dit import ARCHITECTURES
 
     if class_name not in ("HunyuanVideoTransformer3DModel", "WanTransformer3DModel"):
         supported = "HunyuanVideoTransformer3DModel, WanTransformer3DModel"

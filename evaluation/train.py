@@ -2,7 +2,7 @@
 
 Usage (defaults reproduce the committed model; budgeted for about 30 minutes on 2 CPU cores)::
 
-    python -m golden.evaluation.train --out golden/assets/tiny-video-dit
+    python -m evaluation.train --out evaluation/assets/tiny-video-dit
 
 Recipe: clips of ``ClipRecipe`` (8 frames of 32 x 32 RGB in [-1, 1], one learned condition per clip);
 per step a batch of clips, ``sigma = sigmoid(n)`` with ``n ~ N(0.5, 1)`` (logit-normal shifted towards
@@ -21,52 +21,17 @@ import argparse
 import copy
 import csv
 import dataclasses
-import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .card import write_card
 from .data import ClipRecipe, load_clips
 from .model import ModelShape, Prediction, build, save
 from .sampling import TIMESTEP_SCALE, Condition, velocity
-
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "assets" / "tiny-video-dit"
-DEFAULT_WORK = Path("build/train/tiny-video-dit")
-#: Loss = mean(((x0_hat - x0) / max(sigma, LOSS_SIGMA_FLOOR))^2): the velocity loss with sigma floored.
-LOSS_SIGMA_FLOOR = 0.2
-#: sigma = sigmoid(N(SIGMA_LOGIT_MEAN, 1)): logit-normal sampling shifted towards high noise.
-SIGMA_LOGIT_MEAN = 0.5
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """Optimization settings; ``steps`` optimizer steps of ``batch`` clips each."""
-
-    steps: int = 700
-    batch: int = 8
-    lr: float = 1e-3
-    warmup: int = 50
-    weight_decay: float = 0.0
-    ema_decay: float = 0.99
-    seed: int = 0
-    checkpoint_every: int = 50
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch", "warmup", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be at least 1, got {getattr(self, name)!r}.")
-        if not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"TrainConfig.ema_decay must lie in (0, 1), got {self.ema_decay!r}.")
-
-    def lr_at(self, step: int) -> float:
-        """Linear warm-up to ``lr`` then cosine decay to 10 % of it at ``steps``."""
-        if step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        progress = (step - self.warmup) / max(1, self.steps - self.warmup)
-        return self.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+from .train_config import DEFAULT_OUT, DEFAULT_WORK, LOSS_SIGMA_FLOOR, SIGMA_LOGIT_MEAN, TrainConfig
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -166,8 +131,6 @@ def train(
         clips=clip_list,
     )
     print(f"saved the EMA model after {step} steps to {out}", flush=True)
-    from .card import write_card
-
     write_card(model_dir=out, losses=losses, train_config=config, trained_steps=step)
 
 

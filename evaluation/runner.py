@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..formats import get_format
+from golden.formats import get_format
 from . import metrics
 from .methods import Method, ablation_methods, headline_methods
 from .sampling import generate
@@ -107,7 +107,7 @@ def method_run(
     method: Method, workload: Workload, settings: Settings, reference_steps: list[torch.Tensor], capture_dir: Path | None
 ) -> Run:
     """Quantize a fresh copy of the float transformer with ``method`` and generate."""
-    from ..dit import CaptureConfig, capture, collect_stats, quantize_, quantized_layers, reset_schedule
+    from golden.dit import CaptureConfig, capture, collect_stats, quantize_, quantized_layers, reset_schedule
 
     model = copy.deepcopy(workload.transformer)
     report = quantize_(model, method.quant_config())
