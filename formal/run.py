@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .properties import PROPERTIES, QUICK, Property
+from .properties import OPEN, PROPERTIES, QUICK, Property
 
 __all__ = ["FORMAL_ROOT", "Outcome", "prove", "tools_missing"]
 
@@ -62,7 +62,8 @@ depth {prop.depth}
 multiclock off
 
 [engines]
-smtbmc {SOLVER}
+check: {prop.engine}
+cover: smtbmc {SOLVER}
 
 [script]
 read_rtlil top.il
@@ -117,15 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the properties with their depth, prove nothing")
     parser.add_argument("--jobs", type=int, default=2, help="SymbiYosys jobs at once (default 2)")
     args = parser.parse_args(argv)
-    names = {p.name for p in PROPERTIES}
+    names = {p.name for p in PROPERTIES + OPEN}
     unknown = [n for n in args.only if n not in names]
     if unknown:
         print(f"error: unknown property {unknown[0]!r}; `python -m formal --list` names them", file=sys.stderr)
         return 2
-    chosen = [p for p in PROPERTIES if p.name in args.only] if args.only else list(QUICK if args.quick else PROPERTIES)
+    chosen = [p for p in PROPERTIES + OPEN if p.name in args.only] if args.only else list(QUICK if args.quick else PROPERTIES)
     if args.list:
         for p in chosen:
             print(f"{p.name:44} {p.mode} depth {p.depth:3d}  {p.claim}")
+        if not args.only:
+            for p in OPEN:
+                print(f"{p.name:44} open (not in --all) depth {p.depth:3d}  {p.claim}")
         return 0
     missing = tools_missing()
     if missing:
