@@ -1,8 +1,10 @@
 """`sdialect eval --model DIR`: the demo's evaluation on a local diffusers-format video transformer.
 
 DIR holds ``config.json`` and diffusers weights (or has them under ``DIR/transformer``); nothing is
-downloaded. Supported classes: HunyuanVideoTransformer3DModel and WanTransformer3DModel. Without a
-text encoder, seeded random embeddings of the model's text width stand in for prompts.
+downloaded. Supported classes: every class ``quantize_`` supports (HunyuanVideo, Wan, LTX-Video,
+CogVideoX, Mochi transformers). Without a text encoder, seeded random embeddings of the model's text
+width stand in for prompts. ``--size`` must be at least 11 (SSIM's window, computed on the latents);
+it and ``--frames`` are checked before anything is generated.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .app import add_common_arguments
 def add_arguments(parser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="local diffusers model directory")
     parser.add_argument("--frames", type=int, default=None, help="latent frames (default: 4 latent frames after patching)")
-    parser.add_argument("--size", type=int, default=None, help="latent height and width (default: 8 patches)")
+    parser.add_argument("--size", type=int, default=None, help="latent height and width (default: 8 patches, at least 11)")
     add_common_arguments(parser, default_out=None)
 
 

@@ -9,12 +9,14 @@ loaded). Nothing is ever downloaded.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .metrics import SSIM_WINDOW
 from .model import CONDITIONING_FILE, RECIPE_FILE, TRANSFORMER_SUBDIR, ModelError, load
 from .sampling import Condition, denoiser_for, velocity
 
@@ -99,6 +101,8 @@ def _hunyuan_guided(transformer, latents, timestep, cond: Condition):
 
 def _check_directory(directory: Path) -> Path:
     """The directory holding config.json and weights (DIR or DIR/transformer), or a ModelError."""
+    if directory.exists() and not directory.is_dir():
+        raise ModelError(f"Model {directory} is a file; expected a diffusers model directory.")
     if not directory.is_dir():
         raise ModelError(f"Model directory {directory} does not exist.")
     for candidate in (directory, directory / TRANSFORMER_SUBDIR):
@@ -156,6 +160,94 @@ def _read_weights(where: Path) -> dict[str, torch.Tensor]:
     raise ModelError(f"{where} has no diffusers weights ({', '.join(WEIGHT_FILES)}).")
 
 
+def _ltx_velocity(transformer, latents, timestep, cond: Condition):
+    """LTX-Video takes packed patch tokens (B, T, C p_t p p) and the latent's patch-grid sizes."""
+    p, pt = transformer.config.patch_size, transformer.config.patch_size_t
+    b, c, f, h, w = latents.shape
+    tokens = latents.reshape(b, c, f // pt, pt, h // p, p, w // p, p).permute(0, 2, 4, 6, 1, 3, 5, 7).flatten(4).flatten(1, 3)
+    out = transformer(
+        hidden_states=tokens, timestep=timestep, encoder_hidden_states=cond.tokens, encoder_attention_mask=cond.mask,
+        num_frames=f // pt, height=h // p, width=w // p, return_dict=False,
+    )[0]  # fmt: skip
+    out = out.reshape(b, f // pt, h // p, w // p, -1, pt, p, p).permute(0, 4, 1, 5, 2, 6, 3, 7)
+    return out.reshape(b, -1, f, h, w)
+
+
+def _cogvideox_velocity(transformer, latents, timestep, cond: Condition):
+    """CogVideoX latents are (B, F, C, H, W)."""
+    out = transformer(
+        hidden_states=latents.transpose(1, 2), timestep=timestep, encoder_hidden_states=cond.tokens, return_dict=False
+    )[0]
+    return out.transpose(1, 2)
+
+
+def _mochi_velocity(transformer, latents, timestep, cond: Condition):
+    return transformer(
+        hidden_states=latents, timestep=timestep, encoder_hidden_states=cond.tokens,
+        encoder_attention_mask=cond.mask, return_dict=False,
+    )[0]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _LocalCall:
+    """How a local checkpoint of one class is called: patch sizes, stand-in text, the model call."""
+
+    patch_t: int
+    patch_h: int
+    patch_w: int
+    text_dim: int
+    text_tokens: int
+    denoiser: Callable
+    pooled_dim: int | None = None
+
+
+def _hunyuan_call(config: dict) -> _LocalCall:
+    p = config.get("patch_size", 2)
+    return _LocalCall(
+        config.get("patch_size_t", 1), p, p, config.get("text_embed_dim", 4096), 8,
+        _hunyuan_guided if config.get("guidance_embeds") else velocity, config.get("pooled_projection_dim", 768),
+    )  # fmt: skip
+
+
+def _wan_call(config: dict) -> _LocalCall:
+    return _LocalCall(*config.get("patch_size", (1, 2, 2)), config.get("text_dim", 4096), 8, _wan_velocity)
+
+
+def _ltx_call(config: dict) -> _LocalCall:
+    p = config.get("patch_size", 1)
+    return _LocalCall(config.get("patch_size_t", 1), p, p, config.get("caption_channels", 4096), 8, _ltx_velocity)
+
+
+def _cogvideox_call(config: dict) -> _LocalCall:
+    # The joint positional embedding has exactly max_text_seq_length text positions.
+    p = config.get("patch_size", 2)
+    return _LocalCall(
+        config.get("patch_size_t") or 1, p, p, config.get("text_embed_dim", 4096),
+        config.get("max_text_seq_length", 226), _cogvideox_velocity,
+    )  # fmt: skip
+
+
+def _mochi_call(config: dict) -> _LocalCall:
+    p = config.get("patch_size", 2)
+    return _LocalCall(1, p, p, config.get("text_embed_dim", 4096), 8, _mochi_velocity)
+
+
+#: Classes `sdialect eval --model DIR` loads: every class quantize_ supports (golden.dit.ARCHITECTURES).
+_LOCAL_CLASSES = {
+    "HunyuanVideoTransformer3DModel": _hunyuan_call,
+    "WanTransformer3DModel": _wan_call,
+    "LTXVideoTransformer3DModel": _ltx_call,
+    "CogVideoXTransformer3DModel": _cogvideox_call,
+    "MochiTransformer3DModel": _mochi_call,
+}
+
+
+def _default_size(patch_h: int, patch_w: int) -> int:
+    """8 patches a side, at least SSIM's window, a multiple of both patch sizes."""
+    step = math.lcm(patch_h, patch_w)
+    return step * max(math.ceil(8 * max(patch_h, patch_w) / step), math.ceil(SSIM_WINDOW / step))
+
+
 def local_directory(
     directory: Path, *, samples: int, seed: int, device: torch.device, frames: int | None, size: int | None
 ) -> Workload:
@@ -163,8 +255,10 @@ def local_directory(
 
     The embedded model's own layout (with ``conditioning.safetensors``) is recognised and evaluated
     with its learned conditions. Other checkpoints get seeded random text embeddings of the width
-    their config declares, and latent noise of ``frames x size x size`` (defaults: the smallest grid
-    of 4 latent frames and 8 x 8 patches).
+    their config declares, and latent noise of ``frames x size x size`` (defaults: 4 latent frames
+    (times the temporal patch) and 8 x 8 patches, at least SSIM's 11 latent pixels a side). Every
+    class ``quantize_`` supports loads; patch multiples and the SSIM size are checked before the
+    weights are read.
     """
     directory = Path(directory)
     if (directory / CONDITIONING_FILE).is_file() and (directory / RECIPE_FILE).is_file():
@@ -177,10 +271,24 @@ def local_directory(
 
     from golden.dit import ARCHITECTURES
 
-    if class_name not in ("HunyuanVideoTransformer3DModel", "WanTransformer3DModel"):
-        supported = "HunyuanVideoTransformer3DModel, WanTransformer3DModel"
+    if class_name not in _LOCAL_CLASSES:
+        supported = ", ".join(_LOCAL_CLASSES)
         raise ModelError(
             f"{where} holds a {class_name or 'model without _class_name'}; `sdialect eval` supports {supported}."
+        )
+    call = _LOCAL_CLASSES[class_name](config)
+    # Everything that can fail is checked here, before the model is loaded and anything generated.
+    frames = frames or 4 * call.patch_t
+    size = size or _default_size(call.patch_h, call.patch_w)
+    if frames < 1 or size < 1 or frames % call.patch_t or size % call.patch_h or size % call.patch_w:
+        raise ModelError(
+            f"--frames {frames} and --size {size} must be positive multiples of the patch "
+            f"({call.patch_t}, {call.patch_h}, {call.patch_w})."
+        )
+    if size < SSIM_WINDOW:
+        raise ModelError(
+            f"--size {size} is too small: SSIM (computed on the latents) needs frames of at least {SSIM_WINDOW} "
+            f"latent pixels a side."
         )
     cls = getattr(diffusers, class_name)
     try:
@@ -196,25 +304,11 @@ def local_directory(
     transformer.eval().requires_grad_(False).to(device)
     generator = torch.Generator().manual_seed(seed)
     channels = config.get("in_channels", 16)
-    if class_name == "HunyuanVideoTransformer3DModel":
-        patch_t, patch = config.get("patch_size_t", 1), config.get("patch_size", 2)
-        patch_h = patch_w = patch
-        text_dim, text_tokens = config.get("text_embed_dim", 4096), 8
-        pooled = torch.randn(samples, config.get("pooled_projection_dim", 768), generator=generator)
-        denoiser = _hunyuan_guided if config.get("guidance_embeds") else velocity
-        arch = ARCHITECTURES[class_name].name
-    else:
-        patch_t, patch_h, patch_w = config.get("patch_size", (1, 2, 2))
-        text_dim, text_tokens = config.get("text_dim", 4096), 8
-        pooled = None
-        denoiser = _wan_velocity
-        arch = ARCHITECTURES[class_name].name
+    text_dim, text_tokens, denoiser = call.text_dim, call.text_tokens, call.denoiser
+    pooled = None if call.pooled_dim is None else torch.randn(samples, call.pooled_dim, generator=generator)
+    arch = ARCHITECTURES[class_name].name
     tokens = torch.randn(samples, text_tokens, text_dim, generator=generator)
     mask = torch.ones(samples, text_tokens, dtype=torch.int64)
-    frames = frames or 4 * patch_t
-    size = size or 8 * max(patch_h, patch_w)
-    if frames % patch_t or size % patch_h or size % patch_w:
-        raise ModelError(f"--frames {frames} and --size {size} must be multiples of the patch ({patch_t}, {patch_h}, {patch_w}).")
     noise = torch.randn(samples, channels, frames, size, size, generator=generator)
     return Workload(
         model_name=directory.name,

@@ -58,10 +58,10 @@ def check_output_file(path: str | os.PathLike, suffix: str | None = None,
     if str(path) == "":
         raise UsageError(f"the {what} path is empty")
     path = Path(path)
-    if suffix is not None and path.suffix != suffix:
-        raise UsageError(f"{what} {path} must end in {suffix}")
     if path.is_dir():
         raise UsageError(f"{what} {path} is an existing directory; give a file name")
+    if suffix is not None and path.suffix != suffix:
+        raise UsageError(f"{what} {path} must end in {suffix}")
     for source in inputs:
         if _same_file(path, Path(source)) or path.resolve() == Path(source).resolve():
             raise UsageError(f"{what} {path} is also an input; refusing to overwrite it")

@@ -182,6 +182,8 @@ def _run(args: argparse.Namespace, shapes: list[tuple[int, int]]) -> dict:
     import triton
 
     from kernels import GemmMode, quantize_activations, w4a4_gemm, w4a4_linear
+    from kernels.fast import fast_weight, launch_fast, prepare_activations
+    from kernels.gemm import DEFAULT_CONFIGS
 
     device = torch.device("cuda")
     name = torch.cuda.get_device_name(device)
@@ -221,18 +223,34 @@ def _run(args: argparse.Namespace, shapes: list[tuple[int, int]]) -> dict:
             ms, mem = _measure(partial(_weight_only_linear, x, w_mx), args.rep_ms)
             moved = 2 * m * k + n * k // 2 + n * k // w_mx.block + 2 * m * n
             record(m, k, n, "mxfp4_weight_only_dequant_linear", ms, mem, moved, "bf16")
+            bias = torch.randn(n, device=device)
             for format_name, w_q in weights.items():
                 a_q = quantize_activations(x, format_name)
                 row_bytes = k // 2 + (2 if w_q.dialect is not None else 1) * (k // w_q.block)
+                ms, mem = _measure(partial(quantize_activations, x, format_name, validate=False), args.rep_ms)
+                record(m, k, n, "quantize_activations", ms, mem, 2 * m * k + m * row_bytes, "int8",
+                       format=format_name)  # fmt: skip
                 for mode in args.modes:
                     gemm_mode = GemmMode(mode)
                     ms, mem = _measure(partial(w4a4_gemm, a_q, w_q, mode=gemm_mode), args.rep_ms)
                     moved = (m + n) * row_bytes + 4 * m * n
                     record(m, k, n, "w4a4_gemm", ms, mem, moved, "int8", format=format_name, mode=mode)
-                    ms, mem = _measure(partial(w4a4_linear, x, w_q, mode=gemm_mode), args.rep_ms)
-                    # bf16 rows in, packed activations written and read back, packed weights, float32 out.
-                    moved = 2 * m * k + 2 * m * row_bytes + n * row_bytes + 4 * m * n
-                    record(m, k, n, "w4a4_linear", ms, mem, moved, "int8", format=format_name, mode=mode)
+                    if gemm_mode is GemmMode.FAST:
+                        # The main kernel alone, on operands prepared once (int8 activations, fast weight).
+                        config = DEFAULT_CONFIGS[gemm_mode]
+                        a_fast = prepare_activations(a_q, config.fast_tile_k)
+                        w_fast = fast_weight(w_q, config.fast_tile_k)
+                        out = torch.empty(m, n, dtype=torch.bfloat16, device=device)
+                        ms, mem = _measure(partial(launch_fast, a_fast, w_fast, config, out, bias, None, None),
+                                           args.rep_ms)  # fmt: skip
+                        moved = m * a_fast.values.shape[1] + n * row_bytes + 2 * m * n
+                        record(m, k, n, "w4a4_gemm_fast_prepared_bf16_bias", ms, mem, moved, "int8",
+                               format=format_name, mode=mode)  # fmt: skip
+                    linear = partial(w4a4_linear, x, w_q, mode=gemm_mode, bias=bias, out_dtype=torch.bfloat16)
+                    ms, mem = _measure(linear, args.rep_ms)
+                    # bf16 rows in, packed activations written and read back, packed weights, bf16 out.
+                    moved = 2 * m * k + 2 * m * row_bytes + n * row_bytes + 2 * m * n
+                    record(m, k, n, "w4a4_linear_bf16_bias", ms, mem, moved, "int8", format=format_name, mode=mode)
     return {
         "device": name,
         "capability": list(torch.cuda.get_device_capability(device)),

@@ -38,6 +38,7 @@ from .packed import PackedOperand
 from .tables import ALIGN_BITS, FLOAT32_BIAS, FLOAT32_MANTISSA_BITS, MAGNITUDE_BITS, NUM_CODES, format_tables
 
 __all__ = [
+    "DEFAULT_CONFIGS",
     "GemmConfig",
     "GemmMode",
     "fast_mode_error_bound",
@@ -86,6 +87,7 @@ class GemmConfig:
 
     ``block_m`` x ``block_n`` outputs per program (each >= 16, powers of two); ``fast_tile_k``
     values of K merged per fast-mode dot (a power of two, a multiple of the block size in use).
+    ``DEFAULT_CONFIGS`` holds the production configuration of each mode.
     """
 
     block_m: int = 64
@@ -93,6 +95,8 @@ class GemmConfig:
     fast_tile_k: int = 128
     num_warps: int = 4
     num_stages: int = 3
+    #: Row tiles launched next to each other per column tile (grouped launch order, L2 reuse).
+    group_m: int = 8
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n", "fast_tile_k"):
@@ -109,11 +113,25 @@ class GemmConfig:
         """Blocks merged into one dot: 1 in exact mode, fast_tile_k // block in fast mode."""
         if mode is GemmMode.EXACT:
             return 1
+        if self.fast_tile_k < MIN_DOT_K:
+            raise InputError(f"GemmConfig.fast_tile_k={self.fast_tile_k} is below the int8 dot's K of {MIN_DOT_K}")
         if self.fast_tile_k % block:
             raise InputError(
                 f"GemmConfig.fast_tile_k={self.fast_tile_k} is not a multiple of the block size {block}"
             )
         return self.fast_tile_k // block
+
+
+#: The production configuration of each mode. Exact mode: 64 x 64 tiles (its per-block scaling keeps
+#: an int32 and a float32 tile live next to the decode). Fast mode: 128 x 128 tiles, two warp groups
+#: (64 accumulator rows each), three pipeline stages, K tiles of 256 (the largest whose int32 sums
+#: stay below 2^22; it halves the per-tile rescale against 128, see kernels/README.md).
+DEFAULT_CONFIGS = {
+    GemmMode.EXACT: GemmConfig(),
+    GemmMode.FAST: GemmConfig(block_m=128, block_n=128, fast_tile_k=256, num_warps=8, num_stages=3),
+}
+#: Output dtypes of the GEMM epilogue.
+OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,25 +230,61 @@ def _dot_operand(even, odd, PAD: tl.constexpr):
 
 
 @triton.jit
+def _to_out(y, dtype: tl.constexpr):
+    """float32 -> the output dtype with round-to-nearest-even (as torch's .to()).
+
+    bfloat16 is rounded on the bit pattern: the interpreter's own float32 -> bfloat16 cast
+    truncates, and the integer form costs the GPU three more instructions per output, once.
+    """
+    if dtype == tl.bfloat16:
+        bits = y.to(tl.int32, bitcast=True)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        half = tl.where(y != y, 0x7FC0, rounded & 0xFFFF).to(tl.int16)
+        return half.to(tl.bfloat16, bitcast=True)
+    else:
+        return y.to(dtype)
+
+
+@triton.jit
+def _epilogue(y, rows, cols, row_ok, col_ok, bias_ptr, residual_ptr, stride_residual, slot_ptr,
+              HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr):  # fmt: skip
+    """y + residual[slot[row]] (rows with a slot) + bias, each a float32 addition in that order."""
+    if HAS_RESIDUAL:
+        slot = tl.load(slot_ptr + rows, mask=row_ok, other=-1)
+        r_mask = row_ok[:, None] & col_ok[None, :] & (slot >= 0)[:, None]
+        r = tl.load(residual_ptr + slot.to(tl.int64)[:, None] * stride_residual + cols[None, :], mask=r_mask,
+                    other=0.0)  # fmt: skip
+        y = tl.where(r_mask, y + r, y)
+    if HAS_BIAS:
+        y = y + tl.load(bias_ptr + cols, mask=col_ok, other=0.0)[None, :]
+    return y
+
+
+@triton.jit
 def _w4a4_gemm_kernel(
     a_codes_ptr, a_exponent_ptr, a_dialect_ptr, stride_a_codes, stride_a_meta,
     w_codes_ptr, w_exponent_ptr, w_dialect_ptr, stride_w_codes, stride_w_meta,
     words_ptr, out_ptr, stride_out, out_rows_ptr,
+    bias_ptr, residual_ptr, stride_residual, slot_ptr,
     num_rows, num_cols, num_blocks,
     BLOCK: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
-    TILE_BLOCKS: tl.constexpr,
     DOT_PAD: tl.constexpr,
-    FAST: tl.constexpr,
     HAS_DIALECT: tl.constexpr,
     SCATTER: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr,
 ):  # fmt: skip
-    """One (BLOCK_M, BLOCK_N) tile of y = A @ W.T; SCATTER adds it into out[out_rows] instead."""
-    tl.static_assert(FAST or TILE_BLOCKS == 1, "exact mode takes one block per dot")
-    tl.static_assert(TILE_BLOCKS * BLOCK * DOT_PAD >= 32, "an int8 tl.dot needs K >= 32")
+    """Exact mode: one (BLOCK_M, BLOCK_N) tile of y = A @ W.T, one dot per K block.
+
+    SCATTER adds the tile into out[out_rows] instead; otherwise the epilogue adds the optional
+    residual rows and bias and stores in out's dtype.
+    """
+    tl.static_assert(BLOCK * DOT_PAD >= 32, "an int8 tl.dot needs K >= 32")
     tl.static_assert(DOT_PAD == 1 or DOT_PAD == 2, "only a 16-wide dot is padded")
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot tiles are at least 16 x 16")
+    tl.static_assert(not (SCATTER and (HAS_BIAS or HAS_RESIDUAL)), "scatter-add has no epilogue")
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < num_rows
@@ -238,40 +292,27 @@ def _w4a4_gemm_kernel(
     rows64 = rows.to(tl.int64)
     cols64 = cols.to(tl.int64)
     y = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-    for tile in range(0, tl.cdiv(num_blocks, TILE_BLOCKS)):
+    for block in range(0, num_blocks):
         a_even, a_odd, e_a = _load_tile(a_codes_ptr, a_exponent_ptr, a_dialect_ptr,
-                                        stride_a_codes, stride_a_meta, words_ptr, rows64, row_ok, tile,
-                                        num_blocks, TILE_BLOCKS, BLOCK, HAS_DIALECT)  # fmt: skip
+                                        stride_a_codes, stride_a_meta, words_ptr, rows64, row_ok, block,
+                                        num_blocks, 1, BLOCK, HAS_DIALECT)  # fmt: skip
         w_even, w_odd, e_w = _load_tile(w_codes_ptr, w_exponent_ptr, w_dialect_ptr,
-                                        stride_w_codes, stride_w_meta, words_ptr, cols64, col_ok, tile,
-                                        num_blocks, TILE_BLOCKS, BLOCK, HAS_DIALECT)  # fmt: skip
-        # Largest block exponent of each row in the tile (exact mode: the block's own exponent).
-        ref_a = tl.max(e_a, axis=1)
-        ref_w = tl.max(e_w, axis=1)
-        if FAST:
-            shift_a = ref_a[:, None] - _per_byte(e_a, TILE_BLOCKS, BLOCK)
-            shift_w = ref_w[:, None] - _per_byte(e_w, TILE_BLOCKS, BLOCK)
-            a_even = _align(a_even, shift_a)
-            a_odd = _align(a_odd, shift_a)
-            w_even = _align(w_even, shift_w)
-            w_odd = _align(w_odd, shift_w)
-            s_a = ref_a - _FAST_HALF_OFFSET
-            s_w = ref_w - _FAST_HALF_OFFSET
-        else:
-            s_a = ref_a - _HALF_OFFSET
-            s_w = ref_w - _HALF_OFFSET
+                                        stride_w_codes, stride_w_meta, words_ptr, cols64, col_ok, block,
+                                        num_blocks, 1, BLOCK, HAS_DIALECT)  # fmt: skip
         a = _dot_operand(a_even, a_odd, DOT_PAD)
         w = _dot_operand(w_even, w_odd, DOT_PAD)
         acc = tl.dot(a, tl.trans(w), out_dtype=tl.int32)
-        y = y + _outer_scale(acc, s_a, s_w)
+        y = y + _outer_scale(acc, tl.max(e_a, axis=1) - _HALF_OFFSET, tl.max(e_w, axis=1) - _HALF_OFFSET)
     out_mask = row_ok[:, None] & col_ok[None, :]
     if SCATTER:
         target = tl.load(out_rows_ptr + rows, mask=row_ok, other=0)
         out = out_ptr + target[:, None] * stride_out + cols64[None, :]
         y = tl.load(out, mask=out_mask, other=0.0) + y
     else:
+        y = _epilogue(y, rows, cols64, row_ok, col_ok, bias_ptr, residual_ptr, stride_residual, slot_ptr,
+                      HAS_BIAS, HAS_RESIDUAL)  # fmt: skip
         out = out_ptr + rows64[:, None] * stride_out + cols64[None, :]
-    tl.store(out, y, mask=out_mask)
+    tl.store(out, _to_out(y, out_ptr.dtype.element_ty), mask=out_mask)
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,12 +368,47 @@ def _check_scatter(a: PackedOperand, w: PackedOperand, out: torch.Tensor, rows: 
         raise InputError("row indices must be unique (each output row receives one residual)")
 
 
-def _launch(a, w, mode, config, out, out_rows, scatter):
-    tables = format_tables(a.format, a.device)
-    tile_blocks = config.tile_blocks(mode, a.block)
-    dot_k = tile_blocks * a.block
+def _resolve_config(mode: GemmMode, config: GemmConfig | None, block: int) -> GemmConfig:
+    config = DEFAULT_CONFIGS[mode] if config is None else config
+    if not isinstance(config, GemmConfig):
+        raise InputError(f"config must be a GemmConfig, got {type(config).__name__}")
+    config.tile_blocks(mode, block)  # checks fast_tile_k against the block size
+    return config
+
+
+def _check_epilogue(w: PackedOperand, bias, out_dtype) -> None:
+    if out_dtype not in OUT_DTYPES:
+        names = ", ".join(str(d).removeprefix("torch.") for d in OUT_DTYPES)
+        raise InputError(f"the GEMM writes {names}, not {out_dtype}")
+    if bias is not None and (
+        not isinstance(bias, torch.Tensor) or bias.dtype != torch.float32 or bias.shape != (w.rows,)
+        or bias.device != w.device or not bias.is_contiguous()
+    ):  # fmt: skip
+        raise InputError(
+            f"bias must be a contiguous float32 tensor of shape ({w.rows},) on {w.device}, got "
+            f"{getattr(bias, 'dtype', type(bias).__name__)} of shape {tuple(getattr(bias, 'shape', ()))}"
+        )
+
+
+def gemm_into(a, w, mode: GemmMode, config: GemmConfig, out, *, bias=None, residual=None, slot=None) -> None:
+    """Launch the GEMM of ``mode`` into ``out`` (M, N) with the fused epilogue; arguments checked.
+
+    ``residual`` float32 (S, N) and ``slot`` int32 (M,) (-1 for rows without a residual) add
+    ``residual[slot[i]]`` to row ``i`` before the bias.
+    """
     if a.rows == 0 or w.rows == 0:
         return
+    if mode is GemmMode.FAST:
+        from .fast import fast_weight, launch_fast, prepare_activations
+
+        launch_fast(prepare_activations(a, config.fast_tile_k), fast_weight(w, config.fast_tile_k), config, out,
+                    bias, residual, slot)  # fmt: skip
+        return
+    _launch_exact(a, w, config, out, None, False, bias, residual, slot)
+
+
+def _launch_exact(a, w, config, out, out_rows, scatter, bias=None, residual=None, slot=None):
+    tables = format_tables(a.format, a.device)
     grid = (triton.cdiv(a.rows, config.block_m), triton.cdiv(w.rows, config.block_n))
     _w4a4_gemm_kernel[grid](
         a_codes_ptr=a.codes, a_exponent_ptr=a.exponent,
@@ -343,10 +419,14 @@ def _launch(a, w, mode, config, out, out_rows, scatter):
         stride_w_codes=w.codes.stride(0), stride_w_meta=w.exponent.stride(0),
         words_ptr=tables.words, out_ptr=out, stride_out=out.stride(0),
         out_rows_ptr=out_rows if scatter else a.exponent,
+        bias_ptr=out if bias is None else bias, residual_ptr=out if residual is None else residual,
+        stride_residual=0 if residual is None else residual.stride(0),
+        slot_ptr=a.exponent if slot is None else slot,
         num_rows=a.rows, num_cols=w.rows, num_blocks=a.num_blocks,
-        BLOCK=a.block, BLOCK_M=config.block_m, BLOCK_N=config.block_n, TILE_BLOCKS=tile_blocks,
-        DOT_PAD=max(1, MIN_DOT_K // dot_k), FAST=mode is GemmMode.FAST, HAS_DIALECT=a.dialect is not None,
-        SCATTER=scatter, num_warps=config.num_warps, num_stages=config.num_stages, **LAUNCH_OPTIONS,
+        BLOCK=a.block, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
+        DOT_PAD=max(1, MIN_DOT_K // a.block), HAS_DIALECT=a.dialect is not None, SCATTER=scatter,
+        HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
+        num_warps=config.num_warps, num_stages=config.num_stages, **LAUNCH_OPTIONS,
     )  # fmt: skip
 
 
@@ -355,17 +435,24 @@ def w4a4_gemm(
     w: PackedOperand,
     *,
     mode: GemmMode | str = GemmMode.EXACT,
-    config: GemmConfig = GemmConfig(),
+    config: GemmConfig | None = None,
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """``y = A @ W.T`` for packed A ``(M, K)`` and W ``(N, K)``: float32 ``(M, N)``.
+    """``y = A @ W.T (+ bias)`` for packed A ``(M, K)`` and W ``(N, K)``: ``(M, N)`` in ``out_dtype``.
 
     Exact mode is bit-identical to ``golden.quantized_matmul``; fast mode stays within
-    ``fast_mode_error_bound``. Both operands on one CUDA device (any device when interpreting).
+    ``fast_mode_error_bound``. The optional float32 ``bias`` ``(N,)`` is added in float32 and the
+    sum rounded once to ``out_dtype`` (float32, bfloat16 or float16). ``config`` defaults to the
+    mode's production configuration (``DEFAULT_CONFIGS``). Both operands on one CUDA device (any
+    device when interpreting).
     """
     mode = _check_operands(a, w, mode)
+    config = _resolve_config(mode, config, a.block)
+    _check_epilogue(w, bias, out_dtype)
     check_runnable("the activation codes", a.codes)
-    out = torch.empty(a.rows, w.rows, dtype=torch.float32, device=a.device)
-    _launch(a, w, mode, config, out, None, scatter=False)
+    out = torch.empty(a.rows, w.rows, dtype=out_dtype, device=a.device)
+    gemm_into(a, w, mode, config, out, bias=bias)
     return out
 
 
@@ -376,17 +463,26 @@ def w4a4_gemm_scatter_add(
     rows: torch.Tensor,
     *,
     mode: GemmMode | str = GemmMode.EXACT,
-    config: GemmConfig = GemmConfig(),
+    config: GemmConfig | None = None,
 ) -> None:
     """``out[rows[i]] = fl32(out[rows[i]] + (A @ W.T)[i])`` in place: the residual-row GEMM.
 
-    ``a`` holds one packed row per entry of ``rows`` (int64, unique, in range); ``out`` is float32
-    ``(M, N)``. The product is computed exactly as ``w4a4_gemm`` would, then added once.
+    ``a`` holds one packed row per entry of ``rows`` (int64, unique, in range: checked here, which
+    reads ``rows`` on the host); ``out`` is float32 ``(M, N)``. The product is computed exactly as
+    ``w4a4_gemm`` would, then added once. ``w4a4_linear`` fuses this step into the GEMM epilogue.
     """
     mode = _check_operands(a, w, mode)
+    config = _resolve_config(mode, config, a.block)
     _check_scatter(a, w, out, rows)
     check_runnable("the activation codes", a.codes)
-    _launch(a, w, mode, config, out, rows, scatter=True)
+    if a.rows == 0 or w.rows == 0:
+        return
+    if mode is GemmMode.FAST:
+        y = torch.empty(a.rows, w.rows, dtype=torch.float32, device=a.device)
+        gemm_into(a, w, mode, config, y)
+        out[rows] = out[rows] + y
+        return
+    _launch_exact(a, w, config, out, rows, True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,6 +520,17 @@ def _aligned(h: torch.Tensor, e: torch.Tensor, tile_blocks: int, block: int):
     return ((h << ALIGN_BITS) + ((1 << shift) >> 1)) >> shift, ref
 
 
+def epilogue_torch(y, bias, residual, slot, out_dtype):
+    """Twin of the fused epilogue: y + residual[slot] (rows with slot >= 0) + bias, then out_dtype."""
+    if residual is not None:
+        has = slot >= 0
+        y = y.clone()
+        y[has] = y[has] + residual[slot[has].long()]
+    if bias is not None:
+        y = y + bias
+    return y.to(out_dtype)
+
+
 def _gemm_torch(a: PackedOperand, w: PackedOperand, mode: GemmMode, config: GemmConfig) -> torch.Tensor:
     ha, hw = _signed_half_units(a), _signed_half_units(w)
     y = torch.zeros(a.rows, w.rows, dtype=torch.float32, device=a.device)
@@ -449,10 +556,15 @@ def w4a4_gemm_torch(
     w: PackedOperand,
     *,
     mode: GemmMode | str = GemmMode.EXACT,
-    config: GemmConfig = GemmConfig(),
+    config: GemmConfig | None = None,
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Pure-PyTorch twin of ``w4a4_gemm`` (same blocks, tiles, order and roundings)."""
-    return _gemm_torch(a, w, _check_operands(a, w, mode), config)
+    mode = _check_operands(a, w, mode)
+    config = _resolve_config(mode, config, a.block)
+    _check_epilogue(w, bias, out_dtype)
+    return epilogue_torch(_gemm_torch(a, w, mode, config), bias, None, None, out_dtype)
 
 
 def w4a4_gemm_scatter_add_torch(
@@ -462,16 +574,17 @@ def w4a4_gemm_scatter_add_torch(
     rows: torch.Tensor,
     *,
     mode: GemmMode | str = GemmMode.EXACT,
-    config: GemmConfig = GemmConfig(),
+    config: GemmConfig | None = None,
 ) -> None:
     """Pure-PyTorch twin of ``w4a4_gemm_scatter_add``."""
     mode = _check_operands(a, w, mode)
+    config = _resolve_config(mode, config, a.block)
     _check_scatter(a, w, out, rows)
     out[rows] = out[rows] + _gemm_torch(a, w, mode, config)
 
 
 def fast_mode_error_bound(
-    a: PackedOperand, w: PackedOperand, *, config: GemmConfig = GemmConfig()
+    a: PackedOperand, w: PackedOperand, *, config: GemmConfig | None = None
 ) -> torch.Tensor:
     """float64 ``(M, N)`` bound on ``|w4a4_gemm(fast) - w4a4_gemm(exact)|``, elementwise.
 
@@ -486,6 +599,7 @@ def fast_mode_error_bound(
     rounding of the two accumulations. It holds while no term leaves binary32's normal range.
     """
     _check_operands(a, w, GemmMode.FAST)
+    config = _resolve_config(GemmMode.FAST, config, a.block)
     tile_blocks = config.tile_blocks(GemmMode.FAST, a.block)
 
     def magnitudes_and_errors(p: PackedOperand):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 
 from golden.blocks import InputError
 
-__all__ = ["LAUNCH_OPTIONS", "check_runnable", "interpreting"]
+__all__ = ["LAUNCH_OPTIONS", "check_runnable", "interpreting", "validation_default"]
 
 #: Compile options of every launch. Floating-point contraction stays off: ``y + acc * scale`` fused
 #: into one FMA would round once where NUMERICS.md section 4 rounds twice.
@@ -33,3 +35,14 @@ def check_runnable(name: str, tensor: torch.Tensor) -> None:
             f"{name} is on {tensor.device}; the Triton kernels need a CUDA tensor "
             f"(or TRITON_INTERPRET=1 set before triton is imported)"
         )
+
+
+#: Environment variable that turns the host-side checks of the linear's hot path on (``1``).
+VALIDATE_ENV = "SDIALECT_KERNEL_CHECKS"
+
+
+def validation_default() -> bool:
+    """Whether ``w4a4_linear`` validates by default: checks that read device values on the host
+    (NaN/infinite blocks, salient-row ranges and uniqueness, empty candidate masks) synchronise with
+    the GPU and rule out CUDA graphs, so they run only when ``SDIALECT_KERNEL_CHECKS=1``."""
+    return os.environ.get(VALIDATE_ENV, "") == "1"

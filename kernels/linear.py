@@ -27,13 +27,17 @@ from golden.matmul import weight_selection
 from golden.quantize import QuantizedTensor, quantize
 
 from .gemm import (
+    OUT_DTYPES,
     GemmConfig,
     GemmMode,
-    w4a4_gemm,
-    w4a4_gemm_scatter_add,
-    w4a4_gemm_scatter_add_torch,
-    w4a4_gemm_torch,
+    _check_epilogue,
+    _check_operands,
+    _gemm_torch,
+    _resolve_config,
+    epilogue_torch,
+    gemm_into,
 )
+from .launch import validation_default
 from .packed import PackedOperand
 from .quantize_act import QuantizeConfig, quantize_activations, quantize_activations_torch
 from .residual import ResidualConfig, residual_rows, residual_rows_torch
@@ -44,23 +48,26 @@ __all__ = ["KernelConfig", "TritonW4A4Linear", "w4a4_linear", "w4a4_linear_torch
 
 @dataclass(frozen=True)
 class KernelConfig:
-    """Launch shapes of the three kernels a linear runs."""
+    """Launch shapes of the three kernels a linear runs (``gemm=None``: the mode's production tiles)."""
 
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
-    gemm: GemmConfig = field(default_factory=GemmConfig)
+    gemm: GemmConfig | None = None
     residual: ResidualConfig = field(default_factory=ResidualConfig)
+
+
+def _gemm_into_torch(a, w, mode, config, out, *, bias=None, residual=None, slot=None) -> None:
+    out.copy_(epilogue_torch(_gemm_torch(a, w, mode, config), bias, residual, slot, out.dtype))
 
 
 @dataclass(frozen=True)
 class _Ops:
     quantize: Callable
-    gemm: Callable
+    gemm_into: Callable
     residual: Callable
-    scatter_add: Callable
 
 
-_KERNELS = _Ops(quantize_activations, w4a4_gemm, residual_rows, w4a4_gemm_scatter_add)
-_TWINS = _Ops(quantize_activations_torch, w4a4_gemm_torch, residual_rows_torch, w4a4_gemm_scatter_add_torch)
+_KERNELS = _Ops(quantize_activations, gemm_into, residual_rows)
+_TWINS = _Ops(quantize_activations_torch, _gemm_into_torch, residual_rows_torch)
 
 
 #: Packed copies of golden weights, per (id of the QuantizedTensor, device); an entry is dropped
@@ -105,32 +112,52 @@ def _mask_rows(candidate_mask, lead, nblocks: int, rows: torch.Tensor):
     return full[rows.to(full.device)]
 
 
+def _check_rows(rows: torch.Tensor, num_rows: int) -> None:
+    """Range and uniqueness of the salient rows: reads them on the host (validation only)."""
+    if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= num_rows):
+        raise InputError(f"salient rows must lie in [0, {num_rows}), got {int(rows.min())}..{int(rows.max())}")
+    if rows.unique().numel() != rows.numel():
+        raise InputError("salient rows must be unique (each output row receives one residual)")
+
+
 def _linear(
-    ops: _Ops, x, weight, select, candidate_mask, salient_rows, mode, config: KernelConfig
-) -> torch.Tensor:
+    ops: _Ops, x, weight, select, candidate_mask, salient_rows, mode, config: KernelConfig, bias, out_dtype,
+    validate,
+) -> torch.Tensor:  # fmt: skip
     if not isinstance(x, torch.Tensor) or x.dim() == 0:
         raise InputError(f"activations must be a tensor of shape (..., K), got {type(x).__name__}")
+    validate = validation_default() if validate is None else validate
     w = _weight_operand(weight, x.device)
     if x.shape[-1] != w.unpadded_length:
         raise InputError(
             f"activations of shape {tuple(x.shape)} do not end in the weight's K={w.unpadded_length}"
         )
+    mode = _check_operands(w, w, mode)
+    gemm_config = _resolve_config(mode, config.gemm, w.block)
+    _check_epilogue(w, bias, out_dtype)
     lead = x.shape[:-1]
     if w.length != x.shape[-1]:  # a zero-padded weight: pad the activations the same way (golden pad=True)
         x = torch.nn.functional.pad(x, (0, w.length - x.shape[-1]))
-    a = ops.quantize(
-        x, w.format, block=w.block, select=select, candidate_mask=candidate_mask, config=config.quantize
-    )
-    y = ops.gemm(a, w, mode=mode, config=config.gemm)
+    a = ops.quantize(x, w.format, block=w.block, select=select, candidate_mask=candidate_mask,
+                     config=config.quantize, validate=validate)  # fmt: skip
+    out = torch.empty(a.rows, w.rows, dtype=out_dtype, device=a.device)
+    residual = slot = None
     if salient_rows is not None:
+        # The residual rows' GEMM runs first; the main GEMM's epilogue adds its rows through a
+        # row -> slot map (-1: no residual), before the bias, as fl32(y + r) then fl32(+ bias).
         rows = _salient(salient_rows, a.rows, a.device)
-        residual = ops.residual(x, a, rows, config=config.residual)
+        if validate:
+            _check_rows(rows, a.rows)
+        r = ops.residual(x, a, rows, config=config.residual, validate=False)
         mask = _mask_rows(candidate_mask, lead, a.num_blocks, rows)
-        a2 = ops.quantize(
-            residual, w.format, block=w.block, select=select, candidate_mask=mask, config=config.quantize
-        )
-        ops.scatter_add(a2, w, y, rows, mode=mode, config=config.gemm)
-    return y.reshape(*lead, w.rows)
+        a2 = ops.quantize(r, w.format, block=w.block, select=select, candidate_mask=mask, config=config.quantize,
+                          validate=validate)  # fmt: skip
+        residual = torch.empty(a2.rows, w.rows, dtype=torch.float32, device=a.device)
+        ops.gemm_into(a2, w, mode, gemm_config, residual)
+        slot = torch.full((a.rows,), -1, dtype=torch.int32, device=a.device)
+        slot[rows] = torch.arange(rows.numel(), dtype=torch.int32, device=a.device)
+    ops.gemm_into(a, w, mode, gemm_config, out, bias=bias, residual=residual, slot=slot)
+    return out.reshape(*lead, w.rows)
 
 
 def w4a4_linear(
@@ -142,8 +169,11 @@ def w4a4_linear(
     mode: GemmMode | str = GemmMode.EXACT,
     select: Selection | str | None = None,
     config: KernelConfig = KernelConfig(),
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype = torch.float32,
+    validate: bool | None = None,
 ) -> torch.Tensor:
-    """``x @ W.T`` with both operands in W's 4-bit format, on the Triton kernels.
+    """``x @ W.T (+ bias)`` with both operands in W's 4-bit format, on the Triton kernels.
 
     Args:
         x: float16/bfloat16/float32 activations ``(..., K)``, finite, on the weight's CUDA device
@@ -159,11 +189,17 @@ def w4a4_linear(
         mode: ``"exact"`` (bit-identical to the golden integer path) or ``"fast"``.
         select: activation dialect selection, LUT or two-stage (dialectfp4); default the format's.
         config: launch shapes.
+        bias: optional float32 ``(N,)`` on x's device, added in float32 in the GEMM epilogue.
+        out_dtype: float32 (default), bfloat16 or float16; the epilogue rounds once to it.
+        validate: host-side checks that synchronise with the device (NaN/infinite blocks, salient
+            row range and uniqueness, candidate masks leaving a block empty); default off unless
+            ``SDIALECT_KERNEL_CHECKS=1``. Without them the call never waits for the GPU, so it can
+            be captured in a CUDA graph.
 
     Returns:
-        float32 ``(..., N)``.
+        ``(..., N)`` in ``out_dtype``.
     """
-    return _linear(_KERNELS, x, weight, select, candidate_mask, salient_rows, mode, config)
+    return _linear(_KERNELS, x, weight, select, candidate_mask, salient_rows, mode, config, bias, out_dtype, validate)
 
 
 def w4a4_linear_torch(
@@ -175,9 +211,12 @@ def w4a4_linear_torch(
     mode: GemmMode | str = GemmMode.EXACT,
     select: Selection | str | None = None,
     config: KernelConfig = KernelConfig(),
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype = torch.float32,
+    validate: bool | None = None,
 ) -> torch.Tensor:
     """Pure-PyTorch twin of ``w4a4_linear``, built from the twins of its three kernels."""
-    return _linear(_TWINS, x, weight, select, candidate_mask, salient_rows, mode, config)
+    return _linear(_TWINS, x, weight, select, candidate_mask, salient_rows, mode, config, bias, out_dtype, validate)
 
 
 class TritonW4A4Linear(torch.nn.Module):
@@ -185,7 +224,7 @@ class TritonW4A4Linear(torch.nn.Module):
 
     Buffers: ``codes`` uint8 ``(N, K // 2)``, ``exponent`` and (dialect formats) ``dialect`` uint8
     ``(N, K // block)``, optional float32 ``bias`` ``(N,)``. ``forward`` returns ``x.dtype``, like
-    ``nn.Linear``; the float32 GEMM output is rounded once to that dtype after adding the bias.
+    ``nn.Linear``: the GEMM epilogue adds the bias in float32 and rounds once to that dtype.
     """
 
     def __init__(
@@ -260,17 +299,16 @@ class TritonW4A4Linear(torch.nn.Module):
         candidate_mask: torch.Tensor | None = None,
         salient_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        y = w4a4_linear(
+        return w4a4_linear(
             x,
             self.weight_operand,
             candidate_mask=candidate_mask,
             salient_rows=salient_rows,
             mode=self.mode,
             config=self.config,
+            bias=self.bias,
+            out_dtype=x.dtype if x.dtype in OUT_DTYPES else torch.float32,
         )
-        if self.bias is not None:
-            y = y + self.bias
-        return y.to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

@@ -31,6 +31,7 @@ from .launch import LAUNCH_OPTIONS, check_runnable
 from .packed import PackedOperand
 from .tables import (
     FLOAT32_BIAS,
+    ERR_SPLIT,
     FLOAT32_MANTISSA_BITS,
     ActivationRule,
     activation_rule,
@@ -56,6 +57,7 @@ _RULE_TWO_STAGE = tl.constexpr(int(ActivationRule.TWO_STAGE))
 _RULE_MXFP4 = tl.constexpr(int(ActivationRule.MXFP4))
 #: Larger than any LUT cost (32 * 961 < 2^15 for B <= 32, < 2^16 for B = 64).
 _NO_CANDIDATE = tl.constexpr(1 << 30)
+_ERR_SPLIT = tl.constexpr(ERR_SPLIT)
 
 #: The exponent byte the front-end produces for a block holding a NaN or an infinity (exponent field
 #: 255); finite blocks stay at or below EXPONENT_BIAS + 125, so this byte flags them for the wrapper.
@@ -73,8 +75,8 @@ class QuantizeConfig:
     num_warps: int = 4
 
     def __post_init__(self) -> None:
-        if self.rows < 1 or self.rows & (self.rows - 1):
-            raise InputError(f"rows per program must be a power of two, got {self.rows}")
+        if self.rows < 16 or self.rows & (self.rows - 1):
+            raise InputError(f"rows per program must be a power of two of at least 16, got {self.rows}")
 
 
 @triton.jit
@@ -92,10 +94,16 @@ def _front_end(x, e):
 
 
 @triton.jit
-def _lut_cost(err_ptr, d, u_even, u_odd):
-    """cost[d] of each block row: sum over its codes of ERR[d][u]."""
-    row = err_ptr + d * _NUM_UCODES
-    return tl.sum(tl.load(row + u_even), axis=1) + tl.sum(tl.load(row + u_odd), axis=1)
+def _packed_counts(u):
+    """(R, 8, 4) counts of each u (0..31) per row: u = 4 s + j is counted in byte j of word s.
+
+    One compare per word instead of per bin; a byte cannot overflow since a block holds at most
+    64 values.
+    """
+    words = tl.arange(0, _NUM_UCODES // 4)
+    one = 1 << ((u & 3) << 3)
+    packed = tl.sum(tl.where((u >> 2)[:, :, None] == words[None, None, :], one[:, :, None], 0), axis=1)
+    return (packed[:, :, None] >> (tl.arange(0, 4) * 8)[None, None, :]) & 0xFF
 
 
 @triton.jit
@@ -116,6 +124,7 @@ def _quantize_rows_kernel(
     BLOCK: tl.constexpr,
     ROWS: tl.constexpr,
     NUM_DIALECTS: tl.constexpr,
+    DIALECTS_PAD: tl.constexpr,
     RULE: tl.constexpr,
     HAS_MASK: tl.constexpr,
     PAIR_TOP: tl.constexpr,
@@ -132,9 +141,10 @@ def _quantize_rows_kernel(
     row_ok = rows < num_rows
     rows64 = rows.to(tl.int64)
     pairs = tl.arange(0, BLOCK // 2)
-    x_row = x_ptr + rows64[:, None] * stride_x + block * BLOCK + 2 * pairs[None, :]
-    x_even = tl.load(x_row, mask=row_ok[:, None], other=0.0).to(tl.float32)
-    x_odd = tl.load(x_row + 1, mask=row_ok[:, None], other=0.0).to(tl.float32)
+    # One contiguous (vectorized) load of the block's values, split into even and odd elements.
+    column = tl.max_contiguous(tl.multiple_of(block * BLOCK + tl.arange(0, BLOCK), BLOCK), BLOCK)
+    x = tl.load(x_ptr + rows64[:, None] * stride_x + column[None, :], mask=row_ok[:, None], other=0.0)
+    x_even, x_odd = tl.split(tl.reshape(x.to(tl.float32), (ROWS, BLOCK // 2, 2)))
     bits_even = x_even.to(tl.int32, bitcast=True)
     bits_odd = x_odd.to(tl.int32, bitcast=True)
 
@@ -149,17 +159,22 @@ def _quantize_rows_kernel(
         index_odd = tl.load(mx_round_ptr + exact_odd.to(tl.int32) * _NUM_UCODES + u_odd)
     else:
         if RULE == _RULE_LUT:
-            best_cost = tl.full((ROWS,), _NO_CANDIDATE, tl.int32)
-            dialect = tl.zeros((ROWS,), tl.int32)
-            mask_row = mask_ptr + rows64 * stride_mask_row + block * stride_mask_block
-            for d in tl.static_range(NUM_DIALECTS):
-                cost = _lut_cost(err_ptr, d, u_even, u_odd)
-                if HAS_MASK:
-                    allowed = tl.load(mask_row + d, mask=row_ok, other=1) != 0
-                    cost = tl.where(allowed, cost, _NO_CANDIDATE)
-                better = cost < best_cost  # strict: ties keep the lowest id
-                dialect = tl.where(better, d, dialect)
-                best_cost = tl.where(better, cost, best_cost)
+            # Histogram form: cost = H @ ERR^T, H the (ROWS, 32) counts of each u in the block.
+            # ERR = 128 ERR_hi + ERR_lo with both parts in int8, so two exact int8 dots.
+            tl.static_assert(ROWS >= 16, "the LUT cost is a tl.dot: at least 16 rows per program")
+            bins = tl.arange(0, _NUM_UCODES)
+            hist = tl.reshape(_packed_counts(u_even) + _packed_counts(u_odd), (ROWS, _NUM_UCODES)).to(tl.int8)
+            d = tl.arange(0, DIALECTS_PAD)
+            err_lo = tl.load(err_ptr + d[None, :] * _NUM_UCODES + bins[:, None])  # (32, DIALECTS_PAD)
+            err_hi = tl.load(err_ptr + (DIALECTS_PAD + d[None, :]) * _NUM_UCODES + bins[:, None])
+            cost = tl.dot(hist, err_hi, out_dtype=tl.int32) * _ERR_SPLIT + tl.dot(hist, err_lo, out_dtype=tl.int32)
+            valid = (d < NUM_DIALECTS)[None, :]
+            if HAS_MASK:
+                mask_row = mask_ptr + rows64 * stride_mask_row + block * stride_mask_block
+                allowed = tl.load(mask_row[:, None] + d[None, :], mask=row_ok[:, None] & valid, other=1)
+                valid = valid & (allowed != 0)
+            cost = tl.where(valid, cost, _NO_CANDIDATE)
+            dialect = tl.argmin(cost, axis=1, tie_break_left=True).to(tl.int32)  # ties: the lowest id
         else:
             umax = tl.maximum(tl.max(u_even, axis=1), tl.max(u_odd, axis=1))
             pair = PAIR_TOP - tl.minimum(tl.maximum(umax >> 1, PAIR_TOP - NUM_PAIRS + 1), PAIR_TOP)
@@ -181,7 +196,7 @@ def _quantize_rows_kernel(
     tl.store(exponent_ptr + rows64 * stride_meta + block, (e + _EXP_BIAS).to(tl.uint8), mask=row_ok)
 
 
-def _prepare(x, format, block, select, candidate_mask):
+def _prepare(x, format, block, select, candidate_mask, validate=True):
     """Validate the public arguments; returns (spec, rule, block, x2d, mask3d or None)."""
     spec = kernel_format(format)
     block = spec.check_block(block)
@@ -202,7 +217,7 @@ def _prepare(x, format, block, select, candidate_mask):
     nblocks = x2d.shape[1] // block
     mask = None
     if candidate_mask is not None:
-        mask = _prepare_mask(candidate_mask, spec, rule, x.shape[:-1], nblocks).to(x2d.device)
+        mask = _prepare_mask(candidate_mask, spec, rule, x.shape[:-1], nblocks, validate).to(x2d.device)
     return spec, rule, block, x2d, mask
 
 
@@ -224,11 +239,16 @@ def _check_finite(x: torch.Tensor, exponent: torch.Tensor) -> None:
     raise InputError(f"block {index} contains {kind}; the quantizer needs finite values")
 
 
-def _prepare_mask(mask, spec: FormatSpec, rule: ActivationRule, lead, nblocks) -> torch.Tensor:
+def _prepare_mask(mask, spec: FormatSpec, rule: ActivationRule, lead, nblocks, validate=True) -> torch.Tensor:
     if rule is not ActivationRule.LUT:
         raise FormatError(f"a candidate mask needs LUT selection, which format {spec.name!r} does not use")
     dialects = spec.formatbook.num_dialects
-    full = check_candidate_mask(mask, (*lead, nblocks), spec.formatbook)
+    if validate:  # also checks that every block keeps a candidate: reads the mask on the host
+        full = check_candidate_mask(mask, (*lead, nblocks), spec.formatbook)
+    else:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape[-1:] != (dialects,):
+            raise FormatError(f"candidate mask must be a boolean tensor with last axis {dialects} ({spec.formatbook.name})")
+        full = torch.broadcast_to(mask, (*lead, nblocks, dialects))
     return full.reshape(-1, nblocks, dialects)
 
 
@@ -240,6 +260,7 @@ def quantize_activations(
     select: Selection | str | None = None,
     candidate_mask: torch.Tensor | None = None,
     config: QuantizeConfig = QuantizeConfig(),
+    validate: bool = True,
 ) -> PackedOperand:
     """Quantize activation rows with the format's activation rule, on the GPU.
 
@@ -252,11 +273,14 @@ def quantize_activations(
         candidate_mask: optional boolean mask broadcastable to ``(..., K // block, D)`` restricting
             each block's LUT selection (SeDA); LUT formats only.
         config: rows per program and warps.
+        validate: raise on blocks holding a NaN or an infinity, and on a mask that leaves a block
+            without candidates. Both read device values on the host (a synchronisation); the
+            linear's hot path turns them off unless asked (``kernels.launch.validation_default``).
 
     Returns:
         ``PackedOperand`` with ``prod(x.shape[:-1])`` rows, bit-identical to ``golden.quantize``.
     """
-    spec, rule, block, x2d, mask = _prepare(x, format, block, select, candidate_mask)
+    spec, rule, block, x2d, mask = _prepare(x, format, block, select, candidate_mask, validate)
     check_runnable("activations", x2d)
     rows, length = x2d.shape
     nblocks = length // block
@@ -280,13 +304,14 @@ def quantize_activations(
             codes_ptr=codes, stride_codes=codes.stride(0),
             exponent_ptr=exponent, dialect_ptr=dialect, stride_meta=exponent.stride(0),
             mask_ptr=mask_arg, stride_mask_row=mask_strides[0], stride_mask_block=mask_strides[1],
-            err_ptr=tables.err, idx_ptr=tables.idx, ranges_ptr=tables.two_stage, mx_round_ptr=tables.mx_round,
+            err_ptr=tables.err_split, idx_ptr=tables.idx, ranges_ptr=tables.two_stage, mx_round_ptr=tables.mx_round,
             num_rows=rows,
-            BLOCK=block, ROWS=config.rows, NUM_DIALECTS=tables.num_dialects, RULE=int(rule),
+            BLOCK=block, ROWS=config.rows, NUM_DIALECTS=tables.num_dialects, DIALECTS_PAD=tables.err_split.shape[1], RULE=int(rule),
             HAS_MASK=mask is not None, PAIR_TOP=tables.pair_top, NUM_PAIRS=tables.num_pairs,
             num_warps=config.num_warps, **LAUNCH_OPTIONS,
         )  # fmt: skip
-    _check_finite(x, exponent)
+    if validate:
+        _check_finite(x, exponent)
     return PackedOperand(
         format=spec.name,
         block=block,
@@ -304,12 +329,13 @@ def quantize_activations_torch(
     select: Selection | str | None = None,
     candidate_mask: torch.Tensor | None = None,
     config: QuantizeConfig = QuantizeConfig(),
+    validate: bool = True,
 ) -> PackedOperand:
     """Pure-PyTorch twin of ``quantize_activations``: the same integer algorithm, any device.
 
     ``config`` is accepted for signature parity and ignored.
     """
-    spec, rule, block, x2d, mask = _prepare(x, format, block, select, candidate_mask)
+    spec, rule, block, x2d, mask = _prepare(x, format, block, select, candidate_mask, validate)
     rows, length = x2d.shape
     tables = format_tables(spec.name, x2d.device)
     bits = x2d.to(torch.float32).contiguous().view(torch.int32).reshape(rows, -1, block)
@@ -343,7 +369,8 @@ def quantize_activations_torch(
         index = torch.gather(tables.idx.long()[dialect], -1, u)
     sign = (bits >> 31) & 1
     codes = ((sign << (CODE_BITS - 1)) | index).to(torch.uint8).reshape(rows, length)
-    _check_finite(x, e + EXPONENT_BIAS)
+    if validate:
+        _check_finite(x, e + EXPONENT_BIAS)
     return PackedOperand(
         format=spec.name,
         block=block,

@@ -87,7 +87,7 @@ def _residual_rows_kernel(
     tl.store(out_row + 1, r_odd, mask=ok[:, None])
 
 
-def _check(x: torch.Tensor, q1: PackedOperand, rows: torch.Tensor) -> torch.Tensor:
+def _check(x: torch.Tensor, q1: PackedOperand, rows: torch.Tensor, validate: bool = True) -> torch.Tensor:
     """Validate; returns x as (M, K)."""
     if not isinstance(x, torch.Tensor) or x.dtype not in KERNEL_DTYPES:
         raise InputError(
@@ -109,19 +109,25 @@ def _check(x: torch.Tensor, q1: PackedOperand, rows: torch.Tensor) -> torch.Tens
         )
     if rows.device != q1.device:
         raise InputError(f"salient rows are on {rows.device} but the activations are on {q1.device}")
-    if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= q1.rows):
+    if validate and rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= q1.rows):
         raise InputError(f"salient rows must lie in [0, {q1.rows}), got {int(rows.min())}..{int(rows.max())}")
     return x2d
 
 
 def residual_rows(
-    x: torch.Tensor, q1: PackedOperand, rows: torch.Tensor, *, config: ResidualConfig = ResidualConfig()
+    x: torch.Tensor,
+    q1: PackedOperand,
+    rows: torch.Tensor,
+    *,
+    config: ResidualConfig = ResidualConfig(),
+    validate: bool = True,
 ) -> torch.Tensor:
     """float32 ``(len(rows), K)``: ``x[rows] - deq(q1[rows])`` for ``x`` ``(..., K)`` quantized as ``q1``.
 
-    ``rows`` index the flattened rows of ``x`` (int64, same device).
+    ``rows`` index the flattened rows of ``x`` (int64, same device). ``validate`` checks their range,
+    which reads them on the host (a device synchronisation).
     """
-    x2d = _check(x, q1, rows)
+    x2d = _check(x, q1, rows, validate)
     check_runnable("activations", x2d)
     if x2d.stride(1) != 1:
         x2d = x2d.contiguous()
@@ -141,8 +147,13 @@ def residual_rows(
 
 
 def residual_rows_torch(
-    x: torch.Tensor, q1: PackedOperand, rows: torch.Tensor, *, config: ResidualConfig = ResidualConfig()
+    x: torch.Tensor,
+    q1: PackedOperand,
+    rows: torch.Tensor,
+    *,
+    config: ResidualConfig = ResidualConfig(),
+    validate: bool = True,
 ) -> torch.Tensor:
     """Pure-PyTorch twin of ``residual_rows`` (golden dequantization); ``config`` is ignored."""
-    x2d = _check(x, q1, rows)
+    x2d = _check(x, q1, rows, validate)
     return x2d[rows].to(torch.float32) - q1.select_rows(rows).to_quantized().dequantize()

@@ -33,6 +33,8 @@ from golden.quantize import e2m1_encode
 
 __all__ = [
     "ALIGN_BITS",
+    "ERR_SPLIT",
+    "NUM_ALIGN_SHIFTS",
     "MAGNITUDE_BITS",
     "FLOAT32_BIAS",
     "FLOAT32_MANTISSA_BITS",
@@ -40,6 +42,7 @@ __all__ = [
     "ActivationRule",
     "FormatTables",
     "activation_rule",
+    "fast_tables",
     "format_tables",
     "kernel_format",
 ]
@@ -49,6 +52,8 @@ NUM_CODES = 1 << CODE_BITS
 #: Bits of one half-unit magnitude (0..15); a dialect's 8 magnitudes fill one 32-bit word.
 MAGNITUDE_BITS = MAX_HALF_UNITS.bit_length()
 assert MAGNITUDE_BITS * MAGNITUDE_CODES == 32
+#: The quantizer's cost dot splits each LUT error e = ERR_SPLIT * hi + lo into two int8 parts.
+ERR_SPLIT = 128
 #: binary32 layout, used by the kernels' integer front-end (value = M * 2^(F - bias - mantissa bits)).
 FLOAT32_MANTISSA_BITS = int(numpy.finfo(numpy.float32).nmant)
 FLOAT32_BIAS = int(numpy.finfo(numpy.float32).maxexp) - 1
@@ -56,6 +61,10 @@ FLOAT32_BIAS = int(numpy.finfo(numpy.float32).maxexp) - 1
 #: than a half unit: MAX_HALF_UNITS << ALIGN_BITS must still fit a signed int8 (15 * 8 = 120).
 ALIGN_BITS = (torch.iinfo(torch.int8).max // MAX_HALF_UNITS).bit_length() - 1
 assert MAX_HALF_UNITS << ALIGN_BITS <= torch.iinfo(torch.int8).max
+#: Alignment shifts 0 .. ALIGN_BITS + 5: from a shift of 8 on, round(h 2^(ALIGN_BITS - shift)) is 0
+#: for every |h| <= 15 (|h| 2^ALIGN_BITS < 2^7), so larger shifts are clamped to 8.
+NUM_ALIGN_SHIFTS = (MAX_HALF_UNITS << ALIGN_BITS).bit_length() + 2
+assert NUM_ALIGN_SHIFTS == 9
 
 # The golden exponent conventions the kernels rely on (NUMERICS 2.1 step 1).
 assert (EXPONENT_MIN, EXPONENT_MAX) == (-EXPONENT_BIAS, EXPONENT_BIAS)
@@ -97,6 +106,8 @@ class FormatTables:
     MXFP4). ``words``: int32 ``(D,)``, the same dialects packed into one word each, magnitude ``k``
     in bits ``4k .. 4k + 3`` (``MAGNITUDE_BITS`` each), so a kernel decodes a whole block from one
     load. ``idx`` / ``err``: int32 ``(D, 32)``, the NUMERICS 2.2 IDX and ERR tables.
+    ``err_split``: int8 ``(2, D', 32)``, ERR as ``ERR_SPLIT * [1] + [0]`` with D padded to a power of
+    two of at least 16 (zeros), the operands of the quantizer's histogram-form cost dot.
     ``two_stage``: int32 ``(P, 2, 2)`` half-open u ranges (DialectFP4-16; empty otherwise).
     ``mx_round``: int32 ``(2, 32)``, the E2M1 magnitude code of a value in quarter units: row 0 for
     a value strictly inside ``(u, u + 1)``, row 1 for a value exactly ``u``.
@@ -107,6 +118,7 @@ class FormatTables:
     words: torch.Tensor
     idx: torch.Tensor
     err: torch.Tensor
+    err_split: torch.Tensor
     two_stage: torch.Tensor
     mx_round: torch.Tensor
     #: Two-stage stage 1: pair p = pair_top - clamp(max(u) >> 1, pair_top - P + 1, pair_top).
@@ -125,14 +137,46 @@ def format_tables(format_name: str, device: torch.device | str) -> FormatTables:
     pair_ranges = DIALECTFP4_16.two_stage_ranges if book is DIALECTFP4_16 else torch.zeros(0, 2, 2)
     shifts = MAGNITUDE_BITS * torch.arange(MAGNITUDE_CODES)
     words = (magnitudes << shifts).sum(-1)  # < 2^32; the cast below keeps the low 32 bits
+    err = book.err_table
+    if err.max() >= ERR_SPLIT * 128:
+        raise FormatError(f"formatbook {book.name!r} has LUT errors of {int(err.max())}, too large for the kernels")
+    padded = max(16, 1 << (book.num_dialects - 1).bit_length())
+    err_split = torch.zeros(2, padded, NUM_UCODES, dtype=torch.int64)
+    err_split[:, : book.num_dialects] = torch.stack((err % ERR_SPLIT, err // ERR_SPLIT))
     return FormatTables(
         num_dialects=book.num_dialects,
         decode=signed.to(torch.int8).to(device),
         words=words.to(torch.int32).to(device),
         idx=book.idx_table.to(torch.int32).to(device),
         err=book.err_table.to(torch.int32).to(device),
+        err_split=err_split.to(torch.int8).to(device),
         two_stage=pair_ranges.to(torch.int32).to(device),
         mx_round=mx_round.to(torch.int32).to(device),
         pair_top=DIALECTFP4_16.dialects[0][-1],
         num_pairs=DIALECTFP4_16.num_dialects // 2,
     )
+
+
+def align_half_units(h: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
+    """Fast-mode alignment ``round(h 2^(ALIGN_BITS - shift))``, ties up (toward +inf), on integers."""
+    return ((h << ALIGN_BITS) + ((1 << shift) >> 1)) >> shift
+
+
+@functools.cache
+def fast_tables(format_name: str, device: torch.device | str) -> torch.Tensor:
+    """int32 ``(D * NUM_ALIGN_SHIFTS, 4)`` aligned decode tables of the fast GEMM, from the registry.
+
+    Row ``d * NUM_ALIGN_SHIFTS + s`` holds, as little-endian int8 bytes, the aligned values
+    ``align_half_units(+h, s)`` of dialect ``d``'s magnitudes 0..3 and 4..7, then those of ``-h``
+    (negative codes; ``-h`` is aligned itself because ties round up, not away from zero).
+    """
+    book = kernel_format(format_name).formatbook
+    magnitudes = book.half_units.long()  # (D, 8)
+    shifts = torch.arange(NUM_ALIGN_SHIFTS)
+    signed = torch.stack((magnitudes, -magnitudes), dim=1)  # (D, 2, 8)
+    aligned = align_half_units(signed[:, None], shifts[None, :, None, None])  # (D, S, 2, 8)
+    assert aligned.abs().max() <= torch.iinfo(torch.int8).max
+    octets = (aligned & 0xFF).reshape(-1, 4, 4)  # (D * S, [pos lo, pos hi, neg lo, neg hi], byte)
+    words = (octets << (8 * torch.arange(4))).sum(-1)
+    words = torch.where(words >= 1 << 31, words - (1 << 32), words)
+    return words.to(torch.int32).to(device)

@@ -9,6 +9,9 @@ empty cache (parallel test workers, ``make test`` beside ``make synth``), a proc
 while another is still writing finds the file, maps a half-written module and runs it, or a second
 compiler truncates the file under a reader's mapping: Yosys then exits non-zero with no message in
 mid-run (its log stops wherever the bad code was). That is the flaky first ``make test``.
+Reproduced here: a Yosys run started on a complete cache died of SIGBUS in mid-pass (log stopped
+in ``OPT_EXPR``) at the moment a second process, which had started during the first write and
+found a 0-byte file, rewrote the cache file in place.
 
 ``ensure_ready(tool)`` removes the race for every caller in this project: under an exclusive
 ``flock`` on ``<cache>/.sdialect-warmup.lock`` it compiles the tool once into a private folder
@@ -98,19 +101,24 @@ def ensure_ready(entry: str, env: dict[str, str] | None = None) -> Path:
     env = dict(os.environ if env is None else env)
     root = cache_dir(env)
     target = cached_module(tool, root)
-    if (entry, root) in _READY or target.is_file():
+    if (entry, root) in _READY or _present(target):
         _READY.add((entry, root))
         return target
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK_NAME, "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if not target.is_file():
+            if not _present(target):
                 _compile_into(tool, root, target, env)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     _READY.add((entry, root))
     return target
+
+
+def _present(target: Path) -> bool:
+    """A non-empty cache file (an empty one is what an interrupted in-place write leaves)."""
+    return target.is_file() and target.stat().st_size > 0
 
 
 def _compile_into(tool: YowaspTool, root: Path, target: Path, env: dict[str, str]) -> None:

@@ -13,7 +13,7 @@ if not kernels.launch.interpreting():
 
 #: Small tiles, so that the test shapes cover several tiles and ragged edges.
 SMALL = kernels.KernelConfig(
-    quantize=kernels.QuantizeConfig(rows=8),
+    quantize=kernels.QuantizeConfig(rows=16),
     gemm=kernels.GemmConfig(block_m=16, block_n=16, fast_tile_k=64),
     residual=kernels.ResidualConfig(rows=4),
 )

@@ -58,6 +58,7 @@ CASES = {
     "-o unwritable": (["quantize", "a.npy", "--format", "fb32", "-o", "/proc/q.npz"], r"cannot write output into /proc"),
     "-o inside a file": (["quantize", "a.npy", "--format", "fb32", "-o", "afile/q.npz"], r"which is a file"),
     "-o empty": (["quantize", "a.npy", "--format", "fb32", "-o", ""], r"the output path is empty"),
+    "-o a directory without suffix": (["quantize", "a.npy", "--format", "fb32", "-o", "somedir"], r"somedir is an existing directory"),
     # matmul
     "matmul K = 33": (["matmul", "a33.npy", "w33.npy", "--format", "fb32", "-o", "y.npy"], r"K = 33 is not a multiple of the block size 32; matmul does not pad"),
     "matmul empty activations": (["matmul", "empty.npy", "w.npy", "--format", "fb32", "-o", "y.npy"], r"activation file empty\.npy holds an empty array"),
@@ -69,10 +70,14 @@ CASES = {
     # rtl
     "rtl --out an existing file": (["rtl", "--unit", "front_end", "--out", "afile"], r"afile is an existing file"),
     "rtl --out unwritable": (["rtl", "--unit", "front_end", "--out", "/proc/rtl"], r"cannot write RTL output directory into /proc"),
+    # eval
+    "eval --model a file": (["eval", "--model", "afile"], r"Model afile is a file; expected a diffusers model directory"),
+    "eval --model missing": (["eval", "--model", "nothing"], r"Model directory nothing does not exist"),
     # bench golden
     "bench --threads -2": (["bench", "golden", "--threads", "-2"], r"--threads must be at least 1, got -2"),
     "bench --threads 0": (["bench", "golden", "--threads", "0"], r"--threads must be at least 1, got 0"),
-    "bench --out a directory": (["bench", "golden", "--rows", "64", "--cols", "64", "--out", "somedir"], r"must end in \.json"),
+    "bench --out a directory": (["bench", "golden", "--rows", "64", "--cols", "64", "--out", "somedir"], r"somedir is an existing directory"),
+    "bench --out not json": (["bench", "golden", "--rows", "64", "--cols", "64", "--out", "b.txt"], r"must end in \.json"),
 }  # fmt: skip
 
 

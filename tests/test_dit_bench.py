@@ -39,3 +39,21 @@ def test_bench_model_rejects_bad_arguments(tmp_path, capsys, argv, message):
     assert sdialect(["bench", "model", *argv]) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_bench_model_at_a_real_configuration_reports_quantize_and_forward_ratio(tmp_path, monkeypatch):
+    """The wan-1.3b benchmark, run on a 1-block slice of the 1.3B configuration at 32 tokens."""
+    out = tmp_path / "real.json"
+    assert sdialect(["bench", "model", "--config", "wan-1.3b", "--layers", "1", "--tokens", "32", "-o", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["model_config"]["num_layers"] == 1 and result["model_config"]["ffn_dim"] == 8960
+    q = result["quantize"]
+    assert q["quantized_layers"] == 10 and q["wall_time_s"] > 0
+    assert q["quantized_weight_elements"] == 8 * 1536 * 1536 + 2 * 1536 * 8960  # attn1, attn2 (on projected text), FFN
+    f = result["forward_s"]
+    assert result["ratio_fake_quant_over_float_fp32"] == pytest.approx(f["fake_quant"] / f["float_fp32"])
+
+
+def test_bench_model_real_rejects_bad_tokens(capsys):
+    assert sdialect(["bench", "model", "--config", "wan-1.3b", "--tokens", "1000"]) == 2
+    assert "--tokens" in capsys.readouterr().err

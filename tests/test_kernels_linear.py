@@ -2,6 +2,8 @@
 
 from tests import kernels_interpret
 
+import contextlib
+
 import pytest
 import torch
 
@@ -150,7 +152,9 @@ def test_errors_are_one_sentence():
     with pytest.raises(InputError, match="int64"):
         w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([0.5]))
     with pytest.raises(InputError, match="must lie in"):
-        w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([3]), config=CONFIG)
+        w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([3]), config=CONFIG, validate=True)
+    with pytest.raises(InputError, match="unique"):
+        w4a4_linear(torch.ones(3, 64), w_q, salient_rows=torch.tensor([1, 1]), config=CONFIG, validate=True)
     with pytest.raises(InputError, match="QuantizedTensor or a PackedOperand"):
         w4a4_linear(torch.ones(3, 64), torch.ones(8, 64))
     zeros = w_q.exponent.new_zeros(2, 2)
@@ -165,3 +169,53 @@ def test_errors_are_one_sentence():
         )
     with pytest.raises(InputError, match="nn.Linear"):
         TritonW4A4Linear.from_float(torch.nn.Conv1d(1, 1, 1), format="fb32")
+
+
+class _HostSync(AssertionError):
+    pass
+
+
+@contextlib.contextmanager
+def forbid_host_reads():
+    """Make every tensor -> Python value conversion (what synchronises with a GPU) raise."""
+
+    def refuse(*args, **kwargs):
+        raise _HostSync("a device value was read on the host")
+
+    names = ("item", "tolist", "__bool__", "__int__", "__float__", "nonzero", "unique", "any", "all")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in names:
+            patch.setattr(torch.Tensor, name, refuse)
+        yield
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_hot_path_never_reads_device_values(mode):
+    """No .item()/bool()/nonzero/unique on the hot path (CUDA-graph capturable), residual rows and
+    candidate mask included; the validating path does read them."""
+    g = torch.Generator().manual_seed(15)
+    x = torch.randn(2, 9, 64, generator=g)
+    w_q = weight("fb32", 24, 64, seed=16)
+    w = PackedOperand.from_quantized(w_q)
+    bias = torch.randn(24, generator=g)
+    rows = torch.tensor([3, 0, 11])
+    mask = golden.FB32.family_mask(1)
+    call = dict(candidate_mask=mask, salient_rows=rows, mode=mode, config=CONFIG, bias=bias, out_dtype=torch.bfloat16)
+    first = w4a4_linear(x, w, **call)  # builds the cached tables and the prepared weight (host side, once)
+    with forbid_host_reads():
+        again = w4a4_linear(x, w, **call)
+    assert torch.equal(first, again)
+    with forbid_host_reads(), pytest.raises(_HostSync):
+        w4a4_linear(x, w, salient_rows=rows, mode=mode, config=CONFIG, validate=True)
+
+
+def test_fused_epilogue_matches_golden_with_bias_and_residual_rows():
+    g = torch.Generator().manual_seed(17)
+    x = torch.randn(21, 96, generator=g).to(torch.bfloat16)
+    w_q = weight("fb32", 33, 96, seed=18)
+    bias = torch.randn(33, generator=g)
+    rows = torch.tensor([20, 2, 9])
+    gold = (golden_linear(x, w_q, rows=rows) + bias).to(torch.bfloat16)
+    got = w4a4_linear(x, w_q, salient_rows=rows, bias=bias, out_dtype=torch.bfloat16, config=CONFIG)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, gold)
+    assert torch.equal(w4a4_linear(x, w_q, salient_rows=rows, bias=bias, out_dtype=torch.bfloat16), gold)

@@ -92,6 +92,14 @@ def test_ensure_ready_is_idempotent_and_fast_when_warm(tmp_path):
     assert time.perf_counter() - started < 1.0 and first.stat().st_mtime_ns == stamp
 
 
+def test_an_empty_left_over_cache_file_is_replaced(tmp_path):
+    env = {"YOWASP_CACHE_DIR": str(tmp_path / "c")}
+    target = cached_module(TOOLS["yowasp-ecppll"], tmp_path / "c")
+    target.parent.mkdir(parents=True)
+    target.touch()  # what an interrupted in-place write by yowasp-runtime leaves behind
+    assert ensure_ready("yowasp-ecppll", env) == target and target.stat().st_size > 0
+
+
 @pytest.mark.slow
 def test_concurrent_first_yosys_synthesis_on_an_empty_cache(tmp_path):
     """The failure seen in `make test`: three Yosys syntheses at once on an empty cache (the Yosys

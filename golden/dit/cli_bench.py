@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 DEFAULT_OUT = Path("build/bench/model.json")
+REAL_OUT = Path("build/bench/model-wan-1.3b.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="fb32", help="format (default fb32; SeDA needs fb32)")
     parser.add_argument("--rho", type=float, default=0.05, help="salient fraction (default 0.05)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("-o", "--out", default=str(DEFAULT_OUT), help=f"output JSON (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--config", choices=("tiny", "wan-1.3b"), default="tiny",
+        help="tiny: the seeded tiny model of --arch, a scheduler loop with FB32 + AD + SeDA (default); "
+        "wan-1.3b: Wan 2.1 1.3B configuration with random bf16 weights: quantize_ time, float and "
+        "fake-quant forward at --tokens (writes build/bench/model-wan-1.3b.json by default)",
+    )  # fmt: skip
+    parser.add_argument("--tokens", type=int, default=2048, help="video tokens of the wan-1.3b forward (default 2048)")
+    parser.add_argument(
+        "--layers", type=int, default=None, help="wan-1.3b: number of blocks (default 30, the real model)"
+    )
+    parser.add_argument("-o", "--out", default=None, help=f"output JSON (default {DEFAULT_OUT})")
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -70,6 +81,30 @@ def _timed_loop(model, inputs: dict, steps: int) -> list[float]:
     return times
 
 
+def _real(args: argparse.Namespace, out: Path) -> int:
+    from ..errors import UsageError
+    from . import bench_real
+
+    layers = bench_real.WAN_1_3B["num_layers"] if args.layers is None else args.layers
+    if layers < 1:
+        raise UsageError(f"--layers must be positive, got {layers}")
+    try:
+        bench_real._latent(args.tokens)
+    except ValueError as err:
+        raise UsageError(f"--tokens: {err}") from None
+    result = bench_real.run(args.tokens, config=dict(bench_real.WAN_1_3B, num_layers=layers), format=args.format)
+    _write_json(out, result)
+    q, f = result["quantize"], result["forward_s"]
+    print(
+        f"{out}: Wan 1.3B config ({layers} blocks) quantize_ {q['wall_time_s']:.1f} s "
+        f"({q['us_per_weight_element']:.3f} us/weight); forward at {args.tokens} tokens: float bf16 "
+        f"{f['float_bf16']:.1f} s, float fp32 {f['float_fp32']:.1f} s, fake-quant {f['fake_quant']:.1f} s "
+        f"(x{result['ratio_fake_quant_over_float_fp32']:.2f} of fp32, "
+        f"x{result['ratio_fake_quant_over_float_bf16']:.2f} of bf16); load {result['load_average']['start'][0]:.1f}"
+    )
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     import copy
     import platform
@@ -85,11 +120,13 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(
             f"steps, batch and latent sizes must be positive, got {args.steps}, {args.batch}, {args.latent}"
         )
-    out = Path(args.out)
+    out = Path(args.out or (REAL_OUT if args.config == "wan-1.3b" else DEFAULT_OUT))
     if out.suffix != ".json":
         raise UsageError(f"output {out} must end in .json")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.config == "wan-1.3b":
+        return _real(args, out)
     if args.arch not in TINY_ARCHITECTURES:
         raise UsageError(
             f"unknown architecture {args.arch!r}; expected one of {', '.join(TINY_ARCHITECTURES)}"
