@@ -34,9 +34,10 @@ def _sweep(blocks: int, root, seed: int = 11):
 
 
 def test_dsu_sweep_machinery():
-    _sweep(20_000, SIM_ROOT / "sweep")
+    # The build of test_sim_units' fast DSU run (same sources, same directory): built once.
+    _sweep(20_000, SIM_ROOT)
 
 
 @pytest.mark.slow
 def test_dsu_million_block_sweep():
-    _sweep(MILLION, SIM_ROOT / "sweep")
+    _sweep(MILLION, SIM_ROOT / "full")
