@@ -34,12 +34,9 @@ class _Stage(wiring.Component):
     """A one-register stream stage; ``broken`` lets the payload move while the output is stalled,
     ``drops`` lets a new beat overwrite one still waiting (a lost beat)."""
 
-    i: In(stream.Signature(8))
-    o: Out(stream.Signature(8))
-
     def __init__(self, *, broken=False, drops=False):
         self.broken, self.drops = broken, drops
-        super().__init__()
+        super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(8))})
 
     def elaborate(self, platform):
         m = Module()
