@@ -34,6 +34,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_out: Path |
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (overrides the preset)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
     parser.add_argument("--ablations", action="store_true", help="also run the one-knob ablations (selection rule, rho, SeDA window, K_g)")
+    parser.add_argument("--formatbooks", action="store_true", help="also the fitted formatbooks (quarter grid, E4M3 scale) with AD and SeDA")
     parser.add_argument("--no-capture", action="store_true", help="skip the activation capture for the hardware regression")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto = cuda when available")
     parser.add_argument("--out", type=Path, default=default_out, help="report folder (replaced atomically)")
@@ -57,7 +58,7 @@ def settings_from(args):
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA GPU is available.")
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
-    return samples, Settings(steps=steps, ablations=args.ablations, capture=not args.no_capture), device
+    return samples, Settings(steps=steps, ablations=args.ablations, formatbooks=args.formatbooks, capture=not args.no_capture), device
 
 
 def run(args, make_workload, *, model_info: dict) -> int:

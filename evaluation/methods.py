@@ -86,6 +86,29 @@ def headline_methods() -> tuple[Method, ...]:
     )  # fmt: skip
 
 
+#: The fitted formatbooks of the embedded model (golden/assets/formatbooks; fitted on clips and a
+#: noise seed the demo never evaluates, docs/ALGORITHMS.md section 6), run by ``--formatbooks``.
+FORMATBOOK_FORMATS = (
+    ("tdit-h-e8m0", "Fitted-32 (half, E8M0)"),
+    ("tdit-q-e4m3", "Fitted-32 (quarter, E4M3)"),
+    ("tdit64-q-e4m3", "Fitted-64 (quarter, E4M3)"),
+)
+
+
+def formatbook_methods() -> tuple[Method, ...]:
+    """Each fitted book alone (LUT selection), and the extended variants with AD and AD + SeDA."""
+    rho = _default_rho()
+    out = []
+    for fmt, label in FORMATBOOK_FORMATS:
+        out.append(Method(key=fmt, label=label, group=Group.PROPOSED, format=fmt, activation_select=Selection.LUT))
+        if fmt != "tdit-h-e8m0":
+            out.append(Method(key=f"{fmt}+ad", label=f"{label}+AD", group=Group.PROPOSED, format=fmt,
+                              activation_select=Selection.LUT, rho=rho))  # fmt: skip
+            out.append(Method(key=f"{fmt}+ad+seda", label=f"{label}+AD+SeDA", group=Group.PROPOSED, format=fmt,
+                              activation_select=Selection.LUT, rho=rho, seda=True))  # fmt: skip
+    return tuple(out)
+
+
 def ablation_methods() -> tuple[Method, ...]:
     """One knob at a time: selection rule, ``rho``, the SeDA window and ``K_g``."""
     from golden.dit import SedaConfig

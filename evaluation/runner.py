@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from golden.formats import get_format
 from . import metrics
-from .methods import Method, ablation_methods, headline_methods
+from .methods import Method, ablation_methods, formatbook_methods, headline_methods
 from .sampling import generate
 from .workload import Workload
 
@@ -36,6 +36,7 @@ class Settings:
 
     steps: int
     ablations: bool = False
+    formatbooks: bool = False  # also the fitted formatbooks (evaluation.methods.formatbook_methods)
     capture: bool = True
     capture_layers: tuple[str, ...] = (
         "transformer_blocks.0.attn.to_q",
@@ -51,7 +52,8 @@ class Settings:
             raise ValueError(f"Settings.steps must be a positive integer, got {self.steps!r}.")
 
     def methods(self) -> tuple[Method, ...]:
-        return headline_methods() + (ablation_methods() if self.ablations else ())
+        extra = formatbook_methods() if self.formatbooks else ()
+        return headline_methods() + extra + (ablation_methods() if self.ablations else ())
 
 
 @dataclass

@@ -11,7 +11,7 @@ import enum
 import math
 from dataclasses import asdict, dataclass, field
 
-from ..formats import FB32, FormatError, Selection, get_format
+from ..formats import FormatError, Selection, get_format
 
 __all__ = [
     "Backend",
@@ -174,10 +174,10 @@ class QuantConfig:
         if self.seda is not None:
             if not isinstance(self.seda, SedaConfig):
                 raise FormatError(f"seda must be a SedaConfig or None, got {self.seda!r}")
-            if spec.formatbook is not FB32 or self.activation_select is not Selection.LUT:
+            if not spec.is_dialect or spec.formatbook.family_size is None or self.activation_select is not Selection.LUT:
                 raise FormatError(
-                    f"SeDA assigns FB32 families and needs format fb32 with LUT selection, "
-                    f"got format {spec.name!r} with {self.activation_select}"
+                    f"SeDA assigns formatbook families and needs a dialect format with families (fb32 or a "
+                    f"fitted book) and LUT selection, got format {spec.name!r} with {self.activation_select}"
                 )
             if self.decomposition is None:
                 raise FormatError("SeDA anchors are the salient tokens, so it needs a DecompositionConfig")
