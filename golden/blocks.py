@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .formats import EXPONENT_BIAS, EXPONENT_MAX, EXPONENT_MIN, NUM_UCODES, FormatError
+from .formats import EXPONENT_BIAS, EXPONENT_MAX, EXPONENT_MIN, FormatError, Grid
 
 __all__ = [
     "SUPPORTED_DTYPES",
@@ -146,17 +146,18 @@ def shared_exponent(blocks: torch.Tensor, amax: torch.Tensor | None = None) -> t
 
 
 def front_end(
-    blocks: torch.Tensor, amax: torch.Tensor | None = None
+    blocks: torch.Tensor, amax: torch.Tensor | None = None, grid: Grid = Grid.HALF
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(e, u, sign) of each block: the hardware block front-end (NUMERICS 2.1 steps 1-3).
 
-    ``e``: int64 ``(..., nblocks)``; ``u``: int64 5-bit codes min(31, floor(|x| 2^(2-e)));
+    ``e``: int64 ``(..., nblocks)``; ``u``: int64 5-bit codes min(31, floor(|x| 2^(2-e))) on the
+    half grid, 6-bit codes min(63, floor(|x| 2^(3-e))) on the quarter grid;
     ``sign``: int64 0/1 from the sign bit (so -0.0 has sign 1).
     """
     e = shared_exponent(blocks, amax)
-    scaled = exact_ldexp(blocks.abs(), (2 - e)[..., None])
+    scaled = exact_ldexp(blocks.abs(), (grid.shift + 1 - e)[..., None])
     # Clamp before the integer cast (float64 inputs beyond 2^130 exceed int64 once scaled);
     # scaled >= 0, so the cast's truncation toward zero is the floor.
-    u = scaled.clamp(max=NUM_UCODES - 1).to(torch.int64)
+    u = scaled.clamp(max=grid.num_ucodes - 1).to(torch.int64)
     sign = torch.signbit(blocks).to(torch.int64)
     return e, u, sign

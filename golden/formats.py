@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import enum
 import functools
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import torch
 
@@ -27,10 +28,13 @@ __all__ = [
     "FormatKind",
     "FormatSpec",
     "Formatbook",
+    "Grid",
     "MAGNITUDE_CODES",
     "NUM_UCODES",
+    "Scale",
     "Selection",
     "get_format",
+    "register_format",
 ]
 
 
@@ -54,6 +58,53 @@ EXPONENT_MAX = 127
 MAX_HALF_UNITS = 15
 
 
+class Grid(enum.Enum):
+    """The unit of a dialect's magnitudes (NUMERICS "Extended dialect formats").
+
+    ``HALF``: magnitudes in half units, 0..15 (4-bit magnitude field), 5-bit truncated code u
+    (3 integer + 2 fraction bits). ``QUARTER``: quarter units, 0..31 (5-bit magnitudes), 6-bit u
+    (3 integer + 3 fraction bits). In both, u counts halves of the grid unit, so every midpoint
+    between two grid values is a whole number of u steps and IDX/ERR keep their form.
+    """
+
+    HALF = "half"
+    QUARTER = "quarter"
+
+    @property
+    def shift(self) -> int:
+        """g with unit = 2^-g: 1 (half units) or 2 (quarter units)."""
+        return 1 if self is Grid.HALF else 2
+
+    @property
+    def max_units(self) -> int:
+        """Largest magnitude a dialect may hold, in grid units (15 or 31: just below 8.0)."""
+        return (8 << self.shift) - 1
+
+    @property
+    def magnitude_bits(self) -> int:
+        return self.max_units.bit_length()
+
+    @property
+    def ucode_bits(self) -> int:
+        return 4 + self.shift
+
+    @property
+    def num_ucodes(self) -> int:
+        return 1 << self.ucode_bits
+
+
+class Scale(enum.Enum):
+    """The per-block scale of a dialect format (NUMERICS "Extended dialect formats").
+
+    ``E8M0``: the shared exponent of NUMERICS 2.1 (a power of two, amax * 2^-e in [4, 8)).
+    ``E4M3``: an E4M3 block scale under a float32 tensor scale, as NVFP4, block max mapped to the
+    grid's largest value.
+    """
+
+    E8M0 = "e8m0"
+    E4M3 = "e4m3"
+
+
 class Selection(enum.Enum):
     """How a dialect block chooses its dialect (NUMERICS 2.2)."""
 
@@ -71,17 +122,23 @@ class FormatKind(enum.Enum):
 
 @dataclass(frozen=True)
 class Formatbook:
-    """An ordered table of dialects; each dialect is 8 increasing magnitudes in half units.
+    """An ordered table of dialects; each dialect is 8 increasing magnitudes in grid units.
 
-    ``family_size`` groups consecutive ids into sub-formatbooks (FB32: 4 families of 8 levels,
-    id = family * 8 + level); ``None`` means the formatbook has no family structure.
+    ``grid`` is the unit of the magnitudes (half units by default, NUMERICS 2; quarter units for
+    the extended formats). ``family_size`` groups consecutive ids into sub-formatbooks (FB32: 4
+    families of 8 levels, id = family * 8 + level); ``None`` means the formatbook has no family
+    structure.
     """
 
     name: str
     dialects: tuple[tuple[int, ...], ...]
     family_size: int | None = None
+    grid: Grid = Grid.HALF
 
     def __post_init__(self) -> None:
+        if not isinstance(self.grid, Grid):
+            raise FormatError(f"formatbook {self.name!r} has grid {self.grid!r}, expected a golden.formats.Grid")
+        top = self.grid.max_units
         if not self.dialects:
             raise FormatError(f"formatbook {self.name!r} has no dialects")
         for d, h in enumerate(self.dialects):
@@ -89,10 +146,10 @@ class Formatbook:
                 raise FormatError(
                     f"dialect {d} of formatbook {self.name!r} has {len(h)} values, expected {MAGNITUDE_CODES}"
                 )
-            if h[0] != 0 or any(b <= a for a, b in zip(h, h[1:])) or h[-1] > MAX_HALF_UNITS:
+            if h[0] != 0 or any(b <= a for a, b in zip(h, h[1:])) or h[-1] > top:
                 raise FormatError(
                     f"dialect {d} of formatbook {self.name!r} is {h}: it must start at 0, increase "
-                    f"strictly and stay within {MAX_HALF_UNITS} half units"
+                    f"strictly and stay within {top} {self.grid.value} units"
                 )
         if self.family_size is not None and len(self.dialects) % self.family_size:
             raise FormatError(
@@ -126,23 +183,42 @@ class Formatbook:
         return mask
 
     @functools.cached_property
-    def half_units(self) -> torch.Tensor:
-        """(D, 8) int64: magnitude of code index k of dialect d, in half units."""
+    def units(self) -> torch.Tensor:
+        """(D, 8) int64: magnitude of code index k of dialect d, in grid units."""
         return torch.tensor(self.dialects, dtype=torch.int64)
+
+    @property
+    def half_units(self) -> torch.Tensor:
+        """(D, 8) int64 magnitudes in half units; a quarter-grid book raises (use ``units``).
+
+        The RTL and kernels read this table and implement the half grid only, so they fail here
+        rather than misread a quarter-unit table.
+        """
+        if self.grid is not Grid.HALF:
+            raise FormatError(f"formatbook {self.name!r} is on the {self.grid.value}-unit grid, not half units")
+        return self.units
+
+    @property
+    def num_ucodes(self) -> int:
+        return self.grid.num_ucodes
 
     @functools.cached_property
     def idx_table(self) -> torch.Tensor:
-        """(D, 32) int64: IDX[d][u] = #{k in 0..6 : u >= h[k] + h[k+1]} (NUMERICS 2.1 step 4)."""
-        h = self.half_units
-        midpoints2 = h[:, :-1] + h[:, 1:]  # twice the midpoint, in half units == in units of u
-        u = torch.arange(NUM_UCODES)
+        """(D, U) int64: IDX[d][u] = #{k in 0..6 : u >= h[k] + h[k+1]} (NUMERICS 2.1 step 4).
+
+        U = 32 codes on the half grid, 64 on the quarter grid.
+        """
+        h = self.units
+        midpoints2 = h[:, :-1] + h[:, 1:]  # twice the midpoint, in grid units == in units of u
+        u = torch.arange(self.num_ucodes)
         return (u[None, :, None] >= midpoints2[:, None, :]).sum(-1)
 
     @functools.cached_property
     def err_table(self) -> torch.Tensor:
-        """(D, 32) int64: ERR[d][u] = (2u + 1 - 4 h[IDX[d][u]])^2, squared bin-centre error in 1/64."""
-        u = torch.arange(NUM_UCODES)
-        nearest = torch.gather(self.half_units, 1, self.idx_table)
+        """(D, U) int64: ERR[d][u] = (2u + 1 - 4 h[IDX[d][u]])^2, squared bin-centre error in
+        units of (a quarter of a grid unit)^2 (1/64 on the half grid, 1/256 on the quarter grid)."""
+        u = torch.arange(self.num_ucodes)
+        nearest = torch.gather(self.units, 1, self.idx_table)
         return (2 * u[None, :] + 1 - 4 * nearest) ** 2
 
     @functools.cached_property
@@ -157,7 +233,7 @@ class Formatbook:
         codes whose nearest value (ties up) in the union of the pair's values is the dialect's
         distinguishing value (its largest value the other dialect lacks). NUMERICS 2.2.
         """
-        if self.num_dialects % 2:
+        if self.num_dialects % 2 or self.grid is not Grid.HALF:
             raise FormatError(f"formatbook {self.name!r} has no dialect pairs for two-stage selection")
         ranges = []
         u = torch.arange(NUM_UCODES)
@@ -222,7 +298,12 @@ E2M1 = Formatbook(name="E2M1", dialects=(E2M1_HALF_UNITS,))
 
 @dataclass(frozen=True)
 class FormatSpec:
-    """One row of the registry: a storage format and its defaults."""
+    """One row of the registry: a storage format and its defaults.
+
+    ``scale`` is the per-block scale: E8M0 (dialect formats' shared exponent, MXFP4) or E4M3 under
+    a float32 tensor scale (NVFP4 variants and the E4M3 dialect formats). ``provenance`` records
+    where a formatbook loaded from a file came from (model, data, command, seed), else None.
+    """
 
     name: str
     kind: FormatKind
@@ -231,12 +312,37 @@ class FormatSpec:
     allowed_blocks: tuple[int, ...]
     formatbook: Formatbook  # element magnitudes (E2M1 for the MX/NV baselines)
     default_select: Selection | None = None  # dialect formats only
+    scale: Scale = Scale.E8M0
     scale_bits: int = EXPONENT_BITS  # bits of the per-block scale (E8M0 exponent or E4M3)
-    tensor_scale_bits: int = 0  # per-tensor float32 scale (NVFP4)
+    tensor_scale_bits: int = 0  # per-tensor float32 scale (E4M3 scales)
+    provenance: dict | None = field(default=None, compare=False, hash=False)
+    source: str | None = field(default=None, compare=False, hash=False)  # the formatbook file, if any
+
+    def __post_init__(self) -> None:
+        if self.scale is Scale.E4M3 and self.tensor_scale_bits != 32:
+            raise FormatError(f"format {self.name!r} has an E4M3 block scale, so it needs a float32 tensor scale")
+        if self.formatbook.grid is not Grid.HALF and not self.is_dialect:
+            raise FormatError(f"format {self.name!r}: only dialect formats take a {self.formatbook.grid.value} grid")
 
     @property
     def is_dialect(self) -> bool:
         return self.kind is FormatKind.DIALECT
+
+    @property
+    def grid(self) -> Grid:
+        return self.formatbook.grid
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The QuantizedTensor fields this format stores, in checkpoint and capture order."""
+        out = ("codes",)
+        if self.scale is Scale.E8M0:
+            out += ("exponent",)
+        if self.is_dialect:
+            out += ("dialect",)
+        if self.scale is Scale.E4M3:
+            out += ("block_scale", "tensor_scale")
+        return out
 
     @property
     def metadata_bits_per_block(self) -> int:
@@ -267,9 +373,48 @@ class FormatSpec:
         except ValueError:
             names = ", ".join(s.value for s in Selection)
             raise FormatError(f"unknown selection {select!r}; expected one of {names}") from None
-        if select is Selection.TWO_STAGE and self.formatbook is not DIALECTFP4_16:
+        if select is Selection.TWO_STAGE and (self.formatbook is not DIALECTFP4_16 or self.scale is not Scale.E8M0):
             raise FormatError(f"two-stage selection is defined for dialectfp4 only, not {self.name!r}")
         return select
+
+
+def dialect_format(
+    name: str,
+    book: Formatbook,
+    scale: Scale | str = Scale.E8M0,
+    *,
+    description: str | None = None,
+    default_block: int = 32,
+    default_select: Selection = Selection.LUT,
+    provenance: dict | None = None,
+    source: str | None = None,
+) -> FormatSpec:
+    """A dialect-format registry row for ``book`` on its grid with the given block scale."""
+    try:
+        scale = Scale(scale)
+    except ValueError:
+        raise FormatError(f"unknown scale {scale!r}; expected one of {', '.join(s.value for s in Scale)}") from None
+    if default_block not in _DIALECT_BLOCKS:
+        raise FormatError(f"dialect block size must be one of {list(_DIALECT_BLOCKS)}, got {default_block}")
+    if description is None:
+        scale_text = "E8M0 shared exponent" if scale is Scale.E8M0 else "E4M3 block scale + float32 tensor scale"
+        description = (
+            f"{book.num_dialects}-dialect formatbook {book.name}, {book.grid.value}-unit grid, {scale_text}, "
+            f"{Selection(default_select).value.upper()} selection"
+        )
+    return FormatSpec(
+        name=name,
+        kind=FormatKind.DIALECT,
+        description=description,
+        default_block=default_block,
+        allowed_blocks=_DIALECT_BLOCKS,
+        formatbook=book,
+        default_select=Selection(default_select),
+        scale=scale,
+        tensor_scale_bits=32 if scale is Scale.E4M3 else 0,
+        provenance=provenance,
+        source=source,
+    )
 
 
 _DIALECT_BLOCKS = (16, 32, 64)
@@ -310,6 +455,7 @@ FORMATS: dict[str, FormatSpec] = {
             default_block=16,
             allowed_blocks=(16,),
             formatbook=E2M1,
+            scale=Scale.E4M3,
             tensor_scale_bits=32,
         ),
         FormatSpec(
@@ -319,17 +465,52 @@ FORMATS: dict[str, FormatSpec] = {
             default_block=16,
             allowed_blocks=(16,),
             formatbook=E2M1,
+            scale=Scale.E4M3,
             tensor_scale_bits=32,
         ),
     )
 }
 
 
+def register_format(spec: FormatSpec) -> FormatSpec:
+    """Add ``spec`` to the registry; re-registering the same definition is a no-op.
+
+    A different format under a name already taken raises FormatError (a formatbook file must not
+    silently replace a registry format).
+    """
+    existing = FORMATS.get(spec.name)
+    if existing is not None:
+        if existing != spec:
+            where = f" (from {existing.source})" if existing.source else ""
+            raise FormatError(f"format name {spec.name!r} is already registered with a different definition{where}")
+        return existing
+    FORMATS[spec.name] = spec
+    return spec
+
+
 def get_format(name: str | FormatSpec) -> FormatSpec:
-    """Look a format up by name; an unknown name raises FormatError listing the known ones."""
+    """Look a format up by registry name, or load a formatbook file given by path.
+
+    A name that is not in the registry but names a file (``*.json``) loads it with
+    ``golden.formatbook.load_formatbook`` and registers it under the book's name, so
+    ``QuantizedTensor.format`` and checkpoints refer to it by that name. An unknown name raises
+    FormatError listing the known ones.
+    """
     if isinstance(name, FormatSpec):
         return name
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise FormatError(f"unknown format {name!r}; expected one of {', '.join(FORMATS)}") from None
+    spec = FORMATS.get(name)
+    if spec is not None:
+        return spec
+    if isinstance(name, (str, os.PathLike)) and (str(name).endswith(".json") or os.sep in str(name)):
+        from .formatbook import load_format_file
+
+        return register_format(load_format_file(name))
+    raise FormatError(
+        f"unknown format {name!r}; expected one of {', '.join(FORMATS)} or a formatbook file (*.json)"
+    ) from None
+
+
+from .formatbook import shipped_formats  # noqa: E402  (the fitted books in golden/assets/formatbooks)
+
+for _spec in shipped_formats():
+    register_format(_spec)

@@ -2,17 +2,21 @@
 
 For one activation block ``a`` and one weight block ``w`` covering the same K range:
 
-    acc  = sum_i (-1)^(s_a,i ^ s_w,i) * h_a,i * h_w,i        (exact integer, |acc| <= B * 225)
+    acc  = sum_i (-1)^(s_a,i ^ s_w,i) * h_a,i * h_w,i        (exact integer, |acc| <= B * 225 on
+                                                              the half grid, B * 961 on the quarter)
 
-Dialect formats and MXFP4 (value = h * 2^(e - 1)):
+h is in grid units of 2^-g (g = 1 half units, g = 2 quarter units; E2M1 is on the half grid).
 
-    term = fl32(acc * 2^(e_a + e_w - 2))                     (one RNE rounding; exact unless the
+E8M0 scales, i.e. dialect formats and MXFP4 (value = h * 2^(e - g)):
+
+    term = fl32(acc * 2^(e_a + e_w - 2g))                    (one RNE rounding; exact unless the
                                                               exponent sum leaves binary32's range)
 
-NVFP4 variants (value = h/2 * t * s), in this order, every step in binary32:
+E4M3 scales, i.e. NVFP4 variants and E4M3 dialect formats (value = h * 2^-g * t * s), in this
+order, every step in binary32:
 
-    term = fl32( fl32(acc * 0.25 * fl32(s_a * s_w)) * fl32(t_a * t_w) )
-           (the inner product and the scale product are exact: at most 12 + 4 + 4 significand bits)
+    term = fl32( fl32(acc * 2^-2g * fl32(s_a * s_w)) * fl32(t_a * t_w) )
+           (the inner product and the scale product are exact: at most 16 + 4 + 4 significand bits)
 
 The output accumulates the terms of the K blocks in increasing K order in binary32 with
 round-to-nearest-even, starting from +0.0: ``y = fl(fl(fl(0 + t_0) + t_1) + ...)``.
@@ -24,7 +28,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .formats import FormatError, FormatKind, Selection, get_format
+from .formats import FormatError, Scale, Selection, get_format
 from .quantize import QuantizedTensor, quantize
 
 __all__ = ["accumulate_binary32", "block_terms", "quantized_linear", "quantized_matmul", "weight_selection"]
@@ -47,10 +51,11 @@ def block_terms(a: QuantizedTensor, w: QuantizedTensor) -> Iterator[torch.Tensor
     ``a`` is ``(..., K)`` (flattened to M rows), ``w`` is ``(N, K)``.
     """
     _check_operands(a, w)
-    ha = a.signed_half_units().reshape(-1, a.num_blocks, a.block).to(torch.float32)
-    hw = w.signed_half_units().to(torch.float32)
-    kind = a.spec.kind
-    if kind in (FormatKind.NVFP4, FormatKind.NVFP4_46):
+    ha = a.signed_units().reshape(-1, a.num_blocks, a.block).to(torch.float32)
+    hw = w.signed_units().to(torch.float32)
+    e4m3 = a.spec.scale is Scale.E4M3
+    g = a.spec.grid.shift
+    if e4m3:
         sa = a.block_scale.view(torch.float8_e4m3fn).to(torch.float32).reshape(-1, a.num_blocks)
         sw = w.block_scale.view(torch.float8_e4m3fn).to(torch.float32)
         tensor_scale = (a.tensor_scale * w.tensor_scale).to(torch.float32)
@@ -58,15 +63,15 @@ def block_terms(a: QuantizedTensor, w: QuantizedTensor) -> Iterator[torch.Tensor
         ea = a.unbiased_exponent().reshape(-1, a.num_blocks)
         ew = w.unbiased_exponent()
     for b in range(a.num_blocks):
-        # Integer block dot products; float32 is exact here (|acc| <= 64 * 225 < 2**24).
+        # Integer block dot products; float32 is exact here (|acc| <= 64 * 961 < 2**24).
         acc = ha[:, b, :] @ hw[:, b, :].T
-        if kind in (FormatKind.NVFP4, FormatKind.NVFP4_46):
+        if e4m3:
             scale = sa[:, b, None] * sw[None, :, b]
-            yield ((acc * 0.25) * scale) * tensor_scale
+            yield ((acc * 2.0 ** (-2 * g)) * scale) * tensor_scale
         else:
-            # 2^(e_a + e_w - 2) with the sum in [-256, 252] is exact in float64, as is the
+            # 2^(e_a + e_w - 2g) with the sum in [-258, 252] is exact in float64, as is the
             # product with acc; the cast to float32 is the single RNE rounding (subnormals, inf).
-            power = torch.pow(2.0, (ea[:, b, None] + ew[None, :, b] - 2).to(torch.float64))
+            power = torch.pow(2.0, (ea[:, b, None] + ew[None, :, b] - 2 * g).to(torch.float64))
             yield (acc.to(torch.float64) * power).to(torch.float32)
 
 

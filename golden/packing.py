@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .formats import FormatError, FormatKind, get_format
+from .formats import FormatError, FormatSpec, get_format
 from .quantize import QuantizedTensor
 
 __all__ = [
@@ -109,12 +109,8 @@ def _fields(q: QuantizedTensor) -> dict[str, torch.Tensor]:
     return fields
 
 
-def _expected_fields(kind: FormatKind) -> tuple[str, ...]:
-    if kind is FormatKind.DIALECT:
-        return ("codes", "exponent", "dialect")
-    if kind is FormatKind.MXFP4:
-        return ("codes", "exponent")
-    return ("codes", "block_scale", "tensor_scale")
+def _expected_fields(spec: FormatSpec) -> tuple[str, ...]:
+    return spec.fields
 
 
 def save_quantized(path: str | os.PathLike, tensors: dict[str, QuantizedTensor], extra: dict | None = None) -> None:
@@ -170,7 +166,7 @@ def load_quantized(path: str | os.PathLike) -> tuple[dict[str, QuantizedTensor],
     if data_digest(flat) != metadata["sha256"]:
         raise CheckpointError(f"checkpoint {path} is corrupt: its data does not match its sha256 checksum")
     tensors = {name: _rebuild(path, name, desc, flat) for name, desc in header.items()}
-    unknown = set(flat) - {f"{n}.{f}" for n, d in header.items() for f in _expected_fields(get_format(d["format"]).kind)}
+    unknown = set(flat) - {f"{n}.{f}" for n, d in header.items() for f in _expected_fields(get_format(d["format"]))}
     if unknown:
         raise CheckpointError(f"checkpoint {path} holds tensors its header does not describe: {sorted(unknown)}")
     return tensors, extra
@@ -197,7 +193,7 @@ def _rebuild(path: Path, name: str, desc: dict, flat: dict[str, torch.Tensor]) -
         raise fail(f"has an invalid shape {shape}")
     nblocks = -(-shape[-1] // block)
     fields = {}
-    for field in _expected_fields(spec.kind):
+    for field in _expected_fields(spec):
         key = f"{name}.{field}"
         if key not in flat:
             raise fail(f"is missing its {field!r} field")

@@ -18,6 +18,8 @@ from .formats import (
     FormatError,
     FormatKind,
     FormatSpec,
+    Grid,
+    Scale,
     Selection,
     get_format,
 )
@@ -28,7 +30,9 @@ __all__ = [
     "E4M3_MIN_NORMAL",
     "NVFP4_TENSOR_SCALE_MIN",
     "QuantizedTensor",
+    "dialect_ucodes",
     "e2m1_encode",
+    "e4m3_dialect_front_end",
     "quantize",
 ]
 
@@ -57,10 +61,10 @@ class QuantizedTensor:
     block: int
     length: int
     codes: torch.Tensor  # uint8: bit 3 sign, bits 2..0 magnitude index
-    exponent: torch.Tensor | None = None  # uint8 biased shared exponent (dialect formats, MXFP4)
+    exponent: torch.Tensor | None = None  # uint8 biased shared exponent (E8M0 scales: dialects, MXFP4)
     dialect: torch.Tensor | None = None  # uint8 dialect id (dialect formats)
-    block_scale: torch.Tensor | None = None  # uint8 E4M3 bits (NVFP4 variants)
-    tensor_scale: torch.Tensor | None = None  # float32 scalar (NVFP4 variants)
+    block_scale: torch.Tensor | None = None  # uint8 E4M3 bits (E4M3 scales: NVFP4 variants, E4M3 dialects)
+    tensor_scale: torch.Tensor | None = None  # float32 scalar (E4M3 scales)
 
     @property
     def spec(self) -> FormatSpec:
@@ -74,17 +78,24 @@ class QuantizedTensor:
     def num_blocks(self) -> int:
         return self.codes.shape[-1] // self.block
 
-    def signed_half_units(self) -> torch.Tensor:
-        """int64 ``(..., nblocks, block)``: each element as (-1)^s * magnitude in half units."""
+    def signed_units(self) -> torch.Tensor:
+        """int64 ``(..., nblocks, block)``: each element as (-1)^s * magnitude in grid units
+        (half units, or quarter units for a quarter-grid formatbook)."""
         book = self.spec.formatbook
         codes = self.codes.to(torch.int64).unflatten(-1, (self.num_blocks, self.block))
         index = codes & MAGNITUDE_MASK
         if self.dialect is not None:
-            table = book.half_units[self.dialect.to(torch.int64)]  # (..., nblocks, 8)
+            table = book.units[self.dialect.to(torch.int64)]  # (..., nblocks, 8)
             magnitude = torch.gather(table, -1, index)
         else:
-            magnitude = book.half_units[0][index]
+            magnitude = book.units[0][index]
         return torch.where(codes & SIGN_BIT != 0, -magnitude, magnitude)
+
+    def signed_half_units(self) -> torch.Tensor:
+        """``signed_units()`` of a half-grid format (FormatError for a quarter grid)."""
+        if self.spec.grid is not Grid.HALF:
+            raise FormatError(f"format {self.format!r} is on the {self.spec.grid.value}-unit grid, not half units")
+        return self.signed_units()
 
     def unbiased_exponent(self) -> torch.Tensor:
         """int64 ``(..., nblocks)``: e = E - 127 (dialect formats and MXFP4)."""
@@ -100,13 +111,14 @@ class QuantizedTensor:
 
     def dequantize(self) -> torch.Tensor:
         """float32 values, shape ``self.shape`` (padding removed)."""
-        h = self.signed_half_units()
-        if self.spec.kind in (FormatKind.NVFP4, FormatKind.NVFP4_46):
-            # torchao's order: fl32(value * fl32(t * s)); the E2M1 value h/2 is exact.
-            values = (h.to(torch.float32) * 0.5) * self.block_scale_fp32()[..., None]
+        h = self.signed_units()
+        g = self.spec.grid.shift  # one grid unit is 2^-g
+        if self.spec.scale is Scale.E4M3:
+            # torchao's order: fl32(value * fl32(t * s)); the element value h * 2^-g is exact.
+            values = (h.to(torch.float32) * 2.0**-g) * self.block_scale_fp32()[..., None]
         else:
-            # value = h * 2^(e - 1), formed exactly in float64 and rounded once to float32.
-            values = exact_ldexp(h.to(torch.float64), (self.unbiased_exponent() - 1)[..., None])
+            # value = h * 2^(e - g), formed exactly in float64 and rounded once to float32.
+            values = exact_ldexp(h.to(torch.float64), (self.unbiased_exponent() - g)[..., None])
             values = values.to(torch.float32)
         values = values.flatten(-2)
         # Negative zero codes keep their sign: (-1)^1 * 0 = -0.0.
@@ -151,7 +163,9 @@ def _quantize_dialect(
     blocked: BlockedTensor, spec: FormatSpec, select: Selection, mask: torch.Tensor | None
 ) -> dict[str, torch.Tensor]:
     book = spec.formatbook
-    e, u, sign = front_end(blocked.values, blocked.amax)
+    if spec.scale is Scale.E4M3:
+        return _quantize_dialect_e4m3(blocked, spec, select, mask)
+    e, u, sign = front_end(blocked.values, blocked.amax, book.grid)
     if select is Selection.LUT:
         dialect = select_lut(u, book, mask)
     elif select is Selection.MSE:
@@ -160,12 +174,72 @@ def _quantize_dialect(
         if mask is not None:
             raise FormatError("a candidate mask needs LUT or MSE selection, not two-stage")
         dialect = select_two_stage(u, book)
-    index = torch.gather(book.idx_table[dialect], -1, u)  # (..., nblocks, B)
-    codes = (sign << 3) | index
     return {
-        "codes": codes.flatten(-2).to(torch.uint8),
+        "codes": _dialect_codes(book.idx_table, dialect, u, sign),
         "exponent": (e + EXPONENT_BIAS).to(torch.uint8),
         "dialect": dialect.to(torch.uint8),
+    }
+
+
+def _dialect_codes(idx_table: torch.Tensor, dialect: torch.Tensor, u: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    index = torch.gather(idx_table[dialect], -1, u)  # (..., nblocks, B)
+    return ((sign << 3) | index).flatten(-2).to(torch.uint8)
+
+
+#: Smallest tensor scale of an E4M3 dialect format: NVFP4's floor (docs/NUMERICS.md section 3.4).
+E4M3_DIALECT_MIN_TENSOR_SCALE = NVFP4_TENSOR_SCALE_MIN
+
+
+def e4m3_dialect_front_end(
+    x32: torch.Tensor, grid: Grid
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(t, s_bits, u, sign) of an E4M3-scaled dialect tensor, every step in binary32 (NUMERICS,
+    "Extended dialect formats"); ``x32`` is float32 ``(..., nblocks, B)``, not all zero.
+
+    ``top`` = the grid's largest value (7.5 or 7.75);  t = max(amax_tensor / (448 * top), 2^-120);
+    s = E4M3(clamp((amax_block / top) / t, 2^-6, 448));  r = (1 / t) / s;
+    u = min(U - 1, floor(fl32(|x| * r) * 2^(g + 1))).
+    """
+    top = grid.max_units * 2.0**-grid.shift
+    t = torch.clamp_min(x32.abs().amax() / (E4M3_MAX * top), E4M3_DIALECT_MIN_TENSOR_SCALE)
+    amax_block = x32.abs().amax(-1)
+    s_bits = e4m3_encode(torch.clamp((amax_block / top) / t, E4M3_MIN_NORMAL, E4M3_MAX))
+    r = (1.0 / t) / s_bits.view(torch.float8_e4m3fn).to(torch.float32)
+    scaled = (x32.abs() * r[..., None]) * 2.0 ** (grid.shift + 1)  # the power of two is exact
+    u = scaled.clamp(max=grid.num_ucodes - 1).to(torch.int64)  # >= 0, so truncation is the floor
+    sign = torch.signbit(x32).to(torch.int64)
+    return t, s_bits, u, sign
+
+
+def _quantize_dialect_e4m3(
+    blocked: BlockedTensor, spec: FormatSpec, select: Selection, mask: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    book = spec.formatbook
+    x32 = blocked.values.to(torch.float32)  # defined in float32, as NVFP4 (float64 input is rounded)
+    if not (x32 != 0).any():  # all-zero tensor (as NVFP4): t = 0, scale bytes 0, dialect 0
+        batch = x32.shape[:-1]
+        if mask is not None:
+            from .select import check_candidate_mask
+
+            check_candidate_mask(mask, batch, book)
+        sign = torch.signbit(x32).to(torch.int64)
+        return {
+            "codes": (sign << 3).flatten(-2).to(torch.uint8),
+            "dialect": torch.zeros(batch, dtype=torch.uint8),
+            "block_scale": torch.zeros(batch, dtype=torch.uint8),
+            "tensor_scale": torch.tensor(0.0),
+        }
+    t, s_bits, u, sign = e4m3_dialect_front_end(x32, book.grid)
+    if select is Selection.LUT:
+        dialect = select_lut(u, book, mask)
+    else:
+        step = (t * s_bits.view(torch.float8_e4m3fn).to(torch.float32)).to(torch.float64) * 2.0**-book.grid.shift
+        dialect = select_mse(x32, None, u, book, mask, step=step)
+    return {
+        "codes": _dialect_codes(book.idx_table, dialect, u, sign),
+        "dialect": dialect.to(torch.uint8),
+        "block_scale": s_bits,
+        "tensor_scale": t,
     }
 
 
@@ -224,6 +298,23 @@ def _nvfp4_block_sse(x32, codes, s_bits, t) -> torch.Tensor:
     return ((x32.to(torch.float64) - deq) ** 2).sum(-1)
 
 
+def dialect_ucodes(
+    x: torch.Tensor, format: str | FormatSpec, *, block: int | None = None, pad: bool = False
+) -> torch.Tensor:
+    """The truncated codes u (int64 ``(..., nblocks, B)``) a dialect format's selection sees:
+    NUMERICS 2.1 steps 1-2 for an E8M0 scale, the E4M3 front end for an E4M3 scale."""
+    spec = get_format(format)
+    if not spec.is_dialect:
+        raise FormatError(f"format {spec.name!r} is not a dialect format")
+    blocked = BlockedTensor(x, spec.check_block(block), pad=pad)
+    if spec.scale is Scale.E8M0:
+        return front_end(blocked.values, blocked.amax, spec.grid)[1]
+    x32 = blocked.values.to(torch.float32)
+    if not (x32 != 0).any():
+        return torch.zeros(x32.shape, dtype=torch.int64)
+    return e4m3_dialect_front_end(x32, spec.grid)[2]
+
+
 def quantize(
     x: torch.Tensor,
     format: str | FormatSpec = "fb32",
@@ -250,7 +341,7 @@ def quantize(
         raise FormatError(f"format {spec.name!r} has no dialects to mask")
     blocked = BlockedTensor(x, block, pad=pad)
     if spec.kind is FormatKind.DIALECT:
-        fields = _quantize_dialect(blocked, spec, select, mask)
+        fields = _quantize_dialect(blocked, spec, select, mask)  # E8M0 or E4M3 scale, half or quarter grid
     elif spec.kind is FormatKind.MXFP4:
         fields = _quantize_mxfp4(blocked)
     elif spec.kind in (FormatKind.NVFP4, FormatKind.NVFP4_46):

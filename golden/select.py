@@ -8,26 +8,28 @@ from __future__ import annotations
 
 import torch
 
-from .formats import DIALECTFP4_16, NUM_UCODES, Formatbook, FormatError
+from .formats import DIALECTFP4_16, NUM_UCODES, Formatbook, FormatError, Grid
 
 __all__ = ["check_candidate_mask", "code_histogram", "lut_costs", "select_lut", "select_mse", "select_mse_reference", "select_two_stage"]
 
 
-def code_histogram(u: torch.Tensor) -> torch.Tensor:
-    """H[..., v] = #{i : u_i = v}, int64 of shape ``(..., nblocks, 32)``."""
+def code_histogram(u: torch.Tensor, num_ucodes: int = NUM_UCODES) -> torch.Tensor:
+    """H[..., v] = #{i : u_i = v}, int64 of shape ``(..., nblocks, num_ucodes)`` (32 by default;
+    64 for quarter-grid codes)."""
     # One bincount over (block index, code) pairs: faster than a scatter-add per block.
     num_blocks = u[..., 0].numel()
-    pair = (torch.arange(num_blocks).reshape(u.shape[:-1]) * NUM_UCODES)[..., None] + u
-    return torch.bincount(pair.flatten(), minlength=num_blocks * NUM_UCODES).reshape(*u.shape[:-1], NUM_UCODES)
+    pair = (torch.arange(num_blocks).reshape(u.shape[:-1]) * num_ucodes)[..., None] + u
+    return torch.bincount(pair.flatten(), minlength=num_blocks * num_ucodes).reshape(*u.shape[:-1], num_ucodes)
 
 
 def lut_costs(u: torch.Tensor, book: Formatbook) -> torch.Tensor:
     """cost[..., d] = sum_i ERR[d][u_i] (int64, ``(..., nblocks, D)``), as ERR @ H.
 
-    The product runs in float32: every count is <= B, every entry <= 961 and every sum
-    < 2**24 for B <= 64, so the float GEMM is exact whatever its summation order.
+    The product runs in float32: every count is <= B <= 64, every entry <= 961 (half grid) or
+    <= 3969 (quarter grid) and every sum < 2**24, so the float GEMM is exact whatever its
+    summation order.
     """
-    hist = code_histogram(u).to(torch.float32)
+    hist = code_histogram(u, book.num_ucodes).to(torch.float32)
     return (hist @ book.err_table.T.to(torch.float32)).to(torch.int64)
 
 
@@ -95,10 +97,12 @@ _MSE_REL_BOUND = 2.0**-40
 
 def select_mse(
     blocks: torch.Tensor,
-    e: torch.Tensor,
+    e: torch.Tensor | None,
     u: torch.Tensor,
     book: Formatbook,
     mask: torch.Tensor | None = None,
+    *,
+    step: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Offline MSE selection: argmin_d sum_i (x_i - deq_d(x_i))^2 in float64, ties to lowest id.
 
@@ -112,7 +116,13 @@ def select_mse(
     dialect is either worse by more than both bounds or equal to the winner on every code the block
     holds (then the reference's SSEs are bitwise equal and the lowest such id wins); the remaining
     blocks (near-ties) run ``select_mse_reference``. Runs on the device of ``blocks``.
+
+    Other grids and scales (NUMERICS section 8) run ``select_mse_reference``: on the quarter grid
+    one grid unit is 2^(e - 2); with an E4M3 scale pass ``step`` = fl32(t * s) * 2^-g per block
+    (float64) and ``e = None``, and ``deq_d`` is the stored float32 value fl32(h * 2^-g * fl32(t * s)).
     """
+    if step is not None or book.grid is not Grid.HALF:
+        return select_mse_reference(blocks, e, u, book, mask, step=step)
     allowed = None if mask is None else check_candidate_mask(mask, e.shape, book)
     if blocks.dtype == torch.float64 or blocks.shape[-1] > 1024:
         # float64 input can underflow the reference's squared differences; keep its exact rounding.
@@ -183,10 +193,12 @@ def _select_mse_moments(blocks, e, u, values, allowed):
 
 def select_mse_reference(
     blocks: torch.Tensor,
-    e: torch.Tensor,
+    e: torch.Tensor | None,
     u: torch.Tensor,
     book: Formatbook,
     mask: torch.Tensor | None = None,
+    *,
+    step: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The definition of MSE selection, one dialect at a time: for each dialect the float64
     ``sum_i (|x_i| - deq_d(x_i))^2`` of every block, and the first strict minimum. ``select_mse``
@@ -195,14 +207,20 @@ def select_mse_reference(
 
     x = blocks.to(torch.float64)
     device = x.device
-    step = exact_ldexp(torch.ones_like(e, dtype=torch.float64), e - 1)[..., None]  # one half unit
-    best = torch.full(e.shape, float("inf"), dtype=torch.float64, device=device)
-    best_id = torch.zeros(e.shape, dtype=torch.int64, device=device)
-    allowed = None if mask is None else check_candidate_mask(mask, e.shape, book)
+    round_to_float32 = step is not None
+    if step is None:
+        step = exact_ldexp(torch.ones_like(e, dtype=torch.float64), e - book.grid.shift)  # one grid unit
+    batch = step.shape
+    step = step[..., None]
+    best = torch.full(batch, float("inf"), dtype=torch.float64, device=device)
+    best_id = torch.zeros(batch, dtype=torch.int64, device=device)
+    allowed = None if mask is None else check_candidate_mask(mask, batch, book)
     magnitude = x.abs()
-    half_units, idx_table = book.half_units.to(device), book.idx_table.to(device)
+    units, idx_table = book.units.to(device), book.idx_table.to(device)
     for d in range(book.num_dialects):
-        deq = half_units[d][idx_table[d][u]].to(torch.float64) * step
+        deq = units[d][idx_table[d][u]].to(torch.float64) * step
+        if round_to_float32:
+            deq = deq.to(torch.float32).to(torch.float64)
         sse = ((magnitude - deq) ** 2).sum(-1)
         if allowed is not None:
             sse = torch.where(allowed[..., d], sse, torch.full_like(sse, float("inf")))

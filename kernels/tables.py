@@ -83,6 +83,11 @@ def kernel_format(format: str | FormatSpec) -> FormatSpec:
     spec = get_format(format)
     if spec.kind not in (FormatKind.DIALECT, FormatKind.MXFP4):
         raise FormatError(f"the Triton kernels implement the dialect formats and mxfp4, not {spec.name!r}")
+    if spec.formatbook.grid.value != "half" or spec.scale.value != "e8m0":
+        raise FormatError(
+            f"the Triton kernels implement the half-unit grid with an E8M0 exponent, not {spec.name!r} "
+            f"({spec.formatbook.grid.value} grid, {spec.scale.value} scale)"
+        )
     return spec
 
 

@@ -18,6 +18,7 @@ from .errors import USER_ERRORS
 COMMANDS = {
     "formats": ("sdialect.commands.formats", "list the formats, their bits per element and formatbooks"),
     "quantize": ("sdialect.commands.quantize", "quantize one .npy tensor into the .npz file of docs/NUMERICS.md section 6"),
+    "formatbook": ("sdialect.commands.formatbook", "fit a formatbook to captured activations (held-out SQNR report); show a book"),
     "matmul": ("sdialect.commands.matmul", "bit-exact quantized matmul of two .npy tensors (docs/NUMERICS.md section 4)"),
     "demo": ("evaluation.cli_demo", "evaluate every 4-bit method on the embedded video DiT into build/report"),
     "eval": ("evaluation.cli_eval", "the demo's evaluation on a local diffusers video transformer directory"),

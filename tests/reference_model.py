@@ -172,3 +172,91 @@ def quantize_nvfp4_46_block(block: list[float], tensor_scale: np.float32) -> tup
     errors = [sum((float(np.float32(v)) - d) ** 2 for v, d in zip(block, nvfp4_dequant(s, c, tensor_scale)))
               for s, c in candidates]  # fmt: skip
     return candidates[1] if errors[1] < errors[0] else candidates[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Extended dialect formats: half or quarter grid (g = 1 or 2), E8M0 or E4M3 block scale
+# ------------------------------------------------------------------------------------------------
+
+
+def grid_top(g: int) -> int:
+    """Largest magnitude in grid units: 15 half units or 31 quarter units."""
+    return (8 << g) - 1
+
+
+def ucode_grid(v: float, e: int, g: int) -> int:
+    """min(U - 1, floor(|v| * 2^(g + 1 - e))): u counts halves of a grid unit of 2^(e - g)."""
+    return min(2 ** (4 + g) - 1, math.floor(abs(Fraction(v)) * Fraction(2) ** (g + 1 - e)))
+
+
+def e4m3_tensor_scale(values: list[float], g: int) -> np.float32:
+    """t = max(fl32(amax / fl32(448 * top)), 2^-120), top = the grid's largest value."""
+    f32 = np.float32
+    amax = max(abs(f32(v)) for v in values)
+    top = f32(grid_top(g) / 2**g)
+    return max(f32(amax / f32(f32(448.0) * top)), f32(2.0**-120))
+
+
+def e4m3_dialect_codes(block: list[float], t: np.float32, g: int) -> tuple[int, list[int]]:
+    """(E4M3 scale bits, u codes) of one block: s = E4M3(clamp(fl32(amax/top)/t)), r = (1/t)/s,
+    u = min(U - 1, floor(fl32(|x| r) * 2^(g + 1))), in binary32 scalar steps."""
+    f32 = np.float32
+    xs = [f32(v) for v in block]
+    top = f32(grid_top(g) / 2**g)
+    amax = max(abs(v) for v in xs)
+    s = np.clip(f32(f32(amax / top) / t), f32(2.0**-6), f32(448.0))
+    s_bits = e4m3_round(float(s))
+    r = f32(f32(f32(1.0) / t) / f32(e4m3_value(s_bits)))
+    us = [min(2 ** (4 + g) - 1, math.floor(Fraction(float(f32(abs(v) * r))) * 2 ** (g + 1))) for v in xs]
+    return s_bits, us
+
+
+def quantize_extended_block(
+    block: list[float], book, g: int, scale: str, select: str, tensor_scale=None, allowed=None
+) -> dict:
+    """One block of an extended dialect format: {exponent | block_scale, dialect, codes}.
+
+    ``tensor_scale`` is the E4M3 format's t (from ``e4m3_tensor_scale`` over the whole tensor).
+    MSE selection compares float64 squared errors of the dequantized values (float32 values for
+    E4M3, as stored; exact values for E8M0).
+    """
+    out = {}
+    if scale == "e8m0":
+        e = shared_exponent(block)
+        us = [ucode_grid(v, e, g) for v in block]
+        out["exponent"] = e + 127
+        unit = Fraction(2) ** (e - g)
+        deq = lambda h: float(h * unit)  # noqa: E731
+        xs = block
+    else:
+        s_bits, us = e4m3_dialect_codes(block, tensor_scale, g)
+        out["block_scale"] = s_bits
+        ts = np.float32(tensor_scale * np.float32(e4m3_value(s_bits)))
+        deq = lambda h: float(np.float32(np.float32(h / 2**g) * ts))  # noqa: E731
+        xs = [float(np.float32(v)) for v in block]
+    if select == "lut":
+        d = lut_select(us, book, allowed)
+    else:
+        best, best_err = None, None
+        for k, dialect in enumerate(book):
+            if allowed is not None and not allowed[k]:
+                continue
+            err = sum((abs(x) - deq(dialect[nearest_index_ties_up(Fraction(u, 2), dialect)])) ** 2
+                      for x, u in zip(xs, us))  # fmt: skip
+            if best_err is None or err < best_err:
+                best, best_err = k, err
+        d = best
+    out["dialect"] = d
+    out["codes"] = [(sign_bit(v) << 3) | nearest_index_ties_up(Fraction(u, 2), book[d]) for v, u in zip(block, us)]
+    return out
+
+
+def extended_dequant(code: int, dialect: tuple[int, ...], g: int, exponent=None, scale_bits=None, tensor_scale=None) -> float:
+    """float32 value of one element: exact h * 2^(e - g) rounded once (E8M0), or
+    fl32(fl32(h * 2^-g) * fl32(t * s)) (E4M3); negative zero kept."""
+    h = dialect[code & 7]
+    sign = -1.0 if code & 8 else 1.0
+    if exponent is not None:
+        return sign * float(np.float32(float(h * Fraction(2) ** (exponent - 127 - g))))
+    ts = np.float32(tensor_scale * np.float32(e4m3_value(scale_bits)))
+    return sign * float(np.float32(np.float32(h / 2**g) * ts))

@@ -124,7 +124,7 @@ def test_unknown_format_exits_nonzero_from_the_installed_command(arrays, tmp_pat
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "invalid choice: 'fp5'" in result.stderr
+    assert "unknown format 'fp5'" in result.stderr
     assert not (tmp_path / "q.npz").exists()
 
 

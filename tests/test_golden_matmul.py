@@ -13,8 +13,8 @@ def reference_matmul(a: golden.QuantizedTensor, w: golden.QuantizedTensor) -> np
     """Each K block's dot product of the *dequantized* values in float64 (exact: the products share
     one power of two per block pair), rounded once to binary32, then summed in increasing K order
     in numpy float32 from +0.0."""
-    if a.spec.kind in (golden.FormatKind.NVFP4, golden.FormatKind.NVFP4_46):
-        raise AssertionError("NVFP4 has its own reference below")
+    if a.spec.scale is golden.Scale.E4M3:
+        raise AssertionError("E4M3 scales (NVFP4, E4M3 dialects) have their own reference below")
     da = a.dequantize().double().numpy().reshape(-1, a.num_blocks, a.block)
     dw = w.dequantize().double().numpy().reshape(-1, w.num_blocks, w.block)
     y = np.zeros((da.shape[0], dw.shape[0]), dtype=np.float32)
@@ -28,9 +28,11 @@ def reference_matmul(a: golden.QuantizedTensor, w: golden.QuantizedTensor) -> np
 
 
 def reference_nvfp4_matmul(a, w) -> np.ndarray:
-    """term = fl32(fl32(acc/4 * fl32(s_a s_w)) * fl32(t_a t_w)), accumulated in K order."""
-    ha = a.signed_half_units().numpy().reshape(-1, a.num_blocks, a.block)
-    hw = w.signed_half_units().numpy()
+    """term = fl32(fl32(acc 2^-2g * fl32(s_a s_w)) * fl32(t_a t_w)), accumulated in K order
+    (g = 1: half units, NVFP4's acc/4; g = 2: quarter units)."""
+    ha = a.signed_units().numpy().reshape(-1, a.num_blocks, a.block)
+    hw = w.signed_units().numpy()
+    unit2 = 2.0 ** (-2 * a.spec.grid.shift)
     sa = a.block_scale.view(torch.float8_e4m3fn).float().numpy().reshape(-1, a.num_blocks)
     sw = w.block_scale.view(torch.float8_e4m3fn).float().numpy()
     t = np.float32(a.tensor_scale.item()) * np.float32(w.tensor_scale.item())
@@ -40,7 +42,7 @@ def reference_nvfp4_matmul(a, w) -> np.ndarray:
             acc = np.float32(0.0)
             for b in range(a.num_blocks):
                 dot = int(np.dot(ha[m, b].astype(np.int64), hw[n, b].astype(np.int64)))
-                term = np.float32(np.float32(np.float32(dot * 0.25) * np.float32(sa[m, b] * sw[n, b])) * t)
+                term = np.float32(np.float32(np.float32(dot * unit2) * np.float32(sa[m, b] * sw[n, b])) * t)
                 acc = np.float32(acc + term)
             y[m, n] = acc
     return y
@@ -60,7 +62,8 @@ def operands(fmt, m=6, n=5, k=256, seed=0, kind="normal"):
 def test_quantized_matmul_equals_block_reference(fmt, kind):
     a, w = operands(fmt, kind=kind, seed=len(kind))
     y = golden.quantized_matmul(a, w).numpy()
-    expected = reference_nvfp4_matmul(a, w) if "nvfp4" in fmt else reference_matmul(a, w)
+    e4m3 = golden.get_format(fmt).scale is golden.Scale.E4M3
+    expected = reference_nvfp4_matmul(a, w) if e4m3 else reference_matmul(a, w)
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y.view(np.uint32), expected.view(np.uint32))
 

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..formats import FormatError, FormatKind, get_format
+from ..formats import FormatError, get_format
 from ..packing import CheckpointError
 from ..quantize import QuantizedTensor
 from .config import Execution, QuantConfig
@@ -122,16 +122,10 @@ class Capture:
 # QuantizedTensor <-> flat tensors
 # --------------------------------------------------------------------------------------------
 
-_FIELDS = {
-    FormatKind.DIALECT: ("codes", "exponent", "dialect"),
-    FormatKind.MXFP4: ("codes", "exponent"),
-    FormatKind.NVFP4: ("codes", "block_scale", "tensor_scale"),
-    FormatKind.NVFP4_46: ("codes", "block_scale", "tensor_scale"),
-}
 
 
 def _flatten(prefix: str, q: QuantizedTensor, out: dict[str, torch.Tensor]) -> None:
-    for field in _FIELDS[q.spec.kind]:
+    for field in q.spec.fields:
         out[f"{prefix}.{field}"] = getattr(q, field).clone()  # records may share operands (q/k/v)
 
 
@@ -148,7 +142,7 @@ def _rebuild(
         "tensor_scale": ((), torch.float32),
     }
     fields = {}
-    for field in _FIELDS[spec.kind]:
+    for field in spec.fields:
         key = f"{prefix}.{field}"
         if key not in flat:
             raise CheckpointError(f"{where}: tensor {key!r} is missing")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..formats import FormatError, FormatKind, get_format
+from ..formats import FormatError, FormatKind, Scale, get_format
 from ..matmul import quantized_matmul
 from ..quantize import QuantizedTensor, quantize
 from .config import Backend, Execution, QuantConfig
@@ -66,29 +66,29 @@ class ActivationPlan:
 
 @functools.cache
 def _signed_values(format_name: str) -> torch.Tensor:
-    """float32 ``(D, 16)``: the value of element code ``c`` in dialect ``d``, in half units, signed
+    """float32 ``(D, 16)``: the value of element code ``c`` in dialect ``d``, in grid units, signed
     by bit 3 (so code 8 is -0.0)."""
     book = get_format(format_name).formatbook
-    magnitude = book.half_units.to(torch.float32)
+    magnitude = book.units.to(torch.float32)
     return torch.cat((magnitude, -magnitude), dim=1)
 
 
 def fast_dequantize(q: QuantizedTensor) -> torch.Tensor:
     """``q.dequantize()`` bit for bit, by table lookup and one float32 power-of-two scaling.
 
-    Dialect formats and MXFP4: ``value = h * 2^(e - 1)`` with ``|h| <= 15`` and ``e - 1`` in
-    [-128, 126], so ``2^(e - 1)`` and the product are exact in float32 (subnormals included; an
-    overflow is inf in both). NVFP4 variants use ``q.dequantize()``.
+    E8M0 dialect formats and MXFP4: ``value = h * 2^(e - g)`` with ``|h| <= 31`` and ``e - g`` in
+    [-129, 126], so ``2^(e - g)`` and the product are exact in float32 (subnormals included; an
+    overflow is inf in both). E4M3 scales (NVFP4 variants, E4M3 dialects) use ``q.dequantize()``.
     """
     spec = q.spec
-    if spec.kind not in (FormatKind.DIALECT, FormatKind.MXFP4):
+    if spec.kind not in (FormatKind.DIALECT, FormatKind.MXFP4) or spec.scale is not Scale.E8M0:
         return q.dequantize()
     table = _signed_values(spec.name).to(q.codes.device)
     codes = q.codes.to(torch.int64).unflatten(-1, (q.num_blocks, q.block))
     if q.dialect is not None:
         codes = codes + (q.dialect.to(torch.int64) * table.shape[1])[..., None]
     values = table.reshape(-1)[codes]
-    scale = torch.pow(2.0, (q.unbiased_exponent() - 1).to(torch.float32))  # exact powers of two
+    scale = torch.pow(2.0, (q.unbiased_exponent() - spec.grid.shift).to(torch.float32))  # exact powers of two
     return (values * scale[..., None]).flatten(-2)[..., : q.length]
 
 
@@ -267,14 +267,16 @@ class QuantizedLinear(nn.Module):
             row_family = row_family.reshape(-1)
             dialect_family = torch.arange(book.num_dialects, device=x.device) // book.family_size
             mask = (row_family[:, None] < 0) | (dialect_family[None, :] == row_family[:, None])
-        return ActivationPlan(salient_rows=rows, candidate_mask=mask)
+        # Without requantize the salient tokens only anchor SeDA's groups (no second quantization).
+        salient = rows if self.config.decomposition.requantize else None
+        return ActivationPlan(salient_rows=salient, candidate_mask=mask)
 
     def _group_families(self, x: torch.Tensor, slot, slot_index: int) -> torch.Tensor:
         """This layer's family per group; recomputed the first time it sees a new grouping."""
         cached = self._families.get(slot_index)
         if cached is None or cached[0] != slot.version:
             anchor_rows = torch.gather(x, 1, slot.anchors[:, :, None].expand(-1, -1, x.shape[-1]))
-            cached = (slot.version, choose_families(anchor_rows, block=self.config.block))
+            cached = (slot.version, choose_families(anchor_rows, block=self.config.block, format=self.config.format))
             self._families[slot_index] = cached
         return cached[1]
 

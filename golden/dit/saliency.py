@@ -18,7 +18,7 @@ import math
 import torch
 
 from ..blocks import BlockedTensor, front_end
-from ..formats import FB32, Formatbook
+from ..formats import FB32, Formatbook, get_format
 from ..select import lut_costs
 
 __all__ = [
@@ -173,18 +173,28 @@ def seda_groups(
     return groups
 
 
-def choose_families(anchor_rows: torch.Tensor, *, block: int, book: Formatbook = FB32) -> torch.Tensor:
+def choose_families(
+    anchor_rows: torch.Tensor, *, block: int, book: Formatbook = FB32, format: str | None = None
+) -> torch.Tensor:
     """``f* = argmin_f sum over the anchor's blocks of min_{d in f} cost[d]`` (ALGORITHMS.md 3.4).
 
     Args:
         anchor_rows: ``(batch, k, K)`` activation rows of the anchors (one linear's input).
         block: block size along K (a last axis that is not a multiple is zero-padded, as the
             activation quantizer does).
+        format: the dialect format (its grid and scale give the codes u and its book the
+            families); default: ``book`` on the half grid with the E8M0 exponent.
 
     Returns:
         int64 ``(batch, k)`` family ids, ties to the lowest family.
     """
-    _, u, _ = front_end(BlockedTensor(anchor_rows, block, pad=True).values)
+    if format is not None:
+        from ..quantize import dialect_ucodes
+
+        book = get_format(format).formatbook
+        u = dialect_ucodes(anchor_rows, format, block=block, pad=True)
+    else:
+        _, u, _ = front_end(BlockedTensor(anchor_rows, block, pad=True).values)
     costs = lut_costs(u, book)  # (batch, k, nblocks, D)
     per_family = costs.unflatten(-1, (book.num_families, -1)).amin(-1)  # (batch, k, nblocks, F)
     return per_family.sum(-2).argmin(-1)

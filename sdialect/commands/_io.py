@@ -12,7 +12,9 @@ from golden.paths import check_input_file, check_output_dir, check_output_file, 
 
 from ..errors import UsageError
 
-__all__ = ["check_input_file", "check_output_dir", "check_output_file", "load_float_array", "write_atomically"]
+__all__ = [
+    "check_input_file", "check_output_dir", "check_output_file", "format_argument", "load_float_array", "write_atomically",
+]  # fmt: skip
 
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 NPY_MAGIC = b"\x93NUMPY"
@@ -62,3 +64,15 @@ def load_float_array(path: str | os.PathLike, what: str) -> np.ndarray:
     except (ValueError, OSError, EOFError, MemoryError) as err:
         raise UsageError(f"{what} file {path} is not a readable .npy array ({err})") from None
     return array
+
+
+def format_argument(value: str) -> str:
+    """argparse type of ``--format``: a registry name or a formatbook file (registered on load)."""
+    import argparse
+
+    from golden.formats import FormatError, get_format
+
+    try:
+        return get_format(value).name
+    except FormatError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

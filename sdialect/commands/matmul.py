@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import argparse
 
-from golden.formats import FORMATS, get_format
+from golden.formats import get_format
 
 from ..errors import UsageError
-from ._io import check_output_file, load_float_array, write_atomically
+from ._io import check_output_file, format_argument, load_float_array, write_atomically
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("activations", help="A.npy, shape (..., K)")
     parser.add_argument("weight", help="W.npy, shape (N, K)")
-    parser.add_argument("--format", required=True, choices=list(FORMATS), help="number format")
+    parser.add_argument("--format", required=True, type=format_argument, metavar="FORMAT",
+                        help="registry format (sdialect formats) or formatbook file (.json)")
     parser.add_argument("--block", type=int, default=None, help="block size (default: the format's)")
     parser.add_argument("-o", "--output", required=True, help="output .npy (float32)")
 

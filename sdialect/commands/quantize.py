@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 
-from golden.formats import FORMATS, Selection
+from golden.formats import Selection
 
-from ._io import check_output_file, load_float_array, write_atomically
+from ._io import check_output_file, format_argument, load_float_array, write_atomically
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="input .npy (float16/float32/float64), blocks along the last axis")
-    parser.add_argument("--format", required=True, choices=list(FORMATS), help="number format")
+    parser.add_argument("--format", required=True, type=format_argument, metavar="FORMAT",
+                        help="registry format (sdialect formats) or formatbook file (.json)")
     parser.add_argument("--block", type=int, default=None, help="block size (default: the format's)")
     parser.add_argument("--select", choices=[s.value for s in Selection], default=None,
                         help="dialect selection (dialect formats; default lut for fb32, two-stage for dialectfp4)")
