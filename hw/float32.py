@@ -289,8 +289,9 @@ def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cut
     live = cuts[1](dict(zip(names, (kept, half, sticky, scale, negative, zero))))
     kept, half, sticky, scale, negative, zero = (live[k] for k in names)
 
+    round_up = half & (sticky | kept[0])  # to nearest, ties to even
     rounded = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_rounded")
-    m.d.comb += rounded.eq(kept + (half & (sticky | kept[0])))
+    m.d.comb += rounded.eq(kept + round_up)
     # value = rounded * 2^scale: bit 23 set -> biased field scale + 150; a carry into bit 24 -> + 151.
     field = Signal(signed(len(scale) + 2), name=f"{prefix}_field")
     m.d.comb += field.eq(Mux(rounded[SIGNIFICAND_BITS], scale + 151, Mux(rounded[FRACTION_BITS], scale + 150, 0)))

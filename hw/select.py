@@ -264,12 +264,7 @@ class DialectSelectUnit(_Selector):
             m.d.comb += cand_id.eq(step * parallel + k if passes > 1 else k)
             candidates.append((allowed, cost, cand_id))
 
-        def better(left, right):
-            # Right holds higher ids: it wins only when strictly cheaper (ties to the lowest id).
-            take = right[0] & (~left[0] | (right[1] < left[1]))
-            return (left[0] | right[0], Mux(take, right[1], left[1]), Mux(take, right[2], left[2]))
-
-        win_valid, win_cost, win_id = tree_reduce(candidates, better)
+        win_valid, win_cost, win_id = tree_reduce(candidates, _better)
         m.d.comb += dialect.eq(Mux(win_valid, win_id, 0))
         with m.If(held_valid & ~last_pass):
             m.d.sync += [best_valid.eq(win_valid), best_cost.eq(win_cost), best_id.eq(win_id)]
