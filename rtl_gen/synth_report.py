@@ -287,12 +287,12 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
 
     two_stage, exhaustive = unit(TwoStageConfig(block=TILE_BLOCK).name), unit(
         DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK, pipeline_stages=TILE_PARAMETERS["dsu_stages"]).name)
-    if two_stage and exhaustive:
+    if two_stage and exhaustive and two_stage["transistors_with_ff"] and exhaustive["transistors_with_ff"]:
         ratios["two_stage_over_exhaustive_selector"] = {
             k: _ratio(two_stage[k], exhaustive[k]) for k in ("transistors_with_ff", "lut4")}
     pe = unit(MACArrayConfig(rows=1, cols=1, block=TILE_BLOCK, interleave=6, output_depth=7).name)
     decoders = {b: unit(DecoderConfig(books=(b,), lanes=TILE_BLOCK).name) for b in Book}
-    if pe and all(decoders.values()) and pe["units"].get("PEs"):
+    if pe and all(d and d["transistors_with_ff"] for d in decoders.values()) and pe["units"].get("PEs"):
         pe_cost = pe["units"]["PEs"]["transistors_with_ff"]
         e2m1 = 2 * decoders[Book.E2M1]["transistors_with_ff"] + pe_cost
         for book, key in ((Book.DIALECTFP4_16, "dialectfp4"), (Book.FB32, "fb32")):
