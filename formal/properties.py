@@ -47,8 +47,10 @@ class Property:
 def _capacity(config: UnitConfig) -> int:
     if isinstance(config, (DSUConfig, TwoStageConfig)):
         return 2
-    if isinstance(config, MACArrayConfig):
-        return 3
+    if isinstance(config, MACArrayConfig):  # issue 10: outputs in flight are bounded by the output FIFO's credit
+        from hw.mac_array import MACArray
+
+        return MACArray.output_depth(config)
     return 1
 
 
