@@ -81,6 +81,7 @@ def write_card(*, model_dir: Path, losses: list[float], train_config, trained_st
         model_dir / SAMPLES_PNG,
         rows,
         title=f"Training clips vs full-precision samples ({CARD_STEPS} Euler steps, seed {CARD_SEED})",
+        differences=False,
     )
     shape = model.shape
     params = sum(p.numel() for p in model.transformer.parameters())

@@ -89,6 +89,30 @@ def temporal_consistency_error(ref: torch.Tensor, test: torch.Tensor) -> float:
     return float((d_ref - d_test).abs().mean())
 
 
+def temporal_error_per_pair(ref: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
+    """float64 (B, F - 1): the temporal-consistency error of each frame pair (t, t + 1) of each sample;
+    its mean is :func:`temporal_consistency_error`."""
+    _check_pair(ref, test)
+    if ref.shape[2] < 2:
+        raise ValueError("Temporal consistency needs at least two frames.")
+    ref_u, test_u = to_unit(ref), to_unit(test)
+    d_ref = ref_u[:, :, 1:] - ref_u[:, :, :-1]
+    d_test = test_u[:, :, 1:] - test_u[:, :, :-1]
+    return (d_ref - d_test).abs().mean(dim=(1, 3, 4))
+
+
+def motion_energy_per_pair(video_unit: torch.Tensor) -> torch.Tensor:
+    """float64 (B, F - 1): mean |x[t+1] - x[t]| of each frame pair of a (B, C, F, H, W) video in [0, 1]."""
+    if video_unit.dim() != 5 or video_unit.shape[2] < 2:
+        raise ValueError(f"Motion energy needs (B, C, F, H, W) videos with two frames or more, got {tuple(video_unit.shape)}.")
+    return (video_unit[:, :, 1:] - video_unit[:, :, :-1]).abs().double().mean(dim=(1, 3, 4))
+
+
+def motion_energy(video_unit: torch.Tensor) -> torch.Tensor:
+    """float64 (B,): mean absolute frame difference of each sample (the motion strata's key)."""
+    return motion_energy_per_pair(video_unit).mean(dim=1)
+
+
 def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio of ``test`` against ``ref`` in dB (capped at MAX_DB)."""
     if ref.shape != test.shape:

@@ -8,6 +8,7 @@ loaded). Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -52,6 +53,39 @@ class Workload:
     targets: torch.Tensor | None
     pixel_space: bool
     architecture: str
+    #: Per sample: the clip (or prompt) name and the noise seed; ``names`` combines them.
+    clips: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
+
+
+def with_seeds(make: Callable[..., Workload], *, samples: int, seeds: tuple[int, ...], device: torch.device) -> Workload:
+    """``make(samples=, seed=, device=)`` once per seed, concatenated along the batch: every clip
+    with every seed's initial noise (the unit of the report's statistics is one (clip, seed) video)."""
+    parts: list[Workload] = []
+    for s in seeds:
+        part = make(samples=samples, seed=s, device=device)
+        # Only the first seed's transformer is kept (the others are the same weights).
+        parts.append(part if not parts else dataclasses.replace(part, transformer=None))
+    first = parts[0]
+    pooled = None if first.cond.pooled is None else torch.cat([p.cond.pooled for p in parts])
+    cond = Condition(
+        tokens=torch.cat([p.cond.tokens for p in parts]), mask=torch.cat([p.cond.mask for p in parts]), pooled=pooled
+    )
+    clips = tuple(name for p in parts for name in p.names)
+    unit_seeds = tuple(s for s, p in zip(seeds, parts) for _ in p.names)
+    return Workload(
+        model_name=first.model_name,
+        transformer=first.transformer,
+        cond=cond,
+        noise=torch.cat([p.noise for p in parts]),
+        denoiser=first.denoiser,
+        names=tuple(f"{c}, seed {s}" for c, s in zip(clips, unit_seeds)),
+        targets=None if first.targets is None else torch.cat([p.targets for p in parts]),
+        pixel_space=first.pixel_space,
+        architecture=first.architecture,
+        clips=clips,
+        seeds=unit_seeds,
+    )
 
 
 def embedded(*, samples: int, seed: int, device: torch.device, model_dir: Path = EMBEDDED_MODEL) -> Workload:

@@ -112,12 +112,16 @@ class DSUConfig(UnitConfig):
 
     ``dialects_per_cycle`` must divide the formatbook's dialect count; the unit needs
     ``num_dialects / dialects_per_cycle`` cycles per block (``None``: all of them, one block per cycle).
+    ``pipeline_stages`` (full parallelism only): register cuts spread over the unit's logic levels
+    (ERR ROM read, adder-tree levels, argmin levels, threshold read, encoder), a free-running
+    pipeline with a skid FIFO at the output; ``None`` keeps the two-register unit.
     """
 
     kind = UnitKind.DSU
     book: Book = Book.FB32
     block: int = 32
     dialects_per_cycle: int | None = None
+    pipeline_stages: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.book, Book) or self.book is Book.E2M1:
@@ -129,6 +133,13 @@ class DSUConfig(UnitConfig):
                 raise ConfigError(
                     f"dialects_per_cycle must divide the {self.num_dialects} dialects of "
                     f"{self.book.formatbook.name}, got {self.dialects_per_cycle}"
+                )
+        if self.pipeline_stages is not None:
+            _check_positive("pipeline_stages", self.pipeline_stages)
+            if self.passes != 1:
+                raise ConfigError(
+                    f"pipeline_stages needs the DSU at full parallelism (one block per cycle), got "
+                    f"dialects_per_cycle={self.dialects_per_cycle}"
                 )
 
     @property
@@ -147,7 +158,8 @@ class DSUConfig(UnitConfig):
 
     @property
     def name(self) -> str:
-        return f"dsu_{self.book.value}_b{self.block}_p{self.parallel}"
+        stages = "" if self.pipeline_stages is None else f"_s{self.pipeline_stages}"
+        return f"dsu_{self.book.value}_b{self.block}_p{self.parallel}{stages}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,21 +206,39 @@ class DecoderConfig(UnitConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class MACArrayConfig(UnitConfig):
-    """Output-stationary MAC array of ``rows`` x ``cols`` processing elements over blocks of ``block``."""
+    """Output-stationary MAC array of ``rows`` x ``cols`` processing elements over blocks of ``block``.
+
+    ``interleave`` (C-slow factor L): each PE carries L independent outputs through an L-stage
+    binary32 adder; beat ``n`` of a job group belongs to output ``n mod L``. ``L = 1`` is one job at
+    a time with a single-cycle adder. ``nvfp4``: the operands' exponent bytes are E4M3 block scales and
+    a ``tensor_scale`` input (T = fl32(t_a * t_w)) scales every term (``hw.mac_array.NVFP4ProcessingElement``). ``output_depth``: output FIFO beats (None: latency + 1, so an
+    always-ready consumer never holds the array up, even with one K block per job).
+    """
 
     kind = UnitKind.MAC_ARRAY
     rows: int = 2
     cols: int = 2
     block: int = 32
+    interleave: int = 1
+    output_depth: int | None = None
+    nvfp4: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("rows", self.rows)
         _check_positive("cols", self.cols)
         _check_block(self.block)
+        _check_positive("interleave", self.interleave)
+        if self.output_depth is not None:
+            _check_positive("output_depth", self.output_depth)
+        if not isinstance(self.nvfp4, bool):
+            raise ConfigError(f"nvfp4 must be True or False, got {self.nvfp4!r}")
 
     @property
     def name(self) -> str:
-        return f"mac_array_r{self.rows}_c{self.cols}_b{self.block}"
+        slow = "" if self.interleave == 1 else f"_l{self.interleave}"
+        depth = "" if self.output_depth is None else f"_o{self.output_depth}"
+        kind = "nvfp4_" if self.nvfp4 else ""
+        return f"{kind}mac_array_r{self.rows}_c{self.cols}_b{self.block}{slow}{depth}"
 
 
 _CONFIG_TYPES = {

@@ -30,58 +30,106 @@ EXTRA_BITS = 3
 
 
 def _msb_index(m: Module, value, name: str) -> Signal:
-    """Index of the most significant set bit of ``value`` (0 when ``value`` is 0)."""
+    """Index of the most significant set bit of ``value`` (0 when ``value`` is 0): a balanced tree of
+    ``log2(width)`` 2:1 multiplexer levels, not a priority chain."""
+
+    def tree(bits):  # -> (any bit set, index of the top set bit within `bits`)
+        if len(bits) == 1:
+            return bits[0], Const(0, 0)
+        half = 1 << ((len(bits) - 1).bit_length() - 1)  # the largest power of two below len(bits)
+        low_any, low_index = tree(bits[:half])
+        high_any, high_index = tree(bits[half:])
+        width = (half - 1).bit_length()
+        high_index = Cat(high_index, Const(0, width - len(high_index)))
+        low_index = Cat(low_index, Const(0, width - len(low_index)))
+        return low_any | high_any, Mux(high_any, Cat(high_index, Const(1, 1)), Cat(low_index, Const(0, 1)))
+
     index = Signal(range(max(2, len(value))), name=name)
-    for k in range(len(value)):
-        with m.If(value[k]):
-            m.d.comb += index.eq(k)  # later (higher) bits override
+    _, found = tree([value[k] for k in range(len(value))])
+    m.d.comb += index.eq(found)
     return index
 
 
-def term_to_binary32(m: Module, acc, shift, prefix: str) -> Signal:
-    """binary32 bits of ``acc * 2^shift`` (``acc`` signed integer, ``shift`` signed), one RNE rounding."""
+def _no_cut(values: dict) -> dict:
+    return values
+
+
+def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut, _no_cut)) -> Signal:
+    """binary32 bits of ``acc * 2^shift`` (``acc`` signed integer, ``shift`` signed), one RNE rounding.
+
+    ``cuts`` are two ``cut(values) -> values`` hooks between the three steps (magnitude, leading-one
+    detection and the shift amounts | the shifts | rounding and packing), so a pipelined caller can
+    register the values there; the default keeps it combinational.
+    """
     width = len(acc)
-    negative = acc[-1]
+    negative = Signal(name=f"{prefix}_negative")
+    m.d.comb += negative.eq(acc[-1])
     magnitude = Signal(width, name=f"{prefix}_magnitude")
     m.d.comb += magnitude.eq(Mux(negative, -acc, acc))
     top = _msb_index(m, magnitude, f"{prefix}_top")
     biased = Signal(signed(len(shift) + 2), name=f"{prefix}_biased")
     m.d.comb += biased.eq(top + shift + BIAS)
-
-    # Normal result: the significand is exact (width <= 24 bits), shifted so its top bit is hidden.
-    normal_fraction = Signal(FRACTION_BITS, name=f"{prefix}_normal_fraction")
-    m.d.comb += normal_fraction.eq(((magnitude << FRACTION_BITS) >> top)[:FRACTION_BITS])
-
     # Subnormal result: the value in units of 2^-149 is magnitude * 2^(shift + 149), rounded.
     units_shift = Signal(signed(len(shift) + 2), name=f"{prefix}_units_shift")
     m.d.comb += units_shift.eq(shift - MIN_SUBNORMAL_EXPONENT)
     # Right shifts of width + 1 or more leave less than half a unit: the result is 0.
     right = Signal(range(width + 2), name=f"{prefix}_right")
     m.d.comb += right.eq(Mux(units_shift < -(width + 1), width + 1, -units_shift))
+    left_amount = Signal(FRACTION_BITS.bit_length(), name=f"{prefix}_left_amount")
+    m.d.comb += left_amount.eq(units_shift.as_unsigned()[: FRACTION_BITS.bit_length()])
+    below = Signal(name=f"{prefix}_below_units")
+    m.d.comb += below.eq(units_shift < 0)
+    names = ("negative", "magnitude", "top", "biased", "right", "left_amount", "below")
+    live = cuts[0](dict(zip(names, (negative, magnitude, top, biased, right, left_amount, below))))
+    negative, magnitude, top, biased, right, left_amount, below = (live[k] for k in names)
+
+    # Normal result: the significand is exact (width <= 24 bits), shifted so its top bit is hidden.
+    normal_fraction = Signal(FRACTION_BITS, name=f"{prefix}_normal_fraction")
+    m.d.comb += normal_fraction.eq(((magnitude << FRACTION_BITS) >> top)[:FRACTION_BITS])
     wide = Cat(Const(0, width + 1), magnitude) >> right  # fraction bits below, integer bits above
-    kept = wide[width + 1 :]
-    half = wide[width]
-    sticky = wide[:width] != 0
+    kept = Signal(FRACTION_BITS + 1, name=f"{prefix}_kept")
+    half = Signal(name=f"{prefix}_half")
+    sticky = Signal(name=f"{prefix}_sticky")
+    m.d.comb += [kept.eq(wide[width + 1 :]), half.eq(wide[width]), sticky.eq(wide[:width] != 0)]
+    left = Signal(FRACTION_BITS + 1, name=f"{prefix}_subnormal_exact")
+    m.d.comb += left.eq(magnitude << left_amount)
+    zero = Signal(name=f"{prefix}_zero")
+    overflow = Signal(name=f"{prefix}_overflow")
+    normal = Signal(name=f"{prefix}_normal")
+    m.d.comb += [zero.eq(magnitude == 0), overflow.eq(biased >= EXPONENT_ALL_ONES), normal.eq(biased >= 1)]
+    exponent_field = Signal(EXPONENT_BITS, name=f"{prefix}_exponent_field")
+    m.d.comb += exponent_field.eq(biased[:EXPONENT_BITS])
+    names = ("negative", "normal_fraction", "kept", "half", "sticky", "left", "below", "zero", "overflow", "normal",
+             "exponent_field")  # fmt: skip
+    live = cuts[1](dict(zip(names, (negative, normal_fraction, kept, half, sticky, left, below, zero, overflow, normal,
+                                    exponent_field))))  # fmt: skip
+    negative, normal_fraction, kept, half, sticky, left, below, zero, overflow, normal, exponent_field = (
+        live[k] for k in names)
+
     rounded = Signal(FRACTION_BITS + 1, name=f"{prefix}_subnormal_rounded")
     m.d.comb += rounded.eq(kept + (half & (sticky | kept[0])))
-    left = Signal(FRACTION_BITS + 1, name=f"{prefix}_subnormal_exact")
-    m.d.comb += left.eq(magnitude << units_shift.as_unsigned()[: (FRACTION_BITS).bit_length()])
-    subnormal = Mux(units_shift < 0, rounded, left)  # a carry into bit 23 makes the smallest normal
+    subnormal = Mux(below, rounded, left)  # a carry into bit 23 makes the smallest normal
 
     result = Signal(32, name=f"{prefix}_bits")
-    with m.If(magnitude == 0):
+    with m.If(zero):
         m.d.comb += result.eq(0)
-    with m.Elif(biased >= EXPONENT_ALL_ONES):
+    with m.Elif(overflow):
         m.d.comb += result.eq(Cat(Const(0, FRACTION_BITS), Const(EXPONENT_ALL_ONES, EXPONENT_BITS), negative))
-    with m.Elif(biased >= 1):
-        m.d.comb += result.eq(Cat(normal_fraction, biased[:EXPONENT_BITS], negative))
+    with m.Elif(normal):
+        m.d.comb += result.eq(Cat(normal_fraction, exponent_field, negative))
     with m.Else():
         m.d.comb += result.eq(Cat(subnormal, Const(0, EXPONENT_BITS - 1), negative))
     return result
 
 
-def add_binary32(m: Module, a, b, prefix: str) -> Signal:
-    """binary32 bits of ``fl(a + b)``, round to nearest even, with subnormals, infinities and NaN."""
+def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
+    """binary32 bits of ``fl(a + b)``, round to nearest even, with subnormals, infinities and NaN.
+
+    ``cuts`` are five ``cut(values) -> values`` hooks between the adder's six steps (swap compare
+    and exponent difference | alignment and add | leading-one detection and shift amount |
+    normalizing shift | rounding increment | packing and special cases), so a pipelined caller can
+    register the values there.
+    """
     magnitude_bits = EXPONENT_BITS + FRACTION_BITS
     swap = b[:magnitude_bits] > a[:magnitude_bits]
     x = Signal(32, name=f"{prefix}_x")  # the operand of larger magnitude
@@ -98,33 +146,72 @@ def add_binary32(m: Module, a, b, prefix: str) -> Signal:
 
     x_field, x_exp, x_sig, x_sign = unpack(x, "x")
     y_field, y_exp, y_sig, y_sign = unpack(y, "y")
-    subtract = x_sign ^ y_sign
+    subtract = Signal(name=f"{prefix}_subtract")
+    m.d.comb += subtract.eq(x_sign ^ y_sign)
+    x_special = Signal(name=f"{prefix}_x_special")
+    nan_out = Signal(name=f"{prefix}_nan_out")
+    y_special = y_field == EXPONENT_ALL_ONES
+    m.d.comb += [
+        x_special.eq(x_field == EXPONENT_ALL_ONES),
+        nan_out.eq((x_special & (x[:FRACTION_BITS] != 0)) | (x_special & y_special & subtract)),
+    ]
 
     work = SIGNIFICAND_BITS + EXTRA_BITS  # significand, guard, round, sticky
+    # Both exponent differences in parallel with the swap compare (not after it), then one select.
+    a_exp, b_exp = (Mux(v[FRACTION_BITS:magnitude_bits] != 0, v[FRACTION_BITS:magnitude_bits], 1) for v in (a, b))
+    clamped = []
+    for tag, difference in (("ab", a_exp - b_exp), ("ba", b_exp - a_exp)):
+        d = Signal(signed(EXPONENT_BITS + 2), name=f"{prefix}_difference_{tag}")
+        m.d.comb += d.eq(difference)
+        c = Signal(range(work + 1), name=f"{prefix}_distance_{tag}")
+        m.d.comb += c.eq(Mux(d > work, work, d))
+        clamped.append(c)
     distance = Signal(range(work + 1), name=f"{prefix}_distance")
-    difference = x_exp - y_exp
-    m.d.comb += distance.eq(Mux(difference > work, work, difference))
-    shifted = Cat(Const(0, work), Const(0, EXTRA_BITS), y_sig) >> distance  # lost bits below bit `work`
+    m.d.comb += distance.eq(Mux(swap, clamped[1], clamped[0]))
+    y_sig_bits = Signal(SIGNIFICAND_BITS, name=f"{prefix}_y_sig")
+    m.d.comb += y_sig_bits.eq(y_sig)
+    keep = ("x", "x_exp", "subtract", "nan_out", "x_special")
+    live = cuts[0]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "distance": distance, "y_sig": y_sig_bits})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
+    x_sig = Cat(x[:FRACTION_BITS], x[FRACTION_BITS:magnitude_bits] != 0)
+
+    shifted = Cat(Const(0, work), Const(0, EXTRA_BITS), live["y_sig"]) >> live["distance"]  # lost bits below bit `work`
     y_aligned = Signal(work, name=f"{prefix}_y_aligned")
     m.d.comb += y_aligned.eq(Cat(shifted[work] | (shifted[:work] != 0), shifted[work + 1 : 2 * work]))
     x_work = Cat(Const(0, EXTRA_BITS), x_sig)
 
     total = Signal(work + 1, name=f"{prefix}_sum")
     m.d.comb += total.eq(Mux(subtract, x_work - y_aligned, x_work + y_aligned))
+    live = cuts[1]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "total": total})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
+    total = live["total"]
 
     # Normalize so the leading one sits at bit work - 1 (the hidden bit), never below exponent 1.
     top = _msb_index(m, total, f"{prefix}_sum_top")
+    lead = Signal(range(work + 1), name=f"{prefix}_lead")
+    m.d.comb += lead.eq((work - 1) - top)
+    room = x_exp - 1  # left shifts allowed before the exponent reaches the subnormal range
+    amount = Signal(range(work + 1), name=f"{prefix}_left")
+    m.d.comb += amount.eq(Mux(lead > room, room, lead))
+    is_zero = Signal(name=f"{prefix}_is_zero")
+    m.d.comb += is_zero.eq(total == 0)
+    live = cuts[2]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "total": total, "amount": amount, "is_zero": is_zero})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
+    total, amount, is_zero = live["total"], live["amount"], live["is_zero"]
     normalized = Signal(work, name=f"{prefix}_normalized")
     exponent = Signal(signed(EXPONENT_BITS + 3), name=f"{prefix}_exponent")
     with m.If(total[work]):  # carry out: shift right by one, folding the lost bit into sticky
         m.d.comb += [normalized.eq(Cat(total[0] | total[1], total[2 : work + 1])), exponent.eq(x_exp + 1)]
     with m.Else():
-        lead = Signal(range(work + 1), name=f"{prefix}_lead")
-        m.d.comb += lead.eq((work - 1) - top)
-        room = x_exp - 1  # left shifts allowed before the exponent reaches the subnormal range
-        amount = Signal(range(work + 1), name=f"{prefix}_left")
-        m.d.comb += amount.eq(Mux(lead > room, room, lead))
         m.d.comb += [normalized.eq(total << amount), exponent.eq(x_exp - amount)]
+    live = cuts[3]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "normalized": normalized, "exponent": exponent, "is_zero": is_zero})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
+    normalized, exponent, is_zero = live["normalized"], live["exponent"], live["is_zero"]
+    x_sign = x[-1]
 
     significand = normalized[EXTRA_BITS:]
     guard = normalized[EXTRA_BITS - 1]
@@ -132,6 +219,11 @@ def add_binary32(m: Module, a, b, prefix: str) -> Signal:
     round_up = guard & (rest | significand[0])
     rounded = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_rounded")
     m.d.comb += rounded.eq(significand + round_up)
+    live = cuts[4]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "rounded": rounded, "exponent": exponent, "is_zero": is_zero})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
+    rounded, exponent, is_zero = live["rounded"], live["exponent"], live["is_zero"]
+    x_sign = x[-1]
     final_exp = Signal(signed(EXPONENT_BITS + 3), name=f"{prefix}_final_exp")
     final_sig = Signal(SIGNIFICAND_BITS, name=f"{prefix}_final_sig")
     with m.If(rounded[SIGNIFICAND_BITS]):
@@ -140,17 +232,12 @@ def add_binary32(m: Module, a, b, prefix: str) -> Signal:
         m.d.comb += [final_exp.eq(exponent), final_sig.eq(rounded[:SIGNIFICAND_BITS])]
     # A result without its hidden bit is subnormal (exponent field 0); a zero sum is +0 unless
     # both operands were -0 (then subtract is 0 and x_sign is 1).
-    is_zero = total == 0
     sign = Mux(is_zero & subtract, 0, x_sign)
     field = Mux(final_sig[FRACTION_BITS], final_exp[:EXPONENT_BITS], 0)
-
-    x_special = x_field == EXPONENT_ALL_ONES
-    y_special = y_field == EXPONENT_ALL_ONES
-    x_nan = x_special & (x[:FRACTION_BITS] != 0)
     infinity = Cat(Const(0, FRACTION_BITS), Const(EXPONENT_ALL_ONES, EXPONENT_BITS))
 
     result = Signal(32, name=f"{prefix}_bits")
-    with m.If(x_nan | (x_special & y_special & subtract)):
+    with m.If(nan_out):
         m.d.comb += result.eq(CANONICAL_NAN)
     with m.Elif(x_special):
         m.d.comb += result.eq(x)
@@ -158,4 +245,96 @@ def add_binary32(m: Module, a, b, prefix: str) -> Signal:
         m.d.comb += result.eq(Cat(infinity, sign))
     with m.Else():
         m.d.comb += result.eq(Cat(final_sig[:FRACTION_BITS], field, sign))
+    return result
+
+
+def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cuts=(_no_cut, _no_cut)) -> Signal:
+    """binary32 bits of ``(-1)^negative * magnitude * 2^exponent`` (``magnitude`` unsigned of any width,
+    ``exponent`` signed), one RNE rounding: subnormal results round, overflow gives +-inf, a zero
+    magnitude gives +0. ``cuts``: two hooks between leading-one detection | the shift | rounding.
+
+    One shifter serves both cases: the bits to drop are ``d = max(top - 23, -149 - exponent)`` (the
+    normal and the subnormal precision); ``magnitude * 2^24`` shifted right by ``d + 24 >= 1`` leaves the
+    kept significand above a half bit and a sticky rest.
+    """
+    width = len(magnitude)
+    top = _msb_index(m, magnitude, f"{prefix}_top")
+    drop_normal = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop_normal")
+    drop_subnormal = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop_subnormal")
+    m.d.comb += [drop_normal.eq(top - FRACTION_BITS), drop_subnormal.eq(MIN_SUBNORMAL_EXPONENT - exponent)]
+    drop = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop")
+    m.d.comb += drop.eq(Mux(drop_normal > drop_subnormal, drop_normal, drop_subnormal))
+    limit = width + 1  # dropping more leaves less than half a unit
+    amount = Signal(range(limit + SIGNIFICAND_BITS + 1), name=f"{prefix}_amount")
+    m.d.comb += amount.eq(Mux(drop > limit, limit, drop) + SIGNIFICAND_BITS)
+    scale = Signal(signed(len(exponent) + 3), name=f"{prefix}_scale")  # exponent of the kept unit
+    m.d.comb += scale.eq(exponent + drop)
+    zero = Signal(name=f"{prefix}_zero")
+    m.d.comb += zero.eq(magnitude == 0)
+    names = ("magnitude", "amount", "scale", "negative", "zero")
+    live = cuts[0](dict(zip(names, (magnitude, amount, scale, negative, zero))))
+    magnitude, amount, scale, negative, zero = (live[k] for k in names)
+
+    shifted_width = width + SIGNIFICAND_BITS
+    wide = Cat(Const(0, shifted_width + 1), Const(0, SIGNIFICAND_BITS), magnitude) >> amount
+    kept = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_kept")
+    half = Signal(name=f"{prefix}_half")
+    sticky = Signal(name=f"{prefix}_sticky")
+    m.d.comb += [
+        kept.eq(wide[shifted_width + 1 :]),
+        half.eq(wide[shifted_width]),
+        sticky.eq(wide[:shifted_width] != 0),
+    ]
+    names = ("kept", "half", "sticky", "scale", "negative", "zero")
+    live = cuts[1](dict(zip(names, (kept, half, sticky, scale, negative, zero))))
+    kept, half, sticky, scale, negative, zero = (live[k] for k in names)
+
+    round_up = half & (sticky | kept[0])  # to nearest, ties to even
+    rounded = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_rounded")
+    m.d.comb += rounded.eq(kept + round_up)
+    # value = rounded * 2^scale: bit 23 set -> biased field scale + 150; a carry into bit 24 -> + 151.
+    field = Signal(signed(len(scale) + 2), name=f"{prefix}_field")
+    m.d.comb += field.eq(Mux(rounded[SIGNIFICAND_BITS], scale + 151, Mux(rounded[FRACTION_BITS], scale + 150, 0)))
+    result = Signal(32, name=f"{prefix}_bits")
+    with m.If(zero):
+        m.d.comb += result.eq(0)
+    with m.Elif(field >= EXPONENT_ALL_ONES):
+        m.d.comb += result.eq(Cat(Const(0, FRACTION_BITS), Const(EXPONENT_ALL_ONES, EXPONENT_BITS), negative))
+    with m.Else():
+        m.d.comb += result.eq(Cat(rounded[:FRACTION_BITS], field[:EXPONENT_BITS], negative))
+    return result
+
+
+def unpack_binary32(m: Module, bits, prefix: str):
+    """(significand with the hidden bit, exponent of its unit, negative, is-inf, is-nan) of binary32 ``bits``."""
+    field = bits[FRACTION_BITS : FRACTION_BITS + EXPONENT_BITS]
+    normal = field != 0
+    significand = Signal(SIGNIFICAND_BITS, name=f"{prefix}_significand")
+    exponent = Signal(signed(EXPONENT_BITS + 2), name=f"{prefix}_exponent")
+    m.d.comb += [
+        significand.eq(Cat(bits[:FRACTION_BITS], normal)),
+        exponent.eq(Mux(normal, field, 1) - BIAS - FRACTION_BITS),
+    ]
+    special = field == EXPONENT_ALL_ONES
+    return significand, exponent, bits[-1], special & (bits[:FRACTION_BITS] == 0), special & (bits[:FRACTION_BITS] != 0)
+
+
+def multiply_binary32(m: Module, a, b, prefix: str) -> Signal:
+    """binary32 bits of ``fl(a * b)`` (RNE, subnormals, +-inf; NaN or 0 * inf give the canonical NaN)."""
+    sig_a, exp_a, neg_a, inf_a, nan_a = unpack_binary32(m, a, f"{prefix}_a")
+    sig_b, exp_b, neg_b, inf_b, nan_b = unpack_binary32(m, b, f"{prefix}_b")
+    product = Signal(2 * SIGNIFICAND_BITS, name=f"{prefix}_product")
+    m.d.comb += product.eq(sig_a * sig_b)
+    negative = neg_a ^ neg_b
+    rounded = round_to_binary32(m, product, exp_a + exp_b, negative, f"{prefix}_round")
+    zero_a, zero_b = sig_a == 0, sig_b == 0
+    result = Signal(32, name=f"{prefix}_bits")
+    with m.If(nan_a | nan_b | (inf_a & zero_b) | (inf_b & zero_a)):
+        m.d.comb += result.eq(CANONICAL_NAN)
+    with m.Elif(inf_a | inf_b):
+        m.d.comb += result.eq(Cat(Const(0, FRACTION_BITS), Const(EXPONENT_ALL_ONES, EXPONENT_BITS), negative))
+    with m.Elif(zero_a | zero_b):
+        m.d.comb += result.eq(Cat(Const(0, 31), negative))
+    with m.Else():
+        m.d.comb += result.eq(rounded)
     return result

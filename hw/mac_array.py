@@ -2,108 +2,370 @@
 
 Dataflow: every input beat is one K block: an activation block per row and a weight block per
 column (decoded elements: sign + half-unit magnitude, and the biased E8M0 exponent byte). PE
-``(r, c)`` owns output ``y[r][c]``; it forms
+``(r, c)`` forms
 
-    acc  = sum_i (-1)^(s_a,i ^ s_w,i) * h_a,i * h_w,i         (stage 1: products, adder tree)
-    term = fl32(acc * 2^(E_a + E_w - 2 * (127 + 1)))          (stage 2: one RNE rounding)
-    y    = fl32(y + term)                                      (stage 3: RNE adder, y starts at +0.0)
+    acc  = sum_i (-1)^(s_a,i ^ s_w,i) * h_a,i * h_w,i         (stages 1-2: products, adder tree)
+    term = fl32(acc * 2^(E_a + E_w - 2 * (127 + 1)))          (stages 3-5: one RNE rounding)
+    y    = fl32(y + term)                                      (L-stage RNE adder, y starts at +0.0)
 
-in increasing K order (the beat order). A beat with ``last`` set finishes the K loop: the ``rows x
-cols`` results go to the output register (one output beat) and every ``y`` restarts at +0.0.
+in increasing K order (the beat order). The PE is the same for every format: it sees signed
+half-unit magnitudes and an exponent byte, whatever formatbook the decoders at the array edge read.
 
-Timing: one K block per cycle (initiation interval 1); the output beat is valid 3 cycles after the
-handshake of the ``last`` input beat (``LATENCY``). The whole pipeline stalls while an output beat
-waits (``i.ready = ~o.valid | o.ready``). The NVFP4 scale path (E4M3 block scales times the float32
-tensor scales) is not in the array: it would need two binary32 multipliers per PE; the array
-covers the E8M0-scaled formats (FB32, DialectFP4-16, MXFP4).
+**C-slow accumulation.** The K-order binary32 sum is a loop-carried dependency, so a pipelined adder
+cannot take one job's terms back to back. Instead each PE interleaves ``L = interleave`` independent
+outputs: the adder has ``L`` register stages and its output feeds its input, so the ring holds the
+``L`` partial sums; beat ``n`` of a job group belongs to output (slot) ``n mod L``. Every output
+still sees its own terms in K order, so the result is bit-exact. ``L = 1`` is the single-cycle adder.
+A beat with ``last`` set ends its slot's K loop; a beat with ``first`` set (the first beat of a slot's
+job, tracked here) starts it from +0.0. A slot that receives no beat in a cycle adds +0.0, which
+leaves the partial sum's bits unchanged (``y`` is never -0: it starts at +0 and RNE sums of nonzero
+terms are never -0).
+
+**Flow control.** The PE registers load every cycle (no clock enable, no stall fanning out into the
+array); valid/first/last bits travel with the data. ``i.ready`` is high when the beat's slot is at
+the adder input (a free-running phase counter; in a gap-free stream always) and the output FIFO has
+room for every output already in flight. Finished outputs go to that FIFO (one beat of ``rows x
+cols`` binary32 words per slot, in slot order), so ``o`` back-pressure never stalls the PEs.
+
+Timing: latency (handshake of a slot's ``last`` beat -> its output beat valid) ``7 + L`` (input
+register, five PE stages, the L-stage ring, the FIFO); initiation
+interval 1 beat per cycle (``LATENCY`` / ``timing``). The NVFP4 scale path is ``hw.nvfp4``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import EXPONENT_BIAS, EXPONENT_BITS, MAX_HALF_UNITS
 
 from .common import UnitTiming, tree_reduce
 from .config import MACArrayConfig
-from .float32 import add_binary32, term_to_binary32
-from .layouts import FLOAT32_BITS, mac_in_layout, mac_out_layout
+from .float32 import CANONICAL_NAN, add_binary32, round_to_binary32, term_to_binary32, unpack_binary32
+from .layouts import FLOAT32_BITS, mac_in_layout, mac_operand_layout, mac_out_layout
 
-__all__ = ["MACArray"]
+__all__ = ["MACArray", "PRE_ADDER_STAGES", "ProcessingElement", "ProcessingElementInstance", "pe_module_name"]
 
 #: A decoded element is h * 2^(e - 1) (h in half units), so a product of two carries 2^(e_a + e_w - 2).
 HALF_UNIT_EXPONENT = 1
+#: Register stages before the adder ring: partial sums, block sum, the term's three steps.
+PRE_ADDER_STAGES = 5
+#: Products summed before the first register (one 8-input adder tree per partial sum).
+PARTIAL_GROUP = 8
+
+
+def _register(m: Module, value, name: str) -> Signal:
+    reg = Signal.like(value, name=name) if isinstance(value, Signal) else Signal(value.shape(), name=name)
+    m.d.sync += reg.eq(value)
+    return reg
+
+
+def _cut(m: Module, tag: str):
+    """A ``cut(values) -> values`` hook that registers every value (used inside the binary32 logic)."""
+
+    def cut(values: dict) -> dict:
+        return {k: _register(m, v, f"{tag}_{k}") for k, v in values.items()}
+
+    return cut
+
+
+#: Cut points of ``add_binary32`` (0..4) used for each adder depth L (the ring register is the L-th).
+ADDER_CUTS = {1: (), 2: (1,), 3: (1, 3), 4: (0, 1, 3), 5: (0, 1, 2, 3)}
+
+
+def adder_cuts(m: Module, interleave: int, prefix: str):
+    """The five hooks of ``add_binary32`` for an ``interleave``-stage adder (the last stage is the
+    ring register the caller adds): ``L - 1`` of the five cut points (all five from L = 6 on)."""
+    chosen = ADDER_CUTS.get(interleave, (0, 1, 2, 3, 4))
+    none = lambda values: values  # noqa: E731
+    return tuple(_cut(m, f"{prefix}_a{k}") if k in chosen else none for k in range(5))
+
+
+def pe_module_name(block: int, interleave: int) -> str:
+    """Verilog module name of the PE (one module per (block, interleave), shared by every array)."""
+    return f"pe_b{block}_l{interleave}"
+
+
+def _pe_signature(block: int) -> dict:
+    operand = mac_operand_layout(block)
+    return {"a": In(operand), "w": In(operand), "valid": In(1), "first": In(1), "last": In(1),
+            "y": Out(FLOAT32_BITS), "done": Out(1)}  # fmt: skip
+
+
+class ProcessingElementInstance(wiring.Component):
+    """The PE as a black-box ``Instance`` of module ``pe_module_name(block, interleave)``: hierarchical
+    synthesis writes that module once (``rtl_gen.synth``) and the array instantiates it rows x cols times.
+    Not simulatable by Amaranth; Verilator and Yosys read the PE's own Verilog beside the array's."""
+
+    def __init__(self, block: int, interleave: int, nvfp4: bool = False) -> None:
+        self.block, self.interleave, self.nvfp4 = block, interleave, nvfp4
+        signature = _pe_signature(block)
+        if nvfp4:
+            signature.update(scale_significand=In(24), scale_exponent=In(signed(EXPONENT_BITS + 2)), scale_inf=In(1), scale_nan=In(1))
+        super().__init__(signature)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        name = pe_module_name(self.block, self.interleave)
+        extra = {}
+        if self.nvfp4:
+            name = f"nvfp4_{name}"
+            extra = dict(i_scale_significand=self.scale_significand, i_scale_exponent=self.scale_exponent,
+                         i_scale_inf=self.scale_inf, i_scale_nan=self.scale_nan)  # fmt: skip
+        m.submodules.pe = Instance(
+            name,
+            i_clk=ClockSignal(), i_rst=ResetSignal(), i_a=self.a.as_value(), i_w=self.w.as_value(),
+            i_valid=self.valid, i_first=self.first, i_last=self.last, o_y=self.y, o_done=self.done, **extra,
+        )  # fmt: skip
+        return m
+
+
+class ProcessingElement(wiring.Component):
+    """One PE: ports ``a``, ``w`` (``mac_operand_layout``), ``valid``, ``first``, ``last`` in; ``y``
+    (the adder ring's output, binary32 bits) and ``done`` (``y`` is a finished output) out."""
+
+    def __init__(self, block: int, interleave: int) -> None:
+        self.block, self.interleave = block, interleave
+        super().__init__(_pe_signature(block))
+
+    @property
+    def name(self) -> str:
+        return pe_module_name(self.block, self.interleave)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        block, interleave = self.block, self.interleave
+        acc_bits = (block * MAX_HALF_UNITS * MAX_HALF_UNITS).bit_length() + 1
+        shift_bits = EXPONENT_BITS + 3
+        shift_offset = 2 * (EXPONENT_BIAS + HALF_UNIT_EXPONENT)
+
+        flags = Cat(self.valid, self.first, self.last)
+        # Stage 1: signed products, summed in groups of PARTIAL_GROUP.
+        partials = _partial_sums(m, self.a, self.w, block)
+        shift0 = Signal(signed(shift_bits), name="shift_0")
+        m.d.comb += shift0.eq(self.a.exponent + self.w.exponent - shift_offset)
+        shift1 = _register(m, shift0, "shift_1")
+        flags1 = _register(m, flags, "flags_1")
+        # Stage 2: the block sum.
+        acc = Signal(signed(acc_bits), name="acc")
+        m.d.sync += acc.eq(tree_reduce(partials, lambda x, y: x + y))
+        shift = Signal(signed(shift_bits), name="shift")
+        m.d.sync += shift.eq(shift1)
+        flags2 = _register(m, flags1, "flags_2")
+        # Stages 3-5: the term, one RNE rounding, in three steps.
+        flags3 = _register(m, flags2, "flags_3")
+        flags4 = _register(m, flags3, "flags_4")
+        term_bits = term_to_binary32(m, acc, shift, "term", cuts=(_cut(m, "term_s3"), _cut(m, "term_s4")))
+        # The idle-slot and first-beat gating is registered here, so the loop sees single flip-flops.
+        term = _register(m, Mux(flags4[0], term_bits, 0), "term")
+        start = _register(m, flags4[0] & flags4[1], "start_5")
+        done_in = _register(m, flags4[0] & flags4[2], "done_5")
+        m.d.comb += self.y.eq(_adder_ring(m, term, start, done_in, interleave, self.done))
+        return m
+
+
+def _adder_ring(m: Module, term, start, done_in, interleave: int, done_port) -> Signal:
+    """The C-slow adder ring: L registers in the loop (L - 1 inside the adder for L <= 6, then the ring
+    register, then L - 6 plain delays); an idle slot adds +0.0 (``term`` is 0), a ``start`` beat
+    starts from +0.0; ``done_port`` rises with the ring output of a ``done_in`` beat. Returns the ring output."""
+    ring = Signal(FLOAT32_BITS, name="ring")
+    y_in = Mux(start, 0, ring)
+    total = add_binary32(m, y_in, term, "add", cuts=adder_cuts(m, interleave, "add"))
+    loop = _register(m, total, "ring_0")
+    for k in range(interleave - 6):
+        loop = _register(m, loop, f"ring_{k + 1}")
+    m.d.comb += ring.eq(loop)
+    done = done_in
+    for k in range(interleave):
+        done = _register(m, done, f"done_{k}")
+    m.d.comb += done_port.eq(done)
+    return ring
+
+
+def _partial_sums(m: Module, a, w, block: int) -> list[Signal]:
+    """Stage 1: the signed 4b x 4b products of a block pair, summed in registered groups of PARTIAL_GROUP."""
+    products = []
+    for k in range(block):
+        ea, ew = a.elements[k], w.elements[k]
+        product = ea.magnitude * ew.magnitude
+        products.append(Mux(ea.sign ^ ew.sign, -product, product))
+    return [
+        _register(m, tree_reduce(products[k : k + PARTIAL_GROUP], lambda x, y: x + y), f"partial_{k // PARTIAL_GROUP}")
+        for k in range(0, block, PARTIAL_GROUP)
+    ]
+
+
+#: E4M3: 3 fraction bits, exponent bias 7.
+E4M3_FRACTION_BITS = 3
+E4M3_BIAS = 7
+#: Register stages before the adder ring in the NVFP4 PE: partial sums, block sum and scale product,
+#: times the block scales, times the tensor scale, the rounding in three steps.
+NVFP4_PRE_ADDER_STAGES = 7
+
+
+def _e4m3(byte):
+    """(4-bit significand with the hidden bit, exponent of its unit) of an E4M3 byte (sign ignored: scales are >= 0)."""
+    field = byte[E4M3_FRACTION_BITS : E4M3_FRACTION_BITS + 4]
+    normal = field != 0
+    return Cat(byte[:E4M3_FRACTION_BITS], normal), Mux(normal, field, 1) - E4M3_BIAS - E4M3_FRACTION_BITS
+
+
+class NVFP4ProcessingElement(wiring.Component):
+    """NVFP4 PE (NUMERICS 4): ``term = fl32(fl32(acc * 0.25 * fl32(s_a * s_w)) * T)`` with ``T = fl32(t_a * t_w)``.
+
+    The operands' ``exponent`` bytes are the E4M3 block scales. ``acc * 0.25 * s_a * s_w`` is exact
+    (at most 12 + 4 + 4 significant bits), so the term is one RNE rounding of the exact integer
+    ``|acc| * sig(s_a) * sig(s_w) * sig(T)`` times a power of two. Extra inputs: ``T`` unpacked once for
+    the whole array (``scale_significand``, ``scale_exponent``, ``scale_inf``, ``scale_nan``). Then the same
+    C-slow adder ring as ``ProcessingElement``.
+    """
+
+    def __init__(self, block: int, interleave: int) -> None:
+        self.block, self.interleave = block, interleave
+        super().__init__({**_pe_signature(block), "scale_significand": In(24), "scale_exponent": In(signed(EXPONENT_BITS + 2)),
+                          "scale_inf": In(1), "scale_nan": In(1)})  # fmt: skip
+
+    @property
+    def name(self) -> str:
+        return f"nvfp4_{pe_module_name(self.block, self.interleave)}"
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        block = self.block
+        acc_bits = (block * MAX_HALF_UNITS * MAX_HALF_UNITS).bit_length() + 1
+        flags = Cat(self.valid, self.first, self.last)
+        # Stage 1: products; block scales decoded.
+        partials = _partial_sums(m, self.a, self.w, block)
+        sig_a, exp_a = _e4m3(self.a.exponent)
+        sig_w, exp_w = _e4m3(self.w.exponent)
+        scale1 = _register(m, sig_a * sig_w, "scale_product_1")
+        scale_exp = Signal(signed(8), name="scale_exponent_0")
+        m.d.comb += scale_exp.eq(exp_a + exp_w - 2)  # the 0.25 of half units times half units
+        exp1 = _register(m, scale_exp, "scale_exponent_1")
+        flags1 = _register(m, flags, "flags_1")
+        # Stage 2: block sum.
+        acc = Signal(signed(acc_bits), name="acc")
+        m.d.sync += acc.eq(tree_reduce(partials, lambda x, y: x + y))
+        scale2, exp2, flags2 = _register(m, scale1, "scale_product_2"), _register(m, exp1, "scale_exponent_2"), _register(m, flags1, "flags_2")
+        # Stage 3: |acc| * s_a * s_w (exact).
+        negative = acc[-1]
+        exact = _register(m, Mux(negative, -acc, acc)[: acc_bits - 1] * scale2, "exact_3")
+        negative3, exp3, flags3 = _register(m, negative, "negative_3"), _register(m, exp2, "scale_exponent_3"), _register(m, flags2, "flags_3")
+        # Stage 4: times the tensor-scale significand (the wide multiplier of NVFP4).
+        wide = _register(m, exact * self.scale_significand, "wide_4")
+        exponent = Signal(signed(EXPONENT_BITS + 4), name="exponent_4")
+        m.d.sync += exponent.eq(exp3 + self.scale_exponent)
+        nonzero = _register(m, exact != 0, "nonzero_4")
+        negative4, flags4 = _register(m, negative3, "negative_4"), _register(m, flags3, "flags_4")
+        # Stages 5-6 (+ the term register): one RNE rounding; an infinite T gives +-inf, or NaN with a zero product.
+        rounded = round_to_binary32(m, wide, exponent, negative4, "term", cuts=(_cut(m, "term_s5"), _cut(m, "term_s6")))
+        specials = [_register(m, x, f"{n}_5") for x, n in ((nonzero, "nonzero"), (negative4, "negative"), (flags4, "flags"))]
+        nonzero6, negative6, flags6 = [_register(m, x, f"{n}_6") for x, n in zip(specials, ("nonzero", "negative", "flags"))]
+        term_bits = Signal(FLOAT32_BITS, name="term_bits")
+        infinity = Cat(Const(0, 23), Const(0xFF, 8), negative6)
+        m.d.comb += term_bits.eq(Mux(self.scale_nan | (self.scale_inf & ~nonzero6), CANONICAL_NAN,
+                                     Mux(self.scale_inf, infinity, rounded)))  # fmt: skip
+        term = _register(m, Mux(flags6[0], term_bits, 0), "term")
+        start = _register(m, flags6[0] & flags6[1], "start_7")
+        done_in = _register(m, flags6[0] & flags6[2], "done_7")
+        m.d.comb += self.y.eq(_adder_ring(m, term, start, done_in, self.interleave, self.done))
+        return m
 
 
 class MACArray(wiring.Component):
     """Ports: ``i`` (``mac_in_layout``: a[rows], w[cols], last), ``o`` (``mac_out_layout``: y[rows][cols])."""
 
-    LATENCY = 3
     INITIATION_INTERVAL = 1
 
     @classmethod
     def timing(cls, config) -> UnitTiming:
-        return UnitTiming(cls.LATENCY, cls.INITIATION_INTERVAL)
+        # input register + PE stages before the adder + the adder ring + the FIFO's read side
+        pre = NVFP4_PRE_ADDER_STAGES if config.nvfp4 else PRE_ADDER_STAGES
+        return UnitTiming(1 + pre + config.interleave + 1, cls.INITIATION_INTERVAL)
 
-    def __init__(self, config: MACArrayConfig) -> None:
+    @classmethod
+    def output_depth(cls, config) -> int:
+        """Output FIFO beats (default: enough that an always-ready consumer never holds the array up)."""
+        return cls.timing(config).latency + 1 if config.output_depth is None else config.output_depth
+
+    def __init__(self, config: MACArrayConfig, *, pe_factory=None) -> None:
         if not isinstance(config, MACArrayConfig):
             raise TypeError(f"MACArray needs a MACArrayConfig, got {config!r}")
         self.config = config
-        super().__init__(
-            {
-                "i": In(stream.Signature(mac_in_layout(config))),
-                "o": Out(stream.Signature(mac_out_layout(config))),
-            }
-        )
+        #: ``pe_factory(block, interleave)`` builds each PE (a black-box instance for hierarchical synthesis).
+        self.pe_factory = pe_factory or (NVFP4ProcessingElement if config.nvfp4 else ProcessingElement)
+        ports = {
+            "i": In(stream.Signature(mac_in_layout(config))),
+            "o": Out(stream.Signature(mac_out_layout(config))),
+        }
+        if config.nvfp4:
+            ports["tensor_scale"] = In(FLOAT32_BITS)  # T = fl32(t_a * t_w), static while streaming
+        super().__init__(ports)
 
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg = self.config
-        acc_bits = (cfg.block * MAX_HALF_UNITS * MAX_HALF_UNITS).bit_length() + 1
-        shift_bits = EXPONENT_BITS + 3
-        shift_offset = 2 * (EXPONENT_BIAS + HALF_UNIT_EXPONENT)
-
-        advance = Signal(name="advance")
-        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        m.d.comb += self.i.ready.eq(advance)
+        slots = cfg.interleave
+        depth = self.output_depth(cfg)
         beat = self.i.payload
 
-        valid = [Signal(name=f"stage{s}_valid") for s in (1, 2)]
-        last = [Signal(name=f"stage{s}_last") for s in (1, 2)]
-        with m.If(advance):
-            m.d.sync += [valid[0].eq(self.i.valid), last[0].eq(beat.last)]
-            m.d.sync += [valid[1].eq(valid[0]), last[1].eq(last[0])]
-            m.d.sync += self.o.valid.eq(valid[1] & last[1])
+        # Slot bookkeeping: the free-running phase (slot at the adder input), the next beat's slot,
+        # and which slots are inside a K loop (their next beat is not `first`).
+        phase = Signal(range(max(2, slots)), name="phase")
+        expect = Signal(range(max(2, slots)), name="slot")
+        open_slots = Signal(slots, name="open_slots")
+        if slots > 1:
+            m.d.sync += phase.eq(Mux(phase == slots - 1, 0, phase + 1))
+        # Outputs in flight or waiting in the FIFO; a beat is taken only while all of them fit.
+        pending = Signal(range(depth + 1), name="pending")
+        fire = Signal(name="fire")
+        m.d.comb += [self.i.ready.eq((phase == expect) & (pending < depth)), fire.eq(self.i.valid & self.i.ready)]
+        first = Signal(name="first")
+        m.d.comb += first.eq(~open_slots.bit_select(expect, 1))
+        with m.If(fire):
+            if slots > 1:
+                m.d.sync += expect.eq(Mux(expect == slots - 1, 0, expect + 1))
+            m.d.sync += open_slots.bit_select(expect, 1).eq(~beat.last)
 
+        # Input registers (the operands fan out to a PE row / column from here).
+        valid_in = _register(m, fire, "in_valid")
+        first_in = _register(m, first, "in_first")
+        last_in = _register(m, beat.last, "in_last")
+        a_in = [_register(m, beat.a[r], f"in_a_{r}") for r in range(cfg.rows)]
+        w_in = [_register(m, beat.w[c], f"in_w_{c}") for c in range(cfg.cols)]
+
+        if cfg.nvfp4:  # T unpacked once (registered) for every PE
+            sig, exp, _, inf, nan = unpack_binary32(m, self.tensor_scale, "tensor_scale")
+            scale = [_register(m, v, f"tensor_scale_{n}") for v, n in ((sig, "significand"), (exp, "exponent"), (inf, "inf"), (nan, "nan"))]
+        fifo = SyncFIFO(width=cfg.rows * cfg.cols * FLOAT32_BITS, depth=depth)
+        m.submodules.output_fifo = fifo
+        results, done = [], None
         for r in range(cfg.rows):
             for c in range(cfg.cols):
-                pe = f"pe_{r}_{c}"
-                a, w = beat.a[r], beat.w[c]
-                products = []
-                for k in range(cfg.block):
-                    ea, ew = a.elements[k], w.elements[k]
-                    product = ea.magnitude * ew.magnitude
-                    products.append(Mux(ea.sign ^ ew.sign, -product, product))
-                acc = Signal(signed(acc_bits), name=f"{pe}_acc")
-                shift = Signal(signed(shift_bits), name=f"{pe}_shift")
-                with m.If(advance):
-                    m.d.sync += [
-                        acc.eq(tree_reduce(products, lambda x, y: x + y)),
-                        shift.eq(a.exponent + w.exponent - shift_offset),
-                    ]
-
-                term_bits = term_to_binary32(m, acc, shift, f"{pe}_term")
-                term = Signal(FLOAT32_BITS, name=f"{pe}_term")
-                with m.If(advance):
-                    m.d.sync += term.eq(term_bits)
-
-                y = Signal(FLOAT32_BITS, name=f"{pe}_y")
-                total = add_binary32(m, y, term, f"{pe}_add")
-                with m.If(advance & valid[1]):
-                    with m.If(last[1]):
-                        m.d.sync += [y.eq(0), self.o.payload[r][c].eq(total)]
-                    with m.Else():
-                        m.d.sync += y.eq(total)
+                pe = self.pe_factory(cfg.block, cfg.interleave)
+                m.submodules[f"pe_{r}_{c}"] = pe
+                m.d.comb += [
+                    pe.a.eq(a_in[r]),
+                    pe.w.eq(w_in[c]),
+                    pe.valid.eq(valid_in),
+                    pe.first.eq(first_in),
+                    pe.last.eq(last_in),
+                ]
+                if cfg.nvfp4:
+                    m.d.comb += [pe.scale_significand.eq(scale[0]), pe.scale_exponent.eq(scale[1]),
+                                 pe.scale_inf.eq(scale[2]), pe.scale_nan.eq(scale[3])]  # fmt: skip
+                results.append(pe.y)
+                done = pe.done if done is None else done
+        leave = Signal(name="leave")
+        m.d.comb += [
+            fifo.w_en.eq(done),
+            fifo.w_data.eq(Cat(*results)),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready),
+            leave.eq(self.o.valid & self.o.ready),
+        ]
+        m.d.sync += pending.eq(pending + (fire & beat.last) - leave)
         return m

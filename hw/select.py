@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 from golden.formats import MAGNITUDE_CODES, NUM_UCODES, UCODE_BITS, Formatbook
 
 from .common import Rom, UnitTiming, tree_reduce
+from .pipeline import Stages, skid_output
 from .config import DSUConfig, TwoStageConfig
 from .layouts import selector_in_layout, selector_out_layout
 
@@ -33,19 +34,49 @@ __all__ = ["DialectSelectUnit", "TwoStageSelector"]
 INDEX_BITS = (MAGNITUDE_CODES - 1).bit_length()
 
 
-def _encode(m: Module, book: Formatbook, dialect, block_data, block: int, out) -> None:
-    """Drive ``out`` (selector_out_layout) with the exponent, ``dialect`` and the element codes."""
+def dialect_thresholds(book: Formatbook) -> list[list[int]]:
+    """``T[d][k] = h[d][k] + h[d][k + 1]`` (k = 0..6): 4x the midpoints of dialect ``d``, so that
+    ``IDX[d][u] = #{k : u >= T[d][k]}`` (NUMERICS 2.1 step 4). Checked against ``book.idx_table``."""
+    halves = [[int(h) for h in row] for row in book.half_units]
+    thresholds = [[row[k] + row[k + 1] for k in range(MAGNITUDE_CODES - 1)] for row in halves]
     idx = book.idx_table
-    id_bits = book.id_bits
-    # One ROM indexed by {dialect, u}; padded to a power of two so every index is defined.
-    table = [0] * (NUM_UCODES << id_bits)
-    for d in range(book.num_dialects):
+    for d, row in enumerate(thresholds):
         for u in range(NUM_UCODES):
-            table[(d << UCODE_BITS) | u] = int(idx[d, u])
-    index_rom = Rom(m, "index_rom", table, INDEX_BITS)
+            if sum(u >= t for t in row) != int(idx[d, u]):
+                raise AssertionError(f"{book.name} dialect {d}: thresholds {row} disagree with IDX at u={u}")
+    return thresholds
+
+
+#: Bits of one threshold (at most 15 + 15 = 30 < 32).
+THRESHOLD_BITS = UCODE_BITS
+
+
+def _threshold_read(m: Module, book: Formatbook, dialect, name: str) -> list:
+    """The 7 thresholds of ``dialect`` (one ROM of 7 x 5-bit words, read once per block)."""
+    thresholds = dialect_thresholds(book)
+    width = THRESHOLD_BITS * (MAGNITUDE_CODES - 1)
+    table = [sum(t << (THRESHOLD_BITS * k) for k, t in enumerate(row)) for row in thresholds]
+    table += [0] * ((1 << book.id_bits) - len(table))
+    word = Rom(m, f"{name}_rom", table, width).read(m, dialect, name)
+    return [word[THRESHOLD_BITS * k : THRESHOLD_BITS * (k + 1)] for k in range(MAGNITUDE_CODES - 1)]
+
+
+def _index(u, thresholds):
+    """``#{k : u >= T_k}``: the nearest-value index (ties up, saturating), as a 3-bit count."""
+    return tree_reduce([(u >= t).as_unsigned() for t in thresholds], lambda a, b: a + b)
+
+
+def _encode(m: Module, book: Formatbook, dialect, block_data, block: int, out) -> None:
+    """Drive ``out`` (selector_out_layout) with the exponent, ``dialect`` and the element codes.
+
+    Index encoding compares each ``u`` against the chosen dialect's 7 midpoint thresholds (selected
+    once per block), instead of one {dialect, u} ROM per lane.
+    """
+    thresholds = _threshold_read(m, book, dialect, "thresholds")
     m.d.comb += [out.exponent.eq(block_data.exponent), out.dialect.eq(dialect)]
     for k in range(block):
-        index = index_rom.read(m, Cat(block_data.ucodes[k], dialect), f"index_{k}")
+        index = Signal(INDEX_BITS, name=f"index_{k}")
+        m.d.comb += index.eq(_index(block_data.ucodes[k], thresholds))
         m.d.comb += out.codes[k].eq(Cat(index, block_data.signs[k]))
 
 
@@ -130,6 +161,78 @@ class DialectSelectUnit(_Selector):
             raise TypeError(f"DialectSelectUnit needs a DSUConfig, got {config!r}")
         super().__init__(config)
 
+    @staticmethod
+    def levels(config: DSUConfig) -> int:
+        """Logic levels of the pipelined unit: ERR ROM read, adder tree, argmin tree, threshold read, encoder."""
+        return 1 + _depth(config.block) + _depth(config.parallel) + 2
+
+    @classmethod
+    def timing(cls, config) -> UnitTiming:
+        if config.pipeline_stages is None:
+            return super().timing(config)
+        cuts = min(config.pipeline_stages, cls.levels(config))
+        return UnitTiming(latency=cuts + 1, initiation_interval=1)
+
+    def elaborate(self, platform) -> Module:
+        if self.config.pipeline_stages is None:
+            return super().elaborate(platform)
+        return self._elaborate_pipelined()
+
+    def _elaborate_pipelined(self) -> Module:
+        """Full parallelism, ``pipeline_stages`` register cuts, free-running, skid FIFO at ``o``."""
+        m = Module()
+        config = self.config
+        book = config.book.formatbook
+        err = book.err_table
+        cost_bits = (config.block * int(err.max())).bit_length()
+        stages = Stages(m, self.levels(config), config.pipeline_stages, self.i.valid & self.i.ready, "dsu")
+        level = 0
+        payload = self.i.payload
+        keep = {"exponent": payload.exponent, "signs": payload.signs, "ucodes": payload.ucodes, "mask": payload.mask}
+
+        # Level 0: one ERR ROM per candidate, read by every lane.
+        errors = []
+        for k in range(config.parallel):
+            rom = Rom(m, f"err_rom_{k}", [int(err[k, u]) for u in range(NUM_UCODES)], book.err_bits)
+            errors.append([rom.read(m, payload.ucodes[i], f"err_{k}_{i}") for i in range(config.block)])
+        live = stages.cut(level, {**keep, "errors": errors})
+        level += 1
+
+        # Adder trees, one level at a time (order kept: left operand first).
+        trees = live.pop("errors")
+        while len(trees[0]) > 1:
+            trees = [_tree_level(t, lambda a, b: (a + b)[:cost_bits]) for t in trees]
+            live = stages.cut(level, {**live, "trees": trees})
+            trees = live.pop("trees")
+            level += 1
+        costs = [t[0] for t in trees]
+
+        # Argmin tree: later ids win only when strictly cheaper; masked ids never win.
+        candidates = [[live["mask"][k], costs[k], Const(k, book.id_bits)] for k in range(config.parallel)]
+        live.pop("mask")
+        while len(candidates) > 1:
+            candidates = _tree_level(candidates, _better)
+            live = stages.cut(level, {**live, "candidates": candidates})
+            candidates = live.pop("candidates")
+            level += 1
+        win_valid, _, win_id = candidates[0]
+        dialect = Signal(book.id_bits, name="dialect")
+        m.d.comb += dialect.eq(Mux(win_valid, win_id, 0))
+
+        # Threshold read (once per block), then the encoder.
+        thresholds = _threshold_read(m, book, dialect, "thresholds")
+        live = stages.cut(level, {**live, "dialect": dialect, "thresholds": thresholds})
+        level += 1
+        encoded = Signal(selector_out_layout(config), name="encoded")
+        m.d.comb += [encoded.exponent.eq(live["exponent"]), encoded.dialect.eq(live["dialect"])]
+        for i in range(config.block):
+            index = Signal(INDEX_BITS, name=f"index_{i}")
+            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"]))
+            m.d.comb += encoded.codes[i].eq(Cat(index, live["signs"][i]))
+        final = stages.cut(level, {"encoded": encoded})
+        skid_output(m, self.i, self.o, final["encoded"], stages.valid, stages.cuts + 1, prefix="dsu")
+        return m
+
     def choose(self, m, held, held_valid, step, last_pass, dialect) -> None:
         config = self.config
         book = config.book.formatbook
@@ -161,15 +264,30 @@ class DialectSelectUnit(_Selector):
             m.d.comb += cand_id.eq(step * parallel + k if passes > 1 else k)
             candidates.append((allowed, cost, cand_id))
 
-        def better(left, right):
-            # Right holds higher ids: it wins only when strictly cheaper (ties to the lowest id).
-            take = right[0] & (~left[0] | (right[1] < left[1]))
-            return (left[0] | right[0], Mux(take, right[1], left[1]), Mux(take, right[2], left[2]))
-
-        win_valid, win_cost, win_id = tree_reduce(candidates, better)
+        win_valid, win_cost, win_id = tree_reduce(candidates, _better)
         m.d.comb += dialect.eq(Mux(win_valid, win_id, 0))
         with m.If(held_valid & ~last_pass):
             m.d.sync += [best_valid.eq(win_valid), best_cost.eq(win_cost), best_id.eq(win_id)]
+
+
+def _depth(n: int) -> int:
+    """Levels of a balanced binary tree over ``n`` leaves."""
+    return max(0, (n - 1).bit_length())
+
+
+def _tree_level(items: list, combine) -> list:
+    """One level of ``tree_reduce``: neighbours combined pairwise, an odd last item passed on."""
+    out = [combine(items[k], items[k + 1]) for k in range(0, len(items) - 1, 2)]
+    if len(items) % 2:
+        out.append(items[-1])
+    return out
+
+
+def _better(left, right):
+    """Argmin merge of (allowed, cost, id) candidates; ``right`` holds higher ids and wins only when
+    strictly cheaper (ties to the lowest id)."""
+    take = right[0] & (~left[0] | (right[1] < left[1]))
+    return [left[0] | right[0], Mux(take, right[1], left[1]), Mux(take, right[2], left[2])]
 
 
 class TwoStageSelector(_Selector):

@@ -1,39 +1,32 @@
-"""The accelerator tile: block front-end -> dialect selection -> decoder -> MAC array, streams in and out.
+"""The accelerator tile: one shared activation quantizer, a quantized-activation buffer, a C-slow MAC array.
 
-Dataflow (output-stationary, one K block per cycle at full rate)::
+Dataflow (output-stationary; hw/TILE.md has the picture and the throughput model)::
 
-    a (rows raw blocks [+ masks]) ─fork─> row r: front-end ─> selector ─fork─> decoder ──┐
-                                                                            └> exponent ─┤
-    w (cols quantized blocks)     ─fork─> col c: decoder ─────────────────────────────────┤
-                                          col c: exponent ────────────────────────────────┴join─> MAC array ─> o
+    a (q raw blocks [+ masks]) ─fork─> q x (front-end ─> selector) ─join─> write: buffer[bank][row][k]
+    w (cols quantized blocks)  ─> read buffer[bank][*][k] ─fork─> row decoders + col decoders ─join─> MAC array ─> o
 
-Every input beat of ``a`` carries one K block of each of the ``rows`` activation rows of the current
-output tile, every beat of ``w`` one K block of each of the ``cols`` weight rows; the tile counts
-``k_blocks`` joined beats per output tile (``last`` of the MAC array) and emits one beat of
-``rows x cols`` binary32 results per tile (NUMERICS 4: K order, RNE, +0.0 start). ``k_blocks`` is a
-static input (a control register): hold it while a stream is running.
+- **Quantizer at the producer.** ``quantizers`` (q) front-end + selector pairs take the raw activation
+  blocks of a row tile, ``q`` rows per beat, K block outer and row group inner, and write every
+  quantized block **once** into the quantized-activation buffer (one memory per row, two banks of
+  ``buffer_blocks`` K blocks: the next row tile is quantized while the array works on this one).
+- **Array reads quantized blocks.** Each ``w`` beat carries one K block of ``cols`` pre-quantized weight
+  rows; the tile reads the rows' quantized blocks at that K index from the buffer, decodes them at
+  the array edge (one decoder per row and per column: the PEs see signed half-unit magnitudes, the
+  same PE for every format) and feeds the C-slow MAC array. Per row tile the ``w`` order is: column
+  group ``j`` (``col_groups`` of them, control input), K block ``k``, slot ``l`` (``interleave`` L), i.e.
+  weight rows ``(j * L + l) * cols + c``. Each quantized activation block is read ``col_groups * L``
+  times; it was quantized once.
+- **Output.** Per column group, L beats of ``rows x cols`` binary32 words (slot order); a row tile
+  gives ``col_groups * L`` beats.
 
-Formats (``TileFormat``), the selector per activation row, and the decoders' formatbook:
+Handshakes: forks and joins are lockstep; the quantizers' outputs wait while the write bank is still
+full, the buffer read waits until the read bank is full; the MAC array never stalls internally (skid
+FIFO). ``k_blocks`` (<= ``buffer_blocks``) and ``col_groups`` are control inputs, held while streaming.
 
-- ``FB32``: LUT dialect-select unit (``hw.DialectSelectUnit``) with a SeDA candidate mask per row;
-- ``DIALECTFP4``: BlockDialect's two-stage selector (``hw.TwoStageSelector``), no mask;
-- ``MXFP4``: E2M1 encoder (``hw.tile_front_end.E2M1Encoder``, round half to even) after a sticky
-  front-end; same E8M0 exponent rule, E2M1 decoders.
-
-NVFP4 is not a tile configuration: its product needs the E4M3 block scales and the binary32 tensor
-scales multiplied into every term (two binary32 multipliers per PE), which ``hw.MACArray`` does not
-have. The cost report covers NVFP4's element path (E2M1 decoder, B = 16 MAC array) only.
-
-The front-end is ``hw.BlockFrontEnd`` for bfloat16 dialect tiles and ``hw.tile_front_end.FloatFrontEnd``
-for binary32 input (capture replay: AD residuals are binary32) and for MXFP4 (needs sticky bits).
-Every fork and join is a lockstep handshake (all sinks take a beat together; a join's beat leaves
-when every source has one), so the branches stay aligned without any side channel.
-
-Timing: latency (``a`` handshake of a tile's last K block -> its ``o`` beat valid, no back-pressure,
-weights ahead) = front-end + selector + decoder + MAC array latencies (``Tile.timing``); initiation
-interval 1 K block per cycle. Performance counters: ``perf_mac_beats`` counts MAC-array input beats,
-``perf_mac_window`` the cycles from the first to the latest MAC beat inclusive, so their ratio is
-the sustained processing-element utilization.
+Formats (``TileFormat``): FB32 (LUT DSU with a SeDA candidate mask per row), DIALECTFP4 (BlockDialect's
+two-stage selector), MXFP4 (sticky front-end + E2M1 encoder). Performance counters: ``perf_mac_beats``
+counts MAC-array input beats, ``perf_mac_window`` the cycles from the first to the latest MAC beat
+inclusive, so their ratio is the sustained PE utilization.
 """
 
 from __future__ import annotations
@@ -42,8 +35,9 @@ import enum
 import json
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import CODE_BITS, EXPONENT_BITS, Formatbook
@@ -51,6 +45,7 @@ from golden.formats import CODE_BITS, EXPONENT_BITS, Formatbook
 from .common import UnitTiming, register_stage
 from .config import BLOCK_SIZES, Book, ConfigError, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig
 from .decoder import MultiFormatDecoder
+from .float32 import multiply_binary32
 from .front_end import BlockFrontEnd
 from .layouts import mac_out_layout
 from .mac_array import MACArray
@@ -64,7 +59,7 @@ from .tile_front_end import (
     encoded_block_layout,
 )
 
-__all__ = ["PERF_COUNTER_BITS", "Tile", "TileConfig", "TileFormat", "tile_a_layout", "tile_w_layout"]
+__all__ = ["PERF_COUNTER_BITS", "Tile", "TileConfig", "TileFormat", "predicted_utilization", "tile_a_layout", "tile_w_layout"]
 
 #: Width of the performance counters and of ``k_blocks``.
 PERF_COUNTER_BITS = 32
@@ -77,14 +72,20 @@ class TileFormat(enum.Enum):
     FB32 = "fb32"
     DIALECTFP4 = "dialectfp4"
     MXFP4 = "mxfp4"
+    NVFP4 = "nvfp4"
 
     @property
     def book(self) -> Book:
-        return {TileFormat.FB32: Book.FB32, TileFormat.DIALECTFP4: Book.DIALECTFP4_16, TileFormat.MXFP4: Book.E2M1}[self]
+        return {TileFormat.FB32: Book.FB32, TileFormat.DIALECTFP4: Book.DIALECTFP4_16}.get(self, Book.E2M1)
 
     @property
     def formatbook(self) -> Formatbook:
         return self.book.formatbook
+
+    @property
+    def quantizes(self) -> bool:
+        """Whether the tile quantizes its activations (NVFP4 takes them pre-quantized: NUMERICS 3.4)."""
+        return self is not TileFormat.NVFP4
 
     @property
     def masked(self) -> bool:
@@ -96,8 +97,14 @@ class TileFormat(enum.Enum):
 class TileConfig:
     """One tile: ``rows x cols`` PEs over blocks of ``block`` elements of ``format``, ``input`` words in.
 
-    ``dialects_per_cycle`` is the FB32 DSU's area/throughput knob (None: all 32, one block per cycle;
-    anything less makes the MAC array wait, by design).
+    - ``quantizers`` (q, divides ``rows``): activation quantizers (front-end + selector) shared by the rows;
+    - ``dialects_per_cycle``: the FB32 DSU's area/throughput knob (None: all 32, one block per cycle);
+    - ``dsu_stages``: register cuts of the full-parallel FB32 DSU (``DSUConfig.pipeline_stages``); a
+      multi-pass DSU (``dialects_per_cycle`` set) is the two-register unit, so it is stored as None;
+    - ``interleave``: the MAC array's C-slow factor L (outputs per PE in flight, adder stages);
+    - ``buffer_blocks``: K blocks per bank of the quantized-activation buffer (the largest ``k_blocks``);
+    - ``output_depth``: the MAC array's output FIFO beats (None: its latency + 1; ``interleave + 1``
+      keeps full rate once ``k_blocks * interleave`` covers the array latency).
     """
 
     format: TileFormat = TileFormat.FB32
@@ -106,33 +113,58 @@ class TileConfig:
     block: int = 32
     input: InputFloat = InputFloat.FP32
     dialects_per_cycle: int | None = None
+    quantizers: int = 1
+    dsu_stages: int | None = 4
+    interleave: int = 4
+    buffer_blocks: int = 16
+    output_depth: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.format, TileFormat):
             raise ConfigError(f"format must be an hw.tile.TileFormat, got {self.format!r}")
         if not isinstance(self.input, InputFloat):
             raise ConfigError(f"input must be an hw.tile_front_end.InputFloat, got {self.input!r}")
-        for name in ("rows", "cols"):
+        if self.output_depth is not None and (not isinstance(self.output_depth, int) or self.output_depth < 1):
+            raise ConfigError(f"output_depth must be a positive integer or None, got {self.output_depth!r}")
+        for name in ("rows", "cols", "quantizers", "interleave", "buffer_blocks"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.rows % self.quantizers:
+            raise ConfigError(f"quantizers must divide rows ({self.rows}), got {self.quantizers}")
         if self.block not in BLOCK_SIZES:
             raise ConfigError(f"block size must be one of {list(BLOCK_SIZES)}, got {self.block!r}")
         if self.format is TileFormat.MXFP4 and self.block != 32:
             raise ConfigError(f"an MXFP4 tile uses blocks of 32 (OCP MX), got {self.block}")
+        if self.format is TileFormat.NVFP4 and self.block != 16:
+            raise ConfigError(f"an NVFP4 tile uses blocks of 16, got {self.block}")
         if self.dialects_per_cycle is not None and self.format is not TileFormat.FB32:
             raise ConfigError(f"dialects_per_cycle applies to the FB32 DSU only, not to {self.format.value!r}")
-        self.selector_config  # validates dialects_per_cycle
+        if self.dialects_per_cycle is not None and self.dsu_stages is not None:
+            object.__setattr__(self, "dsu_stages", None)  # a multi-pass DSU is the two-register unit
+        if self.buffer_blocks >= 1 << K_BLOCKS_BITS:
+            raise ConfigError(f"buffer_blocks must be below {1 << K_BLOCKS_BITS}, got {self.buffer_blocks}")
+        self.selector_config  # validates dialects_per_cycle / dsu_stages
 
     @property
     def name(self) -> str:
         dsu = "" if self.dialects_per_cycle is None else f"_p{self.dialects_per_cycle}"
-        return f"tile_{self.format.value}_{self.input.value}_r{self.rows}_c{self.cols}_b{self.block}{dsu}"
+        stages = "" if self.dsu_stages is None or self.format is not TileFormat.FB32 else f"_s{self.dsu_stages}"
+        return (f"tile_{self.format.value}_{self.input.value}_r{self.rows}_c{self.cols}_b{self.block}{dsu}{stages}"
+                f"_q{self.quantizers}_l{self.interleave}_k{self.buffer_blocks}"
+                f"{'' if self.output_depth is None else f'_o{self.output_depth}'}")  # fmt: skip
 
     @property
-    def selector_config(self) -> DSUConfig | TwoStageConfig | E2M1EncoderConfig:
+    def rows_per_quantizer(self) -> int:
+        return self.rows // self.quantizers
+
+    @property
+    def selector_config(self) -> DSUConfig | TwoStageConfig | E2M1EncoderConfig | None:
+        if self.format is TileFormat.NVFP4:
+            return None
         if self.format is TileFormat.FB32:
-            return DSUConfig(book=Book.FB32, block=self.block, dialects_per_cycle=self.dialects_per_cycle)
+            return DSUConfig(book=Book.FB32, block=self.block, dialects_per_cycle=self.dialects_per_cycle,
+                             pipeline_stages=self.dsu_stages)  # fmt: skip
         if self.format is TileFormat.DIALECTFP4:
             return TwoStageConfig(block=self.block)
         return E2M1EncoderConfig(block=self.block)
@@ -149,7 +181,8 @@ class TileConfig:
 
     @property
     def mac_config(self) -> MACArrayConfig:
-        return MACArrayConfig(rows=self.rows, cols=self.cols, block=self.block)
+        return MACArrayConfig(rows=self.rows, cols=self.cols, block=self.block, interleave=self.interleave,
+                              output_depth=self.output_depth, nvfp4=self.format is TileFormat.NVFP4)  # fmt: skip
 
     def to_dict(self) -> dict:
         return {
@@ -160,6 +193,11 @@ class TileConfig:
             "block": self.block,
             "input": self.input.value,
             "dialects_per_cycle": self.dialects_per_cycle,
+            "quantizers": self.quantizers,
+            "dsu_stages": self.dsu_stages,
+            "interleave": self.interleave,
+            "buffer_blocks": self.buffer_blocks,
+            "output_depth": self.output_depth,
         }
 
     def to_json(self) -> str:
@@ -178,10 +216,15 @@ class TileConfig:
 
 
 def tile_a_layout(config: TileConfig) -> data.StructLayout:
-    """Activation beat: ``blocks[r]`` raw words of row r's K block; ``masks[r]`` its candidate mask (FB32)."""
-    fields = {"blocks": data.ArrayLayout(data.ArrayLayout(config.input.width, config.block), config.rows)}
+    """Activation beat: ``blocks[j]`` raw words of one K block of row ``g * q + j`` (row group ``g``);
+    ``masks[j]`` its candidate mask (FB32). NVFP4: ``blocks[j]`` is the pre-quantized block (E4M3 scale
+    byte in ``exponent``, E2M1 codes)."""
+    q = config.quantizers
+    if not config.format.quantizes:
+        return data.StructLayout({"blocks": data.ArrayLayout(encoded_block_layout(config.block, config.format.formatbook.id_bits), q)})
+    fields = {"blocks": data.ArrayLayout(data.ArrayLayout(config.input.width, config.block), q)}
     if config.format.masked:
-        fields["masks"] = data.ArrayLayout(config.format.formatbook.num_dialects, config.rows)
+        fields["masks"] = data.ArrayLayout(config.format.formatbook.num_dialects, q)
     return data.StructLayout(fields)
 
 
@@ -215,44 +258,62 @@ def _channel(name: str, layout):
 
 class Tile(wiring.Component):
     """Ports: ``a`` (``tile_a_layout``), ``w`` (``tile_w_layout``), ``o`` (``mac_out_layout``: y[rows][cols]
-    binary32), ``k_blocks`` (K blocks per output tile, >= 1), ``perf_mac_beats``, ``perf_mac_window``."""
+    binary32), ``k_blocks`` (K blocks per output, 1..buffer_blocks), ``col_groups`` (column groups of
+    ``interleave * cols`` weight rows per row tile, >= 1), ``perf_mac_beats``, ``perf_mac_window``."""
 
     @classmethod
     def unit_timings(cls, config: TileConfig) -> dict[str, UnitTiming]:
-        """Latency and initiation interval of each unit on the activation path, in order."""
+        """Latency and initiation interval of each unit: the quantizer path, then the array path."""
         fe = config.front_end_config
         front_end = (BlockFrontEnd if isinstance(fe, FrontEndConfig) else FloatFrontEnd).timing(fe)
         sel = config.selector_config
-        selector = {
-            DSUConfig: DialectSelectUnit,
-            TwoStageConfig: TwoStageSelector,
-            E2M1EncoderConfig: E2M1Encoder,
-        }[type(sel)].timing(sel)
+        if sel is None:  # NVFP4: a register stage in place of the quantizer
+            front_end, selector = UnitTiming(0, 1), UnitTiming(1, 1)
+        else:
+            selector = {
+                DSUConfig: DialectSelectUnit,
+                TwoStageConfig: TwoStageSelector,
+                E2M1EncoderConfig: E2M1Encoder,
+            }[type(sel)].timing(sel)
         return {
             "front_end": front_end,
             "selector": selector,
+            "buffer_read": UnitTiming(1, 1),
             "decoder": MultiFormatDecoder.timing(config.decoder_config),
             "mac_array": MACArray.timing(config.mac_config),
         }
 
     @classmethod
     def timing(cls, config: TileConfig) -> UnitTiming:
-        units = cls.unit_timings(config).values()
+        """Array path: ``w`` handshake of a slot's last K block -> its ``o`` beat (activations buffered);
+        initiation interval: one ``w`` beat per cycle."""
+        units = cls.unit_timings(config)
+        path = ("buffer_read", "decoder", "mac_array")
+        return UnitTiming(latency=sum(units[u].latency for u in path), initiation_interval=1)
+
+    @classmethod
+    def quantizer_timing(cls, config: TileConfig) -> UnitTiming:
+        """Quantizer path: ``a`` handshake -> the block written into the buffer (one more cycle); a
+        quantizer takes one block per ``initiation_interval`` cycles."""
+        units = cls.unit_timings(config)
         return UnitTiming(
-            latency=sum(u.latency for u in units),
-            initiation_interval=max(u.initiation_interval for u in units),
+            latency=units["front_end"].latency + units["selector"].latency + 1,
+            initiation_interval=max(units["front_end"].initiation_interval, units["selector"].initiation_interval),
         )
 
-    def __init__(self, config: TileConfig) -> None:
+    def __init__(self, config: TileConfig, *, pe_factory=None) -> None:
         if not isinstance(config, TileConfig):
             raise TypeError(f"Tile needs a TileConfig, got {config!r}")
         self.config = config
+        self.pe_factory = pe_factory  # hw.mac_array.ProcessingElementInstance for hierarchical synthesis
         super().__init__(
             {
                 "a": In(stream.Signature(tile_a_layout(config))),
                 "w": In(stream.Signature(tile_w_layout(config))),
                 "o": Out(stream.Signature(mac_out_layout(config.mac_config))),
                 "k_blocks": In(unsigned(K_BLOCKS_BITS)),
+                "col_groups": In(unsigned(K_BLOCKS_BITS)),
+                **({"tensor_scale_a": In(32), "tensor_scale_w": In(32)} if not config.format.quantizes else {}),
                 "perf_mac_beats": Out(unsigned(PERF_COUNTER_BITS)),
                 "perf_mac_window": Out(unsigned(PERF_COUNTER_BITS)),
             }
@@ -270,45 +331,51 @@ class Tile(wiring.Component):
             return TwoStageSelector(sel)
         return E2M1Encoder(sel)
 
-    def _decode(self, m: Module, name: str, source, sinks: list) -> None:
-        """``source`` (encoded block) -> decoder + exponent register in lockstep; appends the two outputs."""
+    def _decoder(self, m: Module, name: str, source, block_payload, sinks: list) -> None:
+        """``source`` (a stream whose payload is ignored) + ``block_payload`` (encoded block) -> decoder and
+        exponent register in lockstep; appends the two output streams to ``sinks``."""
         cfg = self.config
         decoder = MultiFormatDecoder(cfg.decoder_config)
         m.submodules[f"{name}_decoder"] = decoder
         exponent_in = _channel(f"{name}_exponent_in", unsigned(EXPONENT_BITS))
         exponent_out = _channel(f"{name}_exponent", unsigned(EXPONENT_BITS))
         register_stage(m, exponent_in, exponent_out, exponent_in.payload)
-        _fork(m, source, [decoder.i, exponent_in])
         id_bits = len(decoder.i.payload.dialect)
         m.d.comb += [
             decoder.i.payload.format.eq(0),
-            decoder.i.payload.dialect.eq(source.payload.dialect[:id_bits]),
-            exponent_in.payload.eq(source.payload.exponent),
+            decoder.i.payload.dialect.eq(block_payload.dialect[:id_bits] if id_bits else 0),
+            exponent_in.payload.eq(block_payload.exponent),
         ]
         for k in range(cfg.block):
-            m.d.comb += decoder.i.payload.codes[k].eq(source.payload.codes[k][:CODE_BITS])
-        sinks.append((decoder.o, exponent_out))
+            m.d.comb += decoder.i.payload.codes[k].eq(block_payload.codes[k][:CODE_BITS])
+        sinks.append((decoder.i, exponent_in, decoder.o, exponent_out))
 
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg = self.config
-        mac = MACArray(cfg.mac_config)
+        q, per_quantizer = cfg.quantizers, cfg.rows_per_quantizer
+        book = cfg.format.formatbook
+        entry = encoded_block_layout(cfg.block, book.id_bits)
+        depth = 2 * cfg.buffer_blocks
+        factory = None
+        if self.pe_factory is not None:
+            factory = lambda block, slots: self.pe_factory(block, slots, cfg.format is TileFormat.NVFP4)  # noqa: E731
+        mac = MACArray(cfg.mac_config, pe_factory=factory)
         m.submodules.mac_array = mac
 
-        # Activation rows: fork the beat to every row's front-end (and mask register).
-        a_sinks, a_operands = [], []
-        for r in range(cfg.rows):
-            front_end = self._front_end()
-            selector = self._selector()
-            m.submodules[f"row_{r}_front_end"] = front_end
-            m.submodules[f"row_{r}_selector"] = selector
-            m.d.comb += front_end.i.payload.eq(self.a.payload.blocks[r])
+        # ---- Quantizers: q front-end + selector pairs, fed in lockstep from `a`.
+        a_sinks, selected = [], []
+        for j in range(q if cfg.format.quantizes else 0):
+            front_end, selector = self._front_end(), self._selector()
+            m.submodules[f"quantizer_{j}_front_end"] = front_end
+            m.submodules[f"quantizer_{j}_selector"] = selector
+            m.d.comb += front_end.i.payload.eq(self.a.payload.blocks[j])
             a_sinks.append(front_end.i)
             if cfg.format.masked:
-                mask_in = _channel(f"row_{r}_mask_in", unsigned(cfg.format.formatbook.num_dialects))
-                mask_out = _channel(f"row_{r}_mask", unsigned(cfg.format.formatbook.num_dialects))
+                mask_in = _channel(f"quantizer_{j}_mask_in", unsigned(book.num_dialects))
+                mask_out = _channel(f"quantizer_{j}_mask", unsigned(book.num_dialects))
                 register_stage(m, mask_in, mask_out, mask_in.payload)
-                m.d.comb += mask_in.payload.eq(self.a.payload.masks[r])
+                m.d.comb += mask_in.payload.eq(self.a.payload.masks[j])
                 a_sinks.append(mask_in)
                 _join(m, [front_end.o, mask_out], selector.i)
                 fe_out = front_end.o.payload
@@ -324,35 +391,119 @@ class Tile(wiring.Component):
                     front_end.o.ready.eq(selector.i.ready),
                     selector.i.payload.eq(front_end.o.payload),
                 ]
-            self._decode(m, f"row_{r}", selector.o, a_operands)
+            selected.append(selector.o)
+        if not cfg.format.quantizes:  # NVFP4: pre-quantized blocks, one register stage per lane
+            for j in range(q):
+                lane_in = _channel(f"prequantized_{j}_in", entry)
+                lane_out = _channel(f"prequantized_{j}", entry)
+                register_stage(m, lane_in, lane_out, lane_in.payload)
+                m.d.comb += lane_in.payload.eq(self.a.payload.blocks[j])
+                a_sinks.append(lane_in)
+                selected.append(lane_out)
+            # T = fl32(t_a * t_w), once, registered (the control inputs are static while streaming).
+            product = multiply_binary32(m, self.tensor_scale_a, self.tensor_scale_w, "tensor_scale")
+            tensor_scale = Signal(32, name="tensor_scale")
+            m.d.sync += tensor_scale.eq(product)
         _fork(m, self.a, a_sinks)
 
-        # Weight columns: decoder + exponent register per column.
-        w_sinks, w_operands = [], []
-        for c in range(cfg.cols):
-            column = _channel(f"col_{c}_block", encoded_block_layout(cfg.block, cfg.format.formatbook.id_bits))
-            m.d.comb += column.payload.eq(self.w.payload[c])
-            w_sinks.append(column)
-            self._decode(m, f"col_{c}", column, w_operands)
-        _fork(m, self.w, w_sinks)
+        # ---- The quantized-activation buffer: one memory per row, banks [0, B) and [B, 2B).
+        full = Signal(2, name="bank_full")
+        write_bank = Signal(name="write_bank")
+        read_bank = Signal(name="read_bank")
+        write_k = Signal(K_BLOCKS_BITS, name="write_k")
+        write_group = Signal(range(max(2, per_quantizer)), name="write_group")
+        written = _channel("quantized", unsigned(1))
+        _join(m, selected, written)
+        m.d.comb += written.ready.eq(~full.bit_select(write_bank, 1))
+        write = Signal(name="buffer_write")
+        m.d.comb += write.eq(written.valid & written.ready)
+        last_group = write_group == per_quantizer - 1
+        last_k = write_k + 1 >= self.k_blocks
+        with m.If(write):
+            m.d.sync += write_group.eq(Mux(last_group, 0, write_group + 1))
+            with m.If(last_group):
+                m.d.sync += write_k.eq(Mux(last_k, 0, write_k + 1))
+                with m.If(last_k):
+                    m.d.sync += write_bank.eq(~write_bank)
+        write_address = Cat(write_k[: (cfg.buffer_blocks - 1).bit_length() or 1], write_bank) if _power_of_two(
+            cfg.buffer_blocks) else write_bank * cfg.buffer_blocks + write_k  # fmt: skip
 
-        # Join every operand in front of the MAC array; count K blocks for `last`.
-        _join(m, [s for pair in a_operands + w_operands for s in pair], mac.i)
-        for r, (decoded, exponent) in enumerate(a_operands):
+        # ---- Compute side: a `w` beat reads every row's block at K index read_k of the read bank.
+        read_k = Signal(K_BLOCKS_BITS, name="read_k")
+        read_slot = Signal(range(max(2, cfg.interleave)), name="read_slot")
+        read_group = Signal(K_BLOCKS_BITS, name="read_group")
+        staged = Signal(name="read_valid")  # the read stage holds a beat (memory data + weights + last)
+        staged_w = Signal(tile_w_layout(cfg), name="read_w")
+        staged_last = Signal(name="read_last")
+        staged_ready = Signal(name="read_stage_ready")
+        take = Signal(name="w_take")
+        m.d.comb += [self.w.ready.eq(full.bit_select(read_bank, 1) & staged_ready), take.eq(self.w.valid & self.w.ready)]
+        row_blocks = []
+        read_address = Cat(read_k[: (cfg.buffer_blocks - 1).bit_length() or 1], read_bank) if _power_of_two(
+            cfg.buffer_blocks) else read_bank * cfg.buffer_blocks + read_k  # fmt: skip
+        for r in range(cfg.rows):
+            row = BufferRow(entry, depth)
+            m.submodules[f"buffer_row_{r}"] = row
+            j, g = r % q, r // q  # row r = group g, quantizer j
+            m.d.comb += [
+                row.write_address.eq(write_address),
+                row.write_data.eq(selected[j].payload.as_value()),
+                row.write_enable.eq(write & (write_group == g)),
+                row.read_address.eq(read_address),
+                row.read_enable.eq(staged_ready),
+            ]
+            row_blocks.append(row.read_data)
+        k_end = read_k + 1 >= self.k_blocks
+        slot_end = read_slot == cfg.interleave - 1
+        group_end = read_group + 1 >= self.col_groups
+        with m.If(staged_ready):
+            m.d.sync += [staged.eq(take), staged_w.eq(self.w.payload), staged_last.eq(k_end)]
+        with m.If(take):
+            m.d.sync += read_slot.eq(Mux(slot_end, 0, read_slot + 1))
+            with m.If(slot_end):
+                m.d.sync += read_k.eq(Mux(k_end, 0, read_k + 1))
+                with m.If(k_end):
+                    m.d.sync += read_group.eq(Mux(group_end, 0, read_group + 1))
+                    with m.If(group_end):
+                        m.d.sync += read_bank.eq(~read_bank)
+        tile_done = take & slot_end & k_end & group_end
+        filled = write & last_group & last_k
+        for b in range(2):
+            set_b = filled & (write_bank == b)
+            clear_b = tile_done & (read_bank == b)
+            with m.If(set_b):
+                m.d.sync += full[b].eq(1)
+            with m.Elif(clear_b):
+                m.d.sync += full[b].eq(0)
+
+        # ---- Decoders at the array edge (rows and columns), `last` beside them, all in lockstep.
+        lanes = []
+        for r in range(cfg.rows):
+            self._decoder(m, f"row_{r}", None, row_blocks[r], lanes)
+        for c in range(cfg.cols):
+            self._decoder(m, f"col_{c}", None, staged_w[c], lanes)
+        last_in = _channel("last_in", unsigned(1))
+        last_out = _channel("last", unsigned(1))
+        register_stage(m, last_in, last_out, last_in.payload)
+        m.d.comb += last_in.payload.eq(staged_last)
+        stage_out = _channel("read_stage", unsigned(1))
+        m.d.comb += [stage_out.valid.eq(staged), staged_ready.eq(~staged | stage_out.ready)]
+        _fork(m, stage_out, [s for lane in lanes for s in lane[:2]] + [last_in])
+        outputs = [s for lane in lanes for s in lane[2:]] + [last_out]
+        _join(m, outputs, mac.i)
+        for r in range(cfg.rows):
+            decoded, exponent = lanes[r][2], lanes[r][3]
             m.d.comb += [mac.i.payload.a[r].elements.eq(decoded.payload), mac.i.payload.a[r].exponent.eq(exponent.payload)]
-        for c, (decoded, exponent) in enumerate(w_operands):
+        for c in range(cfg.cols):
+            decoded, exponent = lanes[cfg.rows + c][2], lanes[cfg.rows + c][3]
             m.d.comb += [mac.i.payload.w[c].elements.eq(decoded.payload), mac.i.payload.w[c].exponent.eq(exponent.payload)]
-        k_index = Signal(K_BLOCKS_BITS, name="k_index")
-        last = Signal(name="k_last")
-        m.d.comb += [last.eq(k_index + 1 >= self.k_blocks), mac.i.payload.last.eq(last)]
+        m.d.comb += mac.i.payload.last.eq(last_out.payload)
         fire = Signal(name="mac_fire")
         m.d.comb += fire.eq(mac.i.valid & mac.i.ready)
-        with m.If(fire):
-            m.d.sync += k_index.eq(k_index + 1)
-            with m.If(last):
-                m.d.sync += k_index.eq(0)
 
         wiring.connect(m, wiring.flipped(self.o), mac.o)
+        if not cfg.format.quantizes:
+            m.d.comb += mac.tensor_scale.eq(tensor_scale)
 
         # Performance counters: MAC beats, and the window from the first MAC beat to the latest.
         started = Signal(name="perf_started")
@@ -367,3 +518,52 @@ class Tile(wiring.Component):
             ]
         return m
 
+
+def predicted_utilization(config: TileConfig, out_features: int, k_blocks: int) -> float:
+    """Steady-state MAC utilization of ``config`` on a layer with ``out_features`` weight rows.
+
+    Per row tile the quantizers need ``rows / q * k_blocks * II_q`` cycles (``II_q``: a quantizer's
+    initiation interval) and the array ``col_groups * k_blocks * L`` cycles; the two overlap through the
+    ping-pong buffer, so the array is busy ``min(1, compute / quantize)`` of the time (hw/TILE.md).
+    """
+    col_groups = -(-out_features // (config.interleave * config.cols))
+    compute = col_groups * k_blocks * config.interleave
+    quantize = config.rows_per_quantizer * k_blocks * Tile.quantizer_timing(config).initiation_interval
+    return min(1.0, compute / quantize)
+
+
+class BufferRow(wiring.Component):
+    """One row of the quantized-activation buffer: ``depth`` encoded blocks, one write port, one
+    synchronous read port (``read_data`` holds while ``read_enable`` is low)."""
+
+    def __init__(self, entry, depth: int) -> None:
+        self.entry, self.depth = entry, depth
+        super().__init__(
+            {
+                "write_address": In(range(depth)),
+                "write_data": In(entry),
+                "write_enable": In(1),
+                "read_address": In(range(depth)),
+                "read_enable": In(1),
+                "read_data": Out(entry),
+            }
+        )
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.memory = memory = Memory(shape=self.entry, depth=self.depth, init=[])
+        wp = memory.write_port()
+        rp = memory.read_port(domain="sync", transparent_for=())
+        m.d.comb += [
+            wp.addr.eq(self.write_address),
+            wp.data.eq(self.write_data),
+            wp.en.eq(self.write_enable),
+            rp.addr.eq(self.read_address),
+            rp.en.eq(self.read_enable),
+            self.read_data.eq(rp.data),
+        ]
+        return m
+
+
+def _power_of_two(n: int) -> bool:
+    return n & (n - 1) == 0

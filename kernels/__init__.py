@@ -21,6 +21,7 @@ _EXPORTS = {
     "KernelConfig": "linear",
     "TritonW4A4Linear": "linear",
     "w4a4_linear": "linear",
+    "w4a4_linear_op": "linear",
     "w4a4_linear_torch": "linear",
     "PackedOperand": "packed",
     "QuantizeConfig": "quantize_act",

@@ -238,8 +238,8 @@ def _run(args: argparse.Namespace, shapes: list[tuple[int, int]]) -> dict:
                     if gemm_mode is GemmMode.FAST:
                         # The main kernel alone, on operands prepared once (int8 activations, fast weight).
                         config = DEFAULT_CONFIGS[gemm_mode]
-                        a_fast = prepare_activations(a_q, config.fast_tile_k)
-                        w_fast = fast_weight(w_q, config.fast_tile_k)
+                        a_fast = prepare_activations(a_q, config.fast_tile_k, config.block_m)
+                        w_fast = fast_weight(w_q, config.fast_tile_k, config.block_n)
                         out = torch.empty(m, n, dtype=torch.bfloat16, device=device)
                         ms, mem = _measure(partial(launch_fast, a_fast, w_fast, config, out, bias, None, None),
                                            args.rep_ms)  # fmt: skip

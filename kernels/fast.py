@@ -38,6 +38,7 @@ import torch
 import triton
 import triton.language as tl
 
+from golden.blocks import InputError
 from golden.formats import EXPONENT_BIAS
 
 from .gemm import _FAST_HALF_OFFSET, GemmConfig, GemmMode, _align, _epilogue, _load_tile, _per_byte, _pow2, _to_out
@@ -100,21 +101,19 @@ _MAX_SHIFT = tl.constexpr(NUM_ALIGN_SHIFTS - 1)
 
 @dataclass(frozen=True)
 class FastActivation:
-    """GEMM-ready activations: int8 ``values`` ``(M, K')`` aligned per (row, K tile), K zero-padded
-    to whole groups of 32 and each group in ``GEMM_ORDER``; ``ref`` uint8 ``(M, T)`` the biased
-    reference exponent of each tile; the tile length ``tile_k``."""
+    """GEMM-ready activations: int8 ``values`` ``(M', K')`` aligned per (row, K tile), K zero-padded
+    to whole K tiles and M to whole row tiles (so the GEMM needs no load masks); ``ref`` uint8
+    ``(M', T)`` the biased reference exponent of each tile; the tile length ``tile_k``."""
 
     values: torch.Tensor
     ref: torch.Tensor
     tile_k: int
     format: str
     block: int
-    #: float32 ``(T, M)``: ``2^(ref - EXPONENT_BIAS - 1 - ALIGN_BITS)``, the value of one grid step.
+    #: float32 ``(T, M')``: ``2^(ref - EXPONENT_BIAS - 1 - ALIGN_BITS)``, the value of one grid step.
     scale: torch.Tensor
-
-    @property
-    def rows(self) -> int:
-        return self.values.shape[0]
+    #: M; the tensors hold ``M'`` rows, M padded with zero rows to whole row tiles of the GEMM.
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -134,41 +133,41 @@ class FastWeight:
     format: str
     block: int
     length: int
-    #: float32 ``(T, N)``: ``2^(ref - EXPONENT_BIAS - 1 - ALIGN_BITS)``, the value of one grid step.
+    #: float32 ``(T, N')``: ``2^(ref - EXPONENT_BIAS - 1 - ALIGN_BITS)``, the value of one grid step.
     scale: torch.Tensor
-
-    @property
-    def rows(self) -> int:
-        return self.codes.shape[0]
+    #: N; the tensors hold ``N'`` rows, N padded with zero rows to whole column tiles of the GEMM.
+    rows: int
 
     def aligned_values(self) -> torch.Tensor:
         """int64 ``(N, K)`` aligned values, decoded through ``fast_tables`` in plain torch (a check)."""
         tables = fast_tables(self.format, self.codes.device).long()
         signed = torch.stack([(tables >> (8 * i)) & 0xFF for i in range(4)], dim=-1)
         signed = (signed - ((signed & 0x80) << 1)).reshape(-1, 2, 8)  # [table, positive/negative, index]
-        codes = torch.stack((self.codes & 0xF, self.codes >> 4), dim=-1).reshape(self.rows, -1).long()
-        codes = codes[:, : self.length]
-        table = self.table.long().repeat_interleave(self.block, dim=1)[:, : self.length]
+        codes = torch.stack((self.codes & 0xF, self.codes >> 4), dim=-1).reshape(self.codes.shape[0], -1).long()
+        codes = codes[: self.rows, : self.length]
+        table = self.table.long().repeat_interleave(self.block, dim=1)[: self.rows, : self.length]
         return signed[table, codes >> 3, codes & 7]
 
     @classmethod
-    def from_packed(cls, w: PackedOperand, tile_k: int) -> FastWeight:
+    def from_packed(cls, w: PackedOperand, tile_k: int, row_multiple: int = 1) -> FastWeight:
         tile_blocks = GemmConfig(fast_tile_k=tile_k).tile_blocks(GemmMode.FAST, w.block)
         exponent = w.exponent.long()
         ref = _tile_max(exponent, tile_blocks)
         shift = (ref.repeat_interleave(tile_blocks, dim=1)[:, : w.num_blocks] - exponent).clamp(max=NUM_ALIGN_SHIFTS - 1)
         dialect = torch.zeros_like(exponent) if w.dialect is None else w.dialect.long()
         padded = _padded(w.length, tile_k)
+        pad_rows = _padded(w.rows, row_multiple) - w.rows
         return cls(
-            codes=torch.nn.functional.pad(w.codes, (0, (padded - w.length) // 2)).contiguous(),
-            table=torch.nn.functional.pad(dialect * NUM_ALIGN_SHIFTS + shift, (0, (padded - w.length) // w.block))
-            .to(torch.int16).contiguous(),
+            codes=torch.nn.functional.pad(w.codes, (0, (padded - w.length) // 2, 0, pad_rows)).contiguous(),
+            table=torch.nn.functional.pad(dialect * NUM_ALIGN_SHIFTS + shift, (0, (padded - w.length) // w.block, 0,
+                                                                               pad_rows)).to(torch.int16).contiguous(),
             ref=ref.to(torch.uint8).contiguous(),
             tile_k=tile_k,
             format=w.format,
             block=w.block,
             length=w.length,
-            scale=grid_step(ref).T.contiguous(),
+            scale=torch.nn.functional.pad(grid_step(ref).T, (0, pad_rows)).contiguous(),
+            rows=w.rows,
         )
 
 
@@ -186,15 +185,15 @@ def _tile_max(exponent: torch.Tensor, tile_blocks: int) -> torch.Tensor:
 
 
 #: Prepared weights per (id of the codes tensor, tile length); dropped with the codes tensor.
-_FAST_WEIGHTS: dict[tuple[int, int], FastWeight] = {}
+_FAST_WEIGHTS: dict[tuple[int, int, int], FastWeight] = {}
 
 
-def fast_weight(w: PackedOperand, tile_k: int) -> FastWeight:
+def fast_weight(w: PackedOperand, tile_k: int, row_multiple: int = 1) -> FastWeight:
     """``FastWeight.from_packed``, cached for the lifetime of ``w.codes`` (weights are immutable)."""
-    key = (id(w.codes), tile_k)
+    key = (id(w.codes), tile_k, row_multiple)
     prepared = _FAST_WEIGHTS.get(key)
     if prepared is None:
-        prepared = FastWeight.from_packed(w, tile_k)
+        prepared = FastWeight.from_packed(w, tile_k, row_multiple)
         _FAST_WEIGHTS[key] = prepared
         weakref.finalize(w.codes, _FAST_WEIGHTS.pop, key, None)
     return prepared
@@ -208,7 +207,8 @@ def fast_weight(w: PackedOperand, tile_k: int) -> FastWeight:
 @triton.jit
 def _prepare_activations_kernel(
     codes_ptr, exponent_ptr, dialect_ptr, stride_codes, stride_meta, words_ptr,
-    values_ptr, stride_values, ref_ptr, stride_ref, scale_ptr, stride_scale, num_rows, num_blocks, padded_length,
+    values_ptr, stride_values, ref_ptr, stride_ref, scale_ptr, stride_scale, num_rows, padded_rows, num_blocks,
+    padded_length,
     BLOCK: tl.constexpr, ROWS: tl.constexpr, TILE_BLOCKS: tl.constexpr, HAS_DIALECT: tl.constexpr,
 ):  # fmt: skip
     """ROWS rows x one K tile: packed codes -> aligned int8 values and the tile's reference exponent."""
@@ -225,34 +225,39 @@ def _prepare_activations_kernel(
     values = tl.join(_align(even, shift), _align(odd, shift))
     values = tl.reshape(values, (ROWS, TILE_K))
     k = tile * TILE_K + tl.arange(0, TILE_K)
-    values = tl.where(k[None, :] < num_blocks * BLOCK, values, 0).to(tl.int8)
-    ok = row_ok[:, None] & (k[None, :] < padded_length)
+    values = tl.where(k[None, :] < num_blocks * BLOCK, values, 0).to(tl.int8)  # padding rows: all 0
+    store_ok = rows < padded_rows
+    ok = store_ok[:, None] & (k[None, :] < padded_length)
     tl.store(values_ptr + rows64[:, None] * stride_values + k[None, :], values, mask=ok)
-    tl.store(ref_ptr + rows64 * stride_ref + tile, ref.to(tl.uint8), mask=row_ok)
-    tl.store(scale_ptr + tile * stride_scale + rows64, _pow2(ref - _FAST_HALF_OFFSET), mask=row_ok)
+    tl.store(ref_ptr + rows64 * stride_ref + tile, ref.to(tl.uint8), mask=store_ok)
+    scale = tl.where(row_ok, _pow2(ref - _FAST_HALF_OFFSET), 0.0)
+    tl.store(scale_ptr + tile * stride_scale + rows64, scale, mask=store_ok)
 
 
-def prepare_activations(a: PackedOperand, tile_k: int, *, rows_per_program: int = 16) -> FastActivation:
-    """Decode and align packed activations for the fast GEMM (one bandwidth-bound pass)."""
+def prepare_activations(a: PackedOperand, tile_k: int, row_multiple: int = 1, *,
+                        rows_per_program: int = 16) -> FastActivation:  # fmt: skip
+    """Decode and align packed activations for the fast GEMM (one bandwidth-bound pass); rows are
+    padded with zeros to a multiple of ``row_multiple``."""
     tile_blocks = GemmConfig(fast_tile_k=tile_k).tile_blocks(GemmMode.FAST, a.block)
     tiles = triton.cdiv(a.num_blocks, tile_blocks)
-    values = torch.empty(a.rows, _padded(a.length, tile_k), dtype=torch.int8, device=a.device)
-    ref = torch.empty(a.rows, tiles, dtype=torch.uint8, device=a.device)
-    scale = torch.empty(tiles, a.rows, dtype=torch.float32, device=a.device)
+    rows = _padded(a.rows, row_multiple)
+    values = torch.empty(rows, _padded(a.length, tile_k), dtype=torch.int8, device=a.device)
+    ref = torch.empty(rows, tiles, dtype=torch.uint8, device=a.device)
+    scale = torch.empty(tiles, rows, dtype=torch.float32, device=a.device)
     if a.rows:
         tables = format_tables(a.format, a.device)
-        grid = (triton.cdiv(a.rows, rows_per_program), tiles)
+        grid = (triton.cdiv(rows, rows_per_program), tiles)
         _prepare_activations_kernel[grid](
             codes_ptr=a.codes, exponent_ptr=a.exponent,
             dialect_ptr=a.exponent if a.dialect is None else a.dialect,
             stride_codes=a.codes.stride(0), stride_meta=a.exponent.stride(0), words_ptr=tables.words,
             values_ptr=values, stride_values=values.stride(0), ref_ptr=ref, stride_ref=ref.stride(0),
             scale_ptr=scale, stride_scale=scale.stride(0),
-            num_rows=a.rows, num_blocks=a.num_blocks, padded_length=values.shape[1],
+            num_rows=a.rows, padded_rows=rows, num_blocks=a.num_blocks, padded_length=values.shape[1],
             BLOCK=a.block, ROWS=rows_per_program, TILE_BLOCKS=tile_blocks, HAS_DIALECT=a.dialect is not None,
             **LAUNCH_OPTIONS,
         )  # fmt: skip
-    return FastActivation(values, ref, tile_k, a.format, a.block, scale)
+    return FastActivation(values, ref, tile_k, a.format, a.block, scale, a.rows)
 
 
 def _signed_half_units(p: PackedOperand) -> torch.Tensor:
@@ -262,7 +267,8 @@ def _signed_half_units(p: PackedOperand) -> torch.Tensor:
     return tables.decode.long()[dialect.repeat_interleave(p.block, dim=1), codes]
 
 
-def prepare_activations_torch(a: PackedOperand, tile_k: int, *, rows_per_program: int = 16) -> FastActivation:
+def prepare_activations_torch(a: PackedOperand, tile_k: int, row_multiple: int = 1, *,
+                              rows_per_program: int = 16) -> FastActivation:  # fmt: skip
     """Pure-PyTorch twin of ``prepare_activations``."""
     tile_blocks = GemmConfig(fast_tile_k=tile_k).tile_blocks(GemmMode.FAST, a.block)
     h = _signed_half_units(a)
@@ -271,9 +277,11 @@ def prepare_activations_torch(a: PackedOperand, tile_k: int, *, rows_per_program
     shift = (ref.repeat_interleave(tile_blocks, dim=1)[:, : a.num_blocks] - e).clamp(max=NUM_ALIGN_SHIFTS - 1)
     shift = shift.repeat_interleave(a.block, dim=1)
     values = align_half_units(h, shift)
-    values = torch.nn.functional.pad(values, (0, _padded(a.length, tile_k) - a.length))
-    ref = ref.to(torch.uint8)
-    return FastActivation(values.to(torch.int8), ref, tile_k, a.format, a.block, grid_step(ref).T.contiguous())
+    pad_rows = _padded(a.rows, row_multiple) - a.rows
+    values = torch.nn.functional.pad(values, (0, _padded(a.length, tile_k) - a.length, 0, pad_rows))
+    scale = torch.nn.functional.pad(grid_step(ref).T, (0, pad_rows))
+    ref = torch.nn.functional.pad(ref, (0, 0, 0, pad_rows)).to(torch.uint8)
+    return FastActivation(values.to(torch.int8), ref, tile_k, a.format, a.block, scale.contiguous(), a.rows)
 
 
 def _padded(length: int, tile_k: int) -> int:
@@ -329,20 +337,32 @@ def _spread(values):
 
 
 @triton.jit
-def _decode_weights(codes_ptr, table_ptr, stride_codes, stride_table, tables_ptr, cols64, col_ok, tile,
+def _repeat(values, UNIT: tl.constexpr):
+    """(R, G) -> (R, UNIT G): each entry repeated UNIT times along the row."""
+    if UNIT == 1:
+        return values
+    else:
+        repeated = tl.broadcast_to(values[:, :, None], (values.shape[0], values.shape[1], UNIT))
+        return tl.reshape(repeated, (values.shape[0], UNIT * values.shape[1]))
+
+
+@triton.jit
+def _decode_weights(codes_ptr, table_ptr, stride_codes, stride_table, tables_ptr, cols64, tile,
                     num_words, TILE_K: tl.constexpr, BLOCK: tl.constexpr, USE_PTX: tl.constexpr):  # fmt: skip
     """int8 (BLOCK_N, TILE_K) aligned weights of one K tile, decoded by table lookup."""
     WORDS: tl.constexpr = TILE_K // 8
     word = tl.max_contiguous(tl.multiple_of(tile * WORDS + tl.arange(0, WORDS), WORDS), WORDS)
-    ok = col_ok[:, None]
-    codes = tl.load(codes_ptr + cols64[:, None] * stride_codes + word[None, :], mask=ok, other=0)
-    # Each word's table (a block holds BLOCK / 8 words; the loads repeat within a block, from L1).
-    table = tl.load(table_ptr + cols64[:, None] * stride_table + (word // (BLOCK // 8))[None, :], mask=ok, other=0)
+    codes = tl.load(codes_ptr + cols64[:, None] * stride_codes + word[None, :])
+    # One table load per decode call's 4 words when they share a block (BLOCK >= 32), spread over
+    # the words in registers; per word for blocks of 16 (spreading pairs there made the loop spill).
+    UNIT: tl.constexpr = 4 if BLOCK >= 32 else 1
+    unit = tile * (WORDS // UNIT) + tl.arange(0, WORDS // UNIT)
+    table = tl.load(table_ptr + cols64[:, None] * stride_table + (unit * UNIT // (BLOCK // 8))[None, :])
     row = tables_ptr + table.to(tl.int32) * 4
-    p_lo = tl.load(row)
-    p_hi = tl.load(row + 1)
-    n_lo = tl.load(row + 2)
-    n_hi = tl.load(row + 3)
+    p_lo = _repeat(tl.load(row), UNIT)
+    p_hi = _repeat(tl.load(row + 1), UNIT)
+    n_lo = _repeat(tl.load(row + 2), UNIT)
+    n_hi = _repeat(tl.load(row + 3), UNIT)
     if USE_PTX:
         o0, o1, o2, o3, o4, o5, o6, o7 = tl.inline_asm_elementwise(
             _DECODE_PTX, _DECODE_CONSTRAINTS, [codes, p_lo, p_hi, n_lo, n_hi],
@@ -410,12 +430,12 @@ def _w4a4_fast_kernel(
     y = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
     for tile in tl.range(0, num_tiles, num_stages=NUM_STAGES):
         kk = tl.max_contiguous(tl.multiple_of(tile * TILE_K + k, TILE_K), TILE_K)
-        a = tl.load(a_ptr + rows64[:, None] * stride_a + kk[None, :], mask=row_ok[:, None], other=0)
-        w = _decode_weights(w_codes_ptr, w_table_ptr, stride_w_codes, stride_w_table, tables_ptr, cols64, col_ok,
-                            tile, num_words, TILE_K, BLOCK, USE_PTX)  # fmt: skip
+        a = tl.load(a_ptr + rows64[:, None] * stride_a + kk[None, :])  # operands padded: no masks
+        w = _decode_weights(w_codes_ptr, w_table_ptr, stride_w_codes, stride_w_table, tables_ptr, cols64, tile,
+                            num_words, TILE_K, BLOCK, USE_PTX)  # fmt: skip
         acc = tl.dot(a, tl.trans(w), out_dtype=tl.int32)
-        p_a = tl.load(a_scale_ptr + tile * stride_a_scale + rows64, mask=row_ok, other=0.0)
-        p_w = tl.load(w_scale_ptr + tile * stride_w_scale + cols64, mask=col_ok, other=0.0)
+        p_a = tl.load(a_scale_ptr + tile * stride_a_scale + rows64)
+        p_w = tl.load(w_scale_ptr + tile * stride_w_scale + cols64)
         y = _rescale(acc, p_a, p_w, y)
     out_mask = row_ok[:, None] & col_ok[None, :]
     y = _epilogue(y, rows, cols64, row_ok, col_ok, bias_ptr, residual_ptr, stride_residual, slot_ptr,
@@ -429,6 +449,11 @@ def launch_fast(a: FastActivation, w: FastWeight, config: GemmConfig, out: torch
     """Launch the fast kernel into ``out`` ``(M, N)`` (any float dtype); arguments already checked."""
     if a.rows == 0 or w.rows == 0:
         return
+    if a.values.shape[0] % config.block_m or w.codes.shape[0] % config.block_n:
+        raise InputError(
+            f"the fast kernel reads whole tiles: prepare the operands with row multiples "
+            f"{config.block_m} (activations) and {config.block_n} (weights)"
+        )
     tile_blocks = a.tile_k // a.block
     tables = fast_tables(a.format, out.device)
     num_blocks = w.length // w.block

@@ -401,8 +401,9 @@ def gemm_into(a, w, mode: GemmMode, config: GemmConfig, out, *, bias=None, resid
     if mode is GemmMode.FAST:
         from .fast import fast_weight, launch_fast, prepare_activations
 
-        launch_fast(prepare_activations(a, config.fast_tile_k), fast_weight(w, config.fast_tile_k), config, out,
-                    bias, residual, slot)  # fmt: skip
+        a_fast = prepare_activations(a, config.fast_tile_k, config.block_m)
+        w_fast = fast_weight(w, config.fast_tile_k, config.block_n)
+        launch_fast(a_fast, w_fast, config, out, bias, residual, slot)
         return
     _launch_exact(a, w, config, out, None, False, bias, residual, slot)
 

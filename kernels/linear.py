@@ -43,7 +43,7 @@ from .quantize_act import QuantizeConfig, quantize_activations, quantize_activat
 from .residual import ResidualConfig, residual_rows, residual_rows_torch
 from .tables import kernel_format
 
-__all__ = ["KernelConfig", "TritonW4A4Linear", "w4a4_linear", "w4a4_linear_torch"]
+__all__ = ["KernelConfig", "TritonW4A4Linear", "w4a4_linear", "w4a4_linear_op", "w4a4_linear_torch"]
 
 
 @dataclass(frozen=True)
@@ -299,6 +299,10 @@ class TritonW4A4Linear(torch.nn.Module):
         candidate_mask: torch.Tensor | None = None,
         salient_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        out_dtype = x.dtype if x.dtype in OUT_DTYPES else torch.float32
+        if torch.compiler.is_compiling():  # one opaque operator for the graph (production shapes)
+            return w4a4_linear_op(x, self.weight_operand, bias=self.bias, salient_rows=salient_rows,
+                                  candidate_mask=candidate_mask, mode=self.mode, out_dtype=out_dtype)  # fmt: skip
         return w4a4_linear(
             x,
             self.weight_operand,
@@ -307,7 +311,7 @@ class TritonW4A4Linear(torch.nn.Module):
             mode=self.mode,
             config=self.config,
             bias=self.bias,
-            out_dtype=x.dtype if x.dtype in OUT_DTYPES else torch.float32,
+            out_dtype=out_dtype,
         )
 
     def extra_repr(self) -> str:
@@ -315,3 +319,44 @@ class TritonW4A4Linear(torch.nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, format={self.format}, "
             f"block={self.block}, mode={self.mode.value}, bias={self.bias is not None}"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# torch.compile: the linear as one opaque operator
+# --------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("sdialect::w4a4_linear", mutates_args=())
+def _w4a4_linear_op(
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    exponent: torch.Tensor,
+    dialect: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    salient_rows: torch.Tensor | None,
+    candidate_mask: torch.Tensor | None,
+    format: str,
+    block: int,
+    logical_length: int,
+    mode: str,
+    out_dtype: torch.dtype,
+) -> torch.Tensor:
+    """``w4a4_linear`` on a packed weight's tensors, with the production launch shapes."""
+    w = PackedOperand(format, block, codes, exponent, dialect, logical_length or None)
+    return w4a4_linear(x, w, candidate_mask=candidate_mask, salient_rows=salient_rows, mode=mode, bias=bias,
+                       out_dtype=out_dtype, validate=False)  # fmt: skip
+
+
+@_w4a4_linear_op.register_fake
+def _(x, codes, exponent, dialect, bias, salient_rows, candidate_mask, format, block, logical_length, mode,
+      out_dtype):  # fmt: skip
+    return x.new_empty((*x.shape[:-1], codes.shape[0]), dtype=out_dtype)
+
+
+def w4a4_linear_op(x: torch.Tensor, weight: PackedOperand, *, bias=None, salient_rows=None, candidate_mask=None,
+                   mode: GemmMode | str = GemmMode.EXACT, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:  # fmt: skip
+    """``w4a4_linear`` as the registered operator ``torch.ops.sdialect.w4a4_linear``: ``torch.compile``
+    traces it as one node (no graph break); launch shapes are the production ones."""
+    return _w4a4_linear_op(x, weight.codes, weight.exponent, weight.dialect, bias, salient_rows, candidate_mask,
+                           weight.format, weight.block, weight.logical_length or 0, GemmMode(mode).value,
+                           out_dtype)  # fmt: skip

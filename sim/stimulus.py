@@ -160,6 +160,7 @@ def bf16_blocks(rng: np.random.Generator, n: int, block: int) -> tuple[np.ndarra
         "subnormal-mix": np.arange(block) * 2.0**-133,
         "tiny-normal": np.arange(block) * 2.0**-126,
         "exponent-edge": np.where(np.arange(block) % 2, 2.0**-125, -(2.0**-127)),
+        "exponent-e1": 2.0**-124 * (1 + np.arange(block) / block),  # amax exponent field 3: E = 1
         "huge-mix": np.arange(block) * 2.0**120,
     }
     blocks, names = [], []

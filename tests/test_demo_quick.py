@@ -17,7 +17,8 @@ from sdialect.cli import main
 pytestmark = pytest.mark.xdist_group("demo")
 
 
-HEADLINE = ("mxfp4", "nvfp4", "nvfp4-46", "dialectfp4-16", "fb32", "fb32+ad", "fb32+ad+seda")
+HEADLINE = ("mxfp4", "nvfp4", "nvfp4-46", "dialectfp4-16", "svdquant-nvfp4-r4", "svdquant-mxfp4-r4",
+            "svdquant-int4-r4", "vidit-q-int4", "fb32", "fb32+ad", "fb32+ad+seda", "fb32+lowrank-r4")
 STEPS = 2
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -42,7 +43,10 @@ def test_no_staging_folder_is_left(report):
 def test_every_headline_method_has_every_metric(result):
     assert tuple(result["methods"]) == HEADLINE
     for key, entry in result["methods"].items():
-        assert entry["bits_per_element"] == get_format(entry["config"]["format"]).bits_per_element(), key
+        if entry["baseline"] is None:
+            assert entry["bits_per_element"] == get_format(entry["config"]["format"]).bits_per_element(), key
+        else:
+            assert entry["weight_bits_per_element_effective"] >= entry["bits_per_element"], key
         for metric in ("psnr", "ssim", "temporal_consistency_error"):
             assert len(entry[metric]["per_sample"]) == 1
         assert len(entry["psnr"]["per_frame"][0]) == 8
@@ -65,7 +69,7 @@ def test_decomposition_quantizes_some_rows_twice(result):
 
 def test_dialect_usage_histograms(result):
     usage = result["dialect_usage"]
-    assert set(usage) == {"dialectfp4-16", "fb32", "fb32+ad", "fb32+ad+seda"}
+    assert set(usage) == {"dialectfp4-16", "fb32", "fb32+ad", "fb32+ad+seda", "fb32+lowrank-r4"}
     for hist in usage.values():
         book = get_format(hist["format"]).formatbook
         assert len(hist["counts"]) == book.num_dialects
@@ -99,6 +103,37 @@ def test_summary_states_every_comparison(report, result):
     for entry in result["methods"].values():
         assert f"| {entry['label']} |" in summary
     for proposed in ("FB32", "FB32+AD", "FB32+AD+SeDA"):
-        for baseline in ("MXFP4", "NVFP4", "NVFP4-4/6", "DialectFP4-16"):
+        for baseline in ("MXFP4", "NVFP4", "NVFP4-4/6", "DialectFP4-16", "SVDQuant NVFP4 r=4", "ViDiT-Q INT4"):
             assert f"**{proposed} vs {baseline}**" in summary
+    assert summary.splitlines()[2] == "## Verdict"
+
+
+def test_metrics_carry_statistics_strata_lut_cost_and_drift(result):
+    assert result["settings"]["units"] == [{"clip": result["settings"]["sample_names"][0].split(", seed")[0], "seed": 0}]
+    stats = result["statistics"]["fb32"]["psnr"]
+    assert stats["n"] == 1 and stats["ci95"] is None and stats["per_seed"] == {"0": stats["mean"]}
+    # One video: no interval, so every difference is within noise (or an exact tie).
+    assert {d["verdict"] for d in result["paired_differences"]} <= {"within noise", "tie"}
+    assert result["motion_strata"]["per_stratum"]
+    assert {c["formatbook"] for c in result["lut_cost"]} == {"FB32", "DialectFP4-16"}
+    drift = result["dialect_usage"]["fb32+ad+seda"]["drift"]
+    assert len(drift["per_step_histogram"]) == STEPS and len(drift["changed_block_fraction_per_step"]) == STEPS - 1
+    assert all(0 <= f <= 1 for f in drift["changed_block_fraction_per_step"])
+    assert result["methods"]["fb32+ad"]["step_time_s_after_warmup"] > 0
+    svd = result["methods"]["svdquant-nvfp4-r4"]
+    assert svd["weight_bits_per_element_effective"] > 4.5 and svd["activation_bits_per_element_effective"] > 4.5
+
+
+def test_gif_is_labelled_and_strips_have_difference_rows(report, result):
+    from PIL import Image
+
+    from evaluation.visuals import GIF_LABEL_HEIGHT, UPSCALE
+
+    gif = Image.open(report / result["files"]["gif"])
+    assert gif.size[1] == GIF_LABEL_HEIGHT + 32 * UPSCALE
+    band = gif.convert("RGB").crop((0, 0, gif.size[0], GIF_LABEL_HEIGHT))
+    assert min(band.getextrema()[0]) < 128  # dark label text on the white band
+    strip = Image.open(report / result["files"]["strips"][0])
+    headline = len(result["methods"])
+    assert strip.size[1] > (1 + 2 * headline) * 0.34 * UPSCALE * 100 * 0.95  # reference + method + difference rows
     assert "sdialect demo --quick" in result["command"] or result["command"].startswith("sdialect")

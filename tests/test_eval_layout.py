@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Packages below the command line.
-LOWER = ("golden", "evaluation", "kernels", "rtl_gen", "hw", "sim")
+LOWER = ("golden", "evaluation", "kernels", "rtl_gen", "hw", "sim", "formal")
 
 
 def imports_of(path: Path) -> set[str]:

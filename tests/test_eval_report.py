@@ -1,51 +1,149 @@
-"""The summary's findings follow the numbers: swap the numbers and the verdicts swap."""
+"""The report's statistics and wording follow the numbers: intervals, paired differences, the
+win / loss / within-noise rule, motion strata, and the summary's verdict."""
 
-import copy
+import math
 
-from evaluation.report import CRITERIA, claims, compare, headline_table
+import pytest
+
+from evaluation import stats
+from evaluation.analysis import CRITERIA, analyze, describe, difference, fmt_number
+from evaluation.report import headline_table, lut_cost, summary_lines
+from golden.formats import DIALECTFP4_16, FB32
+
+CLIPS = ("clip a", "clip b", "clip c", "clip d")
+SEEDS = (0, 1, 2)
+UNITS = [{"clip": c, "seed": s} for s in SEEDS for c in CLIPS]
+N = len(UNITS)
 
 
-def entry(label, group, psnr, ssim, tce, sqnr, bits=4.5):
-    def per(v):
-        return {"mean": v, "per_sample": [v, v - 0.001]}
+def entry(label, group, psnr, *, spread=None, ssim=0.95, tce=0.01, sqnr=20.0, against=None, fmt="mxfp4"):
+    """A method entry with per-video values ``psnr + spread[i]``."""
+    spread = spread if spread is not None else [0.1 * ((i * 7) % 5 - 2) for i in range(N)]
+    per = [psnr + d for d in spread]
+
+    def block(values):
+        return {"mean": sum(values) / len(values), "per_sample": values}
 
     return {
-        "label": label, "group": group, "bits_per_element": bits, "psnr": per(psnr), "ssim": per(ssim),
-        "temporal_consistency_error": per(tce), "final_latent_sqnr_db": sqnr,
-        "activation_bits_per_element_effective": bits, "salient_row_fraction": 0.0,
-        "layer_sqnr": {"activation_db": {"median": 20.0}, "output_db": {"median": 19.0}}, "wall_time_s": 1.0,
+        "label": label, "group": group, "against": against, "format": fmt, "bits_per_element": 4.25,
+        "weight_bits_per_element_effective": 4.25, "activation_bits_per_element_effective": 4.25,
+        "bits_per_element_effective": 4.25, "salient_row_fraction": 0.0,
+        "psnr": {**block(per), "per_frame": [[v] * 8 for v in per]},
+        "ssim": {**block([ssim] * N), "per_frame": [[ssim] * 8] * N},
+        "temporal_consistency_error": {**block([tce] * N), "per_pair": [[tce] * 7] * N},
+        "final_latent_sqnr": block([sqnr + d for d in spread]), "final_latent_sqnr_db": sqnr,
+        "latent_sqnr_per_step": [sqnr], "layer_sqnr": {"activation_db": {"median": 20.0}, "output_db": {"median": 19.0},
+                                                       "per_layer": []},
+        "wall_time_s": 1.0, "step_time_s_after_warmup": 0.1,
     }  # fmt: skip
 
 
-def result(fb32_psnr):
+def result(methods):
+    motion = [0.01 * (1 + CLIPS.index(u["clip"])) for u in UNITS]
     return {
-        "methods": {
-            "mxfp4": entry("MXFP4", "baseline", 30.0, 0.95, 0.02, 15.0, 4.25),
-            "fb32": entry("FB32", "proposed", fb32_psnr, 0.96, 0.01, 18.0, 4.40625),
-        },
-        "reference": {"wall_time_s": 1.0},
+        "command": "sdialect demo", "model": {"name": "toy", "pixel_space": True}, "device": "cpu",
+        "settings": {"clips": len(CLIPS), "seeds": list(SEEDS), "samples": N, "steps": 1, "units": UNITS},
+        "reference": {"wall_time_s": 1.0, "step_time_s_after_warmup": 0.1, "motion_per_sample": motion,
+                      "motion_per_pair": [[m] * 7 for m in motion]},
+        "methods": methods, "dialect_usage": {},
+    }  # fmt: skip
+
+
+def test_t_quantiles_match_the_table_and_the_normal_limit():
+    assert stats.t975(1) == 12.706 and stats.t975(11) == 2.201
+    assert abs(stats.t975(31) - 2.040) < 1e-3 and abs(stats.t975(10_000) - 1.960) < 1e-3
+
+
+def test_interval_is_the_student_t_interval():
+    values = [1.0, 2.0, 3.0, 4.0]
+    s = stats.interval(values)
+    half = 3.182 * math.sqrt(5 / 3) / 2
+    assert s["mean"] == 2.5 and s["n"] == 4
+    assert s["ci95"] == pytest.approx([2.5 - half, 2.5 + half])
+    assert stats.interval([7.0])["ci95"] is None
+
+
+def test_a_consistent_difference_is_a_win_and_the_swap_a_loss():
+    r = result({"mxfp4": entry("MXFP4", "baseline", 30.0), "fb32": entry("FB32", "proposed", 31.0, fmt="fb32")})
+    psnr = CRITERIA[0]
+    d = difference(r, "fb32", "mxfp4", psnr)
+    assert d["verdict"] == stats.WIN and d["mean"] == pytest.approx(1.0) and d["better_units"] == N
+    assert difference(r, "mxfp4", "fb32", psnr)["verdict"] == stats.LOSS
+    assert "a win beyond run-to-run noise" in describe(d, psnr)
+
+
+def test_lower_is_better_metrics_flip_the_verdict():
+    r = result({"mxfp4": entry("MXFP4", "baseline", 30.0, tce=0.02), "fb32": entry("FB32", "proposed", 30.0, tce=0.01, fmt="fb32")})
+    tce = next(c for c in CRITERIA if c.key == "temporal_consistency_error")
+    # Identical per video: a zero-width interval that excludes zero (every video 0.01 better).
+    assert difference(r, "fb32", "mxfp4", tce)["verdict"] == stats.WIN
+
+
+def test_a_difference_inside_the_noise_is_called_within_noise():
+    noisy = [(-1) ** i * 2.0 for i in range(N)]
+    r = result({"mxfp4": entry("MXFP4", "baseline", 30.0, spread=[0.0] * N),
+                "fb32": entry("FB32", "proposed", 30.1, spread=noisy, fmt="fb32")})  # fmt: skip
+    d = difference(r, "fb32", "mxfp4", CRITERIA[0])
+    assert d["ci95"][0] < 0 < d["ci95"][1]
+    assert d["verdict"] == stats.NOISE
+    text = describe(d, CRITERIA[0])
+    assert "within noise" in text and "win" not in text and "loss" not in text
+
+
+def test_identical_values_are_a_tie_not_a_loss():
+    r = result({"mxfp4": entry("MXFP4", "baseline", 30.0), "fb32": entry("FB32", "proposed", 31.0, fmt="fb32")})
+    ssim = CRITERIA[1]
+    d = difference(r, "fb32", "mxfp4", ssim)
+    assert d["verdict"] == "tie" and "loss" not in describe(d, ssim)
+
+
+def test_tiny_nonzero_differences_are_not_printed_as_zero():
+    assert fmt_number(0.00003, 4, signed=True) == "+3e-05"
+    assert fmt_number(0.0, 4, signed=True) == "+0.0000"
+    assert fmt_number(1.23456, 2) == "1.23"
+
+
+def test_analysis_fields_and_per_seed_values():
+    r = analyze(result({"mxfp4": entry("MXFP4", "baseline", 30.0), "fb32": entry("FB32", "proposed", 31.0, fmt="fb32")}))
+    s = r["statistics"]["fb32"]["psnr"]
+    assert set(s) >= {"mean", "ci95", "sd", "n", "per_seed"} and s["n"] == N
+    assert set(s["per_seed"]) == {str(x) for x in SEEDS}
+    keys = {(d["a"], d["b"], d["metric"]) for d in r["paired_differences"]}
+    assert {("fb32", "mxfp4", c.key) for c in CRITERIA} <= keys
+    strata = r["motion_strata"]
+    assert strata["clips"] == {"low motion": ["clip a", "clip b"], "high motion": ["clip c", "clip d"]}
+    assert strata["per_stratum"]["high motion"]["fb32"]["psnr"]["n"] == 2 * len(SEEDS)
+    assert set(strata["frame_pairs"]["per_stratum"]) <= {"low", "middle", "high"}
+    assert r["verdict"] and r["verdict"][0].startswith("- **PSNR**: best is FB32")
+
+
+def test_ablations_are_paired_with_the_default_they_vary():
+    methods = {
+        "fb32+ad+seda": entry("FB32+AD+SeDA", "proposed", 31.0, fmt="fb32"),
+        "fb32+seda-no-ad": entry("SeDA without AD", "ablation", 30.5, against="fb32+ad+seda", fmt="fb32"),
     }
+    r = analyze(result(methods))
+    d = next(d for d in r["paired_differences"] if d["a"] == "fb32+seda-no-ad" and d["metric"] == "psnr")
+    assert d["b"] == "fb32+ad+seda" and d["verdict"] == stats.LOSS
+    text = "\n".join(summary_lines({**r, "lut_cost": []}, strip_files=[]))
+    assert "| SeDA without AD | FB32+AD+SeDA |" in text
 
 
-def test_compare_respects_the_direction_of_each_metric():
-    r = result(31.0)
-    verdicts = {c.key: compare(r["methods"]["fb32"], r["methods"]["mxfp4"], c)["verdict"] for c in CRITERIA}
-    assert verdicts == {"psnr": "wins", "ssim": "wins", "temporal_consistency_error": "wins", "final_latent_sqnr_db": "wins"}
-
-
-def test_claims_follow_the_numbers():
-    winning = "\n".join(claims(result(31.0)))
-    losing = "\n".join(claims(result(29.0)))
-    assert "wins on PSNR (31.00 vs 30.00 dB, +1.00" in winning
-    assert "loses on PSNR (29.00 vs 30.00 dB, -1.00" in losing
-
-
-def test_ties_are_called_ties():
-    r = result(30.0)
-    text = "\n".join(claims(r))
-    assert "ties on PSNR" in text
-
-
-def test_headline_table_has_one_row_per_method_and_the_reference():
-    rows = headline_table(copy.deepcopy(result(31.0)))
+def test_summary_opens_with_the_verdict_and_headline_table_has_every_method():
+    r = analyze(result({"mxfp4": entry("MXFP4", "baseline", 30.0), "fb32": entry("FB32", "proposed", 31.0, fmt="fb32")}))
+    lines = summary_lines({**r, "lut_cost": []}, strip_files=[])
+    assert lines[2] == "## Verdict"
+    assert "beyond run-to-run noise" in lines[4]
+    rows = headline_table(r)
     assert len(rows) == 2 + 2 + 1
+    mean = r["statistics"]["fb32"]["psnr"]["mean"]
+    assert rows[3].startswith(f"| FB32 | 4.250 | 4.250 | {mean:.2f} ± ")
+
+
+def test_lut_cost_counts_the_tables_bits():
+    fb32 = lut_cost(FB32)
+    assert fb32["idx_table_bits"] == 32 * 32 * 3
+    assert fb32["err_table_bits"] == 32 * 32 * FB32.err_bits
+    assert fb32["rom_bits"] == fb32["idx_table_bits"] + fb32["err_table_bits"]
+    assert lut_cost(DIALECTFP4_16)["idx_entries"] == 16 * 32
+    assert int(FB32.err_table.max()).bit_length() == FB32.err_bits

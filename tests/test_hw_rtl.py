@@ -1,5 +1,5 @@
 """Verilog generation: deterministic, lint-clean under ``verilator --lint-only -Wall`` (documented
-waivers in ``rtl_gen.generate.LINT_WAIVERS``), and the ``sdialect rtl`` command line."""
+waivers in ``rtl_gen/lint_waivers.vlt``), and the ``sdialect rtl`` command line."""
 
 from __future__ import annotations
 

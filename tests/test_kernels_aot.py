@@ -63,7 +63,8 @@ def test_fast_decode_receives_whole_words_of_one_row(report):
 
 
 def test_fast_mode_issue_rate_ceiling_beats_bf16_linear(report):
-    """Production fast mode (128 x 128 tiles, K tiles of 256): >= 1.5x bf16 F.linear (~700 TFLOP/s)."""
+    """Production fast mode (128 x 128 tiles, K tiles of 256): >= 1.5x bf16 F.linear (~700 TFLOP/s),
+    and even >= 1.5x the bf16 dense peak (989 TFLOP/s), which no F.linear exceeds."""
     for machine in ("H100 SXM", "H200"):
         model = report["gemm_fast_b32_t256_bf16_bias"]["model"][machine]
-        assert model["vs_bf16_linear"] >= 1.5, model
+        assert model["vs_bf16_linear"] >= 1.5 and model["vs_bf16_peak"] >= 1.5, model

@@ -219,3 +219,14 @@ def test_fused_epilogue_matches_golden_with_bias_and_residual_rows():
     got = w4a4_linear(x, w_q, salient_rows=rows, bias=bias, out_dtype=torch.bfloat16, config=CONFIG)
     assert got.dtype == torch.bfloat16 and torch.equal(got, gold)
     assert torch.equal(w4a4_linear(x, w_q, salient_rows=rows, bias=bias, out_dtype=torch.bfloat16), gold)
+
+
+def test_module_compiles_as_one_graph():
+    """torch.compile traces the module's forward as one graph: the kernels are one custom operator."""
+    torch.manual_seed(19)
+    module = TritonW4A4Linear.from_float(torch.nn.Linear(64, 24), format="fb32", mode="fast")
+    x = torch.randn(3, 5, 64)
+    explanation = torch._dynamo.explain(module)(x)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    compiled = torch.compile(module, backend="eager", fullgraph=True)
+    assert torch.equal(compiled(x), module(x))

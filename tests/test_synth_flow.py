@@ -22,8 +22,8 @@ SMALL = DecoderConfig(books=(Book.E2M1,), lanes=2)
 @pytest.fixture(scope="module")
 def small_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    path = run_report([Design("E2M1 decoder, 2 lanes", SMALL, True)], flows=("generic", "ecp5"), out=root / "report",
-                      work=root / "work", timeout=900)  # fmt: skip
+    path = run_report([Design("E2M1 decoder, 2 lanes", SMALL, True, "e2m1", "decoder")], flows=("generic", "ecp5"),
+                      out=root / "report", work=root / "work", timeout=900)  # fmt: skip
     return root, path
 
 
@@ -31,12 +31,15 @@ def test_both_flows_measure_a_small_unit(small_report):
     root, path = small_report
     data = json.loads((root / "report" / "hw.json").read_text())
     (entry,) = data["designs"]
-    generic, ecp5 = entry["flows"]["generic"], entry["flows"]["ecp5"]
     # Two lanes of a registered 8-entry ROM: 2 x (4-bit magnitude + sign) + valid = 11 flip-flops.
-    assert generic["total"]["flip_flops"] == ecp5["total"]["flip_flops"] == 11
-    assert generic["total"]["transistors"] > 0 and generic["total"]["cells"] > 11
-    assert 0 < ecp5["total"]["luts"] < 64 and ecp5["total"]["dsps"] == 0
-    assert ecp5["fmax_mhz"] is not None and ecp5["fmax_mhz"] > 50
+    assert entry["flip_flops"] == entry["ff"] == 11
+    assert entry["extrapolated"] is False and entry["format"] == "e2m1" and entry["unit"] == "decoder"
+    assert entry["transistors"] > 0 and entry["transistors_with_ff"] > entry["transistors"]
+    assert 0 < entry["lut4"] < 64 and entry["dsp"] == 0
+    assert entry["fmax_mhz"] is not None and entry["fmax_mhz"] > 50
+    for field in ("name", "format", "unit", "rows", "cols", "extrapolated", "transistors", "transistors_with_ff",
+                  "lut4", "ff", "dsp", "fmax_mhz"):
+        assert field in entry
     text = path.read_text()
     assert "| E2M1 decoder, 2 lanes |" in text and "make synth" in text
 
@@ -52,6 +55,29 @@ def test_generic_flow_keeps_the_hierarchy_and_sums_it(tmp_path):
     assert result.total.flip_flops == 8 + 16 * 4 + 1
 
 
+def test_hierarchical_synthesis_counts_each_pe_instance(tmp_path):
+    """A 2 x 2 MAC array: the PE module is synthesized once, and the total counts it four times."""
+    from hw import MACArrayConfig
+
+    config = MACArrayConfig(rows=2, cols=2, block=16, interleave=4, output_depth=2)
+    verilog = write_design(config, tmp_path / "rtl", hierarchical=True)
+    result = synthesize_generic(verilog, config.name, tmp_path / "generic")
+    assert result.occurrences()["pe_b16_l4"] == 4
+    pe = result.modules["pe_b16_l4"]
+    assert pe.transistors > 10_000
+    assert result.total.transistors >= 4 * pe.transistors
+    assert result.total.flip_flops == sum(c.flip_flops * result.occurrences()[m] for m, c in result.modules.items())
+
+
+def test_flip_flop_pricing():
+    from rtl_gen.synth import flip_flop_transistors
+
+    assert flip_flop_transistors("$_DFF_P_") == 24
+    assert flip_flop_transistors("$_SDFF_PP0_") == 28
+    assert flip_flop_transistors("$_DFFE_PP_") == 32
+    assert flip_flop_transistors("$_SDFFE_PP0P_") == 36
+
+
 def test_ecp5_counts_without_place_and_route(tmp_path):
     verilog = write_design(SMALL, tmp_path / "rtl")
     result = synthesize_ecp5(verilog, SMALL.name, tmp_path / "ecp5", place_and_route=False)
@@ -63,6 +89,7 @@ def test_ecp5_counts_without_place_and_route(tmp_path):
     [
         (["--flows", "asic"], "unknown flow 'asic'; expected some of generic, ecp5"),
         (["--only", "no_such_design"], "no design name contains no_such_design"),
+        (["--readme", "nonexistent.md"], "nonexistent.md has no <!-- hw-table:begin --> ... <!-- hw-table:end --> markers"),
     ],
 )
 def test_cli_rejects_bad_arguments_in_one_sentence(arguments, message, tmp_path):

@@ -99,6 +99,8 @@ def test_e2m1_encoder_matches_golden_mxfp4():
         ({"format": TileFormat.MXFP4, "dialects_per_cycle": 8}, "dialects_per_cycle applies to the FB32 DSU only"),
         ({"dialects_per_cycle": 3}, "dialects_per_cycle must divide the 32 dialects of FB32, got 3"),
         ({"format": "fb32"}, "format must be an hw.tile.TileFormat, got 'fb32'"),
+        ({"rows": 4, "quantizers": 3}, "quantizers must divide rows (4), got 3"),
+        ({"interleave": 0}, "interleave must be a positive integer, got 0"),
     ],
 )
 def test_tile_config_rejects_bad_parameters_in_one_sentence(kwargs, message):
@@ -108,8 +110,11 @@ def test_tile_config_rejects_bad_parameters_in_one_sentence(kwargs, message):
 
 @pytest.mark.parametrize("fmt", list(TileFormat), ids=[f.value for f in TileFormat])
 def test_tile_config_round_trips_and_documents_its_latency(fmt):
-    config = TileConfig(format=fmt, rows=2, cols=3, input=InputFloat.BF16)
+    config = TileConfig(format=fmt, rows=2, cols=3, input=InputFloat.BF16, block=16 if fmt is TileFormat.NVFP4 else 32)
     assert TileConfig.from_json(config.to_json()) == config
     units = Tile.unit_timings(config)
-    assert Tile.timing(config).latency == sum(u.latency for u in units.values())
+    assert Tile.timing(config).latency == sum(units[u].latency for u in ("buffer_read", "decoder", "mac_array"))
     assert Tile.timing(config).initiation_interval == 1
+    assert Tile.quantizer_timing(config).latency == units["front_end"].latency + units["selector"].latency + 1
+    # The full-parallel, pipelined selectors take one block per cycle.
+    assert Tile.quantizer_timing(config).initiation_interval == 1

@@ -42,6 +42,9 @@ class Backend(enum.Enum):
     TRITON = "triton"
 
 
+#: How ``DecompositionConfig.saliency`` may choose the salient tokens.
+SALIENCY_SOURCES = ("attention", "norm", "random")
+
 #: Default memory budget of one chunk of the saliency pass (bytes of one float32 probability tile).
 DEFAULT_SALIENCY_CHUNK_BYTES = 8 << 20
 
@@ -59,12 +62,19 @@ class DecompositionConfig:
         chunk_bytes: bytes of float32 probabilities one saliency chunk may hold
             (``batch * heads * chunk_queries * keys * 4``); the pass's peak extra memory is a small
             multiple of it (README.md, "Saliency memory bound").
+        saliency: how the salient tokens are chosen (an ablation knob): ``"attention"`` (the
+            attention mass they receive, the method), ``"norm"`` (largest L2 norm of the token's
+            query vector) or ``"random"`` (seeded by step and block).
+        requantize: re-quantize the salient rows' residual (AD). ``False`` keeps the salient tokens
+            only as SeDA anchors ("SeDA without AD").
     """
 
     rho: float = 0.05
     profile_every: int = 5
     max_queries: int = 256
     chunk_bytes: int = DEFAULT_SALIENCY_CHUNK_BYTES
+    saliency: str = "attention"
+    requantize: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.rho, (int, float)) and 0.0 <= self.rho <= 1.0):
@@ -73,6 +83,12 @@ class DecompositionConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FormatError(f"decomposition {name} must be a positive integer, got {value!r}")
+        if self.saliency not in SALIENCY_SOURCES:
+            raise FormatError(
+                f"decomposition saliency must be one of {', '.join(SALIENCY_SOURCES)}, got {self.saliency!r}"
+            )
+        if not isinstance(self.requantize, bool):
+            raise FormatError(f"decomposition requantize must be True or False, got {self.requantize!r}")
 
     def num_salient(self, num_video_tokens: int) -> int:
         """``ceil(rho * T)``, computed so that float noise never adds a token (rho * T exact ints)."""

@@ -267,7 +267,9 @@ class QuantizedLinear(nn.Module):
             row_family = row_family.reshape(-1)
             dialect_family = torch.arange(book.num_dialects, device=x.device) // book.family_size
             mask = (row_family[:, None] < 0) | (dialect_family[None, :] == row_family[:, None])
-        return ActivationPlan(salient_rows=rows, candidate_mask=mask)
+        # Without requantize the salient tokens only anchor SeDA's groups (no second quantization).
+        salient = rows if self.config.decomposition.requantize else None
+        return ActivationPlan(salient_rows=salient, candidate_mask=mask)
 
     def _group_families(self, x: torch.Tensor, slot, slot_index: int) -> torch.Tensor:
         """This layer's family per group; recomputed the first time it sees a new grouping."""

