@@ -35,16 +35,21 @@ CONFIGS = [
     (ScaledFrontEndConfig(block=32), 48),
     (ScaledFrontEndConfig(block=16, input="fp32"), 40),
     (ScaledFrontEndConfig(block=16, grid=Grid.HALF), 24),
-    (DSUConfig(book=BOOK64, block=32), 60),
     (DSUConfig(book=BOOK64, block=16, pipeline_stages=4), 60),
     (DSUConfig(book=BOOK64, block=16, dialects_per_cycle=16), 40),
-    (DSUConfig(book=BOOK32Q, block=16), 60),
-    (DSUConfig(book=BOOK32H, block=32, pipeline_stages=6), 60),
     (DecoderConfig(books=(BOOK64, BOOK32Q), lanes=4), 0),
+    # Bigger elaborations (tens of seconds each in Python): `make sim` / -m slow.
+    pytest.param(DSUConfig(book=BOOK64, block=32), 60, marks=pytest.mark.slow),
+    pytest.param(DSUConfig(book=BOOK32Q, block=16), 60, marks=pytest.mark.slow),
+    pytest.param(DSUConfig(book=BOOK32H, block=32, pipeline_stages=6), 60, marks=pytest.mark.slow),
 ]
 
 
-@pytest.mark.parametrize("config,beats", CONFIGS, ids=[c.name for c, _ in CONFIGS])
+def _name(case) -> str:
+    return (case.values[0] if hasattr(case, "values") else case[0]).name
+
+
+@pytest.mark.parametrize("config,beats", CONFIGS, ids=[_name(c) for c in CONFIGS])
 def test_variant_unit_is_bit_exact_under_backpressure(config, beats):
     rng = np.random.default_rng(11)
     check_unit(config, beats, valid=iter((rng.random(10**6) < 0.8).tolist()), ready=itertools.cycle([1, 0, 1, 1, 0]))
@@ -204,7 +209,8 @@ def _tile_configs():
     ]
 
 
-@pytest.mark.parametrize("index", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow), 3],
+@pytest.mark.parametrize("index", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow),
+                                   pytest.param(3, marks=pytest.mark.slow)],
                          ids=["tdit64-q-e4m3", "tdit-q-e4m3-fp32", "tdit-h-e8m0", "quarter-e8m0"])  # fmt: skip
 def test_registry_format_tile_is_bit_exact(index):
     """Quantizer (front-end + LUT DSU over the registry table, SeDA mask), buffer, decoders and the PEs of
