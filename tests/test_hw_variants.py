@@ -247,3 +247,26 @@ def test_registry_tile_names_and_round_trip():
         from hw.tile_front_end import InputFloat
 
         TileConfig(format=TileFormat(_quarter_e8m0_format().name), input=InputFloat.FP32)
+
+
+def test_sdialect_rtl_generates_a_registry_book_by_name_or_path(tmp_path):
+    """`sdialect rtl --book NAME|PATH`: the DSU's ROMs come from the book's table; a non-dialect format
+    and a decoder mixing grids are refused with one sentence and exit status 2."""
+    import subprocess
+    import sys
+
+    path = golden.get_format("tdit-q-e4m3").source
+
+    def rtl(*args):
+        return subprocess.run([sys.executable, "-m", "sdialect.cli", "rtl", *args, "--out", str(tmp_path)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+
+    done = rtl("--unit", "dsu", "--book", path, "--block", "16", "--dialects-per-cycle", "8")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "dsu_tdit_q_e4m3_b16_p8.v").is_file()
+    assert config_from_json((tmp_path / "dsu_tdit_q_e4m3_b16_p8.json").read_text()) == DSUConfig(
+        book=BOOK32Q, block=16, dialects_per_cycle=8)
+    bad = rtl("--unit", "dsu", "--book", "nvfp4")
+    assert bad.returncode == 2 and "not a dialect format" in bad.stderr
+    bad = rtl("--unit", "decoder", "--books", "fb32,tdit64-q-e4m3")
+    assert bad.returncode == 2 and "share a grid" in bad.stderr
