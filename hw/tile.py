@@ -231,9 +231,8 @@ class TileConfig:
             return ScaledFrontEndConfig(block=self.block, grid=self.format.grid, input=self.input.value)
         if self.input is InputFloat.BF16 and self.format is not TileFormat.MXFP4:
             return FrontEndConfig(block=self.block, grid=self.format.grid)
-        if self.format.grid is not Grid.HALF:
-            raise ConfigError(f"a quarter-grid E8M0 tile ({self.format.value!r}) takes bfloat16 input, got {self.input.value}")
-        return FloatFrontEndConfig(block=self.block, input=self.input, inexact=self.format is TileFormat.MXFP4)
+        return FloatFrontEndConfig(block=self.block, input=self.input, inexact=self.format is TileFormat.MXFP4,
+                                   grid=self.format.grid)  # fmt: skip
 
     @property
     def decoder_config(self) -> DecoderConfig:
