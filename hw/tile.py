@@ -194,7 +194,7 @@ class TileConfig:
         if self.format is TileFormat.NVFP4 and self.block != 16:
             raise ConfigError(f"an NVFP4 tile uses blocks of 16, got {self.block}")
         if self.dialects_per_cycle is not None and not self.format.lut:
-            raise ConfigError(f"dialects_per_cycle applies to the LUT DSU (FB32, registry books) only, not to {self.format.value!r}")
+            raise ConfigError(f"dialects_per_cycle applies to the FB32 DSU only (and the LUT DSU of registry books), not to {self.format.value!r}")
         if self.dialects_per_cycle is not None and self.dsu_stages is not None:
             object.__setattr__(self, "dsu_stages", None)  # a multi-pass DSU is the two-register unit
         if self.buffer_blocks >= 1 << K_BLOCKS_BITS:
