@@ -160,9 +160,9 @@ def drift_columns(result: dict) -> list[str]:
     chosen: dict[str, str] = {}
     for key, usage in result["dialect_usage"].items():
         m = methods[key]
-        if m["group"] == Group.ABLATION.value or m["baseline"] is not None or not (usage.get("drift") or {}).get("per_layer"):
+        if m["group"] == Group.ABLATION.value or m.get("baseline") is not None or not (usage.get("drift") or {}).get("per_layer"):
             continue
-        config = m["config"]
+        config = m.get("config") or {}
         rank = (config.get("decomposition") is not None) + (config.get("seda") is not None)
         best = chosen.get(usage["formatbook"])
         if best is None or rank > best[0]:
