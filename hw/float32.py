@@ -122,13 +122,17 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut, _no_cut)
     return result
 
 
-def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
+#: Register hooks of ``add_binary32`` (between its eight steps).
+ADDER_HOOKS = 7
+
+
+def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) -> Signal:
     """binary32 bits of ``fl(a + b)``, round to nearest even, with subnormals, infinities and NaN.
 
-    ``cuts`` are five ``cut(values) -> values`` hooks between the adder's six steps (swap compare
-    and exponent difference | alignment and add | leading-one detection and shift amount |
-    normalizing shift | rounding increment | packing and special cases), so a pipelined caller can
-    register the values there.
+    ``cuts`` are seven ``cut(values) -> values`` hooks between the adder's eight steps (swap compare
+    and exponent differences | clamped alignment distance | alignment shift | add | leading-one
+    detection and shift amount | normalizing shift | rounding increment | packing and special
+    cases), so a pipelined caller can register the values there.
     """
     magnitude_bits = EXPONENT_BITS + FRACTION_BITS
     swap = b[:magnitude_bits] > a[:magnitude_bits]
@@ -159,31 +163,42 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
     work = SIGNIFICAND_BITS + EXTRA_BITS  # significand, guard, round, sticky
     # Both exponent differences in parallel with the swap compare (not after it), then one select.
     a_exp, b_exp = (Mux(v[FRACTION_BITS:magnitude_bits] != 0, v[FRACTION_BITS:magnitude_bits], 1) for v in (a, b))
-    clamped = []
+    differences = []
     for tag, difference in (("ab", a_exp - b_exp), ("ba", b_exp - a_exp)):
         d = Signal(signed(EXPONENT_BITS + 2), name=f"{prefix}_difference_{tag}")
         m.d.comb += d.eq(difference)
-        c = Signal(range(work + 1), name=f"{prefix}_distance_{tag}")
-        m.d.comb += c.eq(Mux(d > work, work, d))
-        clamped.append(c)
-    distance = Signal(range(work + 1), name=f"{prefix}_distance")
-    m.d.comb += distance.eq(Mux(swap, clamped[1], clamped[0]))
+        differences.append(d)
     y_sig_bits = Signal(SIGNIFICAND_BITS, name=f"{prefix}_y_sig")
     m.d.comb += y_sig_bits.eq(y_sig)
     keep = ("x", "x_exp", "subtract", "nan_out", "x_special")
     live = cuts[0]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
-                    "distance": distance, "y_sig": y_sig_bits})  # fmt: skip
+                    "swap": swap, "difference_ab": differences[0], "difference_ba": differences[1], "y_sig": y_sig_bits})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
-    x_sig = Cat(x[:FRACTION_BITS], x[FRACTION_BITS:magnitude_bits] != 0)
+    clamped = []
+    for tag in ("ab", "ba"):
+        d = live[f"difference_{tag}"]
+        c = Signal(range(work + 1), name=f"{prefix}_distance_{tag}")
+        m.d.comb += c.eq(Mux(d > work, work, d))
+        clamped.append(c)
+    distance = Signal(range(work + 1), name=f"{prefix}_distance")
+    m.d.comb += distance.eq(Mux(live["swap"], clamped[1], clamped[0]))
+    live = cuts[1]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "distance": distance, "y_sig": live["y_sig"]})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
 
     shifted = Cat(Const(0, work), Const(0, EXTRA_BITS), live["y_sig"]) >> live["distance"]  # lost bits below bit `work`
     y_aligned = Signal(work, name=f"{prefix}_y_aligned")
     m.d.comb += y_aligned.eq(Cat(shifted[work] | (shifted[:work] != 0), shifted[work + 1 : 2 * work]))
+    live = cuts[2]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "y_aligned": y_aligned})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
+    y_aligned = live["y_aligned"]
+    x_sig = Cat(x[:FRACTION_BITS], x[FRACTION_BITS:magnitude_bits] != 0)
     x_work = Cat(Const(0, EXTRA_BITS), x_sig)
 
     total = Signal(work + 1, name=f"{prefix}_sum")
     m.d.comb += total.eq(Mux(subtract, x_work - y_aligned, x_work + y_aligned))
-    live = cuts[1]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+    live = cuts[3]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "total": total})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     total = live["total"]
@@ -197,7 +212,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
     m.d.comb += amount.eq(Mux(lead > room, room, lead))
     is_zero = Signal(name=f"{prefix}_is_zero")
     m.d.comb += is_zero.eq(total == 0)
-    live = cuts[2]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+    live = cuts[4]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "total": total, "amount": amount, "is_zero": is_zero})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     total, amount, is_zero = live["total"], live["amount"], live["is_zero"]
@@ -207,7 +222,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
         m.d.comb += [normalized.eq(Cat(total[0] | total[1], total[2 : work + 1])), exponent.eq(x_exp + 1)]
     with m.Else():
         m.d.comb += [normalized.eq(total << amount), exponent.eq(x_exp - amount)]
-    live = cuts[3]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+    live = cuts[5]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "normalized": normalized, "exponent": exponent, "is_zero": is_zero})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     normalized, exponent, is_zero = live["normalized"], live["exponent"], live["is_zero"]
@@ -219,7 +234,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
     round_up = guard & (rest | significand[0])
     rounded = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_rounded")
     m.d.comb += rounded.eq(significand + round_up)
-    live = cuts[4]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+    live = cuts[6]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "rounded": rounded, "exponent": exponent, "is_zero": is_zero})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     rounded, exponent, is_zero = live["rounded"], live["exponent"], live["is_zero"]
