@@ -54,18 +54,24 @@ def _no_cut(values: dict) -> dict:
     return values
 
 
-def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut, _no_cut)) -> Signal:
+#: Register hooks of ``term_to_binary32`` (between its four steps).
+TERM_HOOKS = 3
+
+
+def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut,) * TERM_HOOKS) -> Signal:
     """binary32 bits of ``acc * 2^shift`` (``acc`` signed integer, ``shift`` signed), one RNE rounding.
 
-    ``cuts`` are two ``cut(values) -> values`` hooks between the three steps (magnitude, leading-one
-    detection and the shift amounts | the shifts | rounding and packing), so a pipelined caller can
-    register the values there; the default keeps it combinational.
+    ``cuts`` are three ``cut(values) -> values`` hooks between the four steps (sign and magnitude |
+    leading-one detection and the shift amounts | the shifts | rounding and packing), so a pipelined
+    caller can register the values there; the default keeps it combinational.
     """
     width = len(acc)
     negative = Signal(name=f"{prefix}_negative")
     m.d.comb += negative.eq(acc[-1])
     magnitude = Signal(width, name=f"{prefix}_magnitude")
     m.d.comb += magnitude.eq(Mux(negative, -acc, acc))
+    live = cuts[0]({"negative": negative, "magnitude": magnitude, "shift": shift})
+    negative, magnitude, shift = live["negative"], live["magnitude"], live["shift"]
     top = _msb_index(m, magnitude, f"{prefix}_top")
     biased = Signal(signed(len(shift) + 2), name=f"{prefix}_biased")
     m.d.comb += biased.eq(top + shift + BIAS)
@@ -80,7 +86,7 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut, _no_cut)
     below = Signal(name=f"{prefix}_below_units")
     m.d.comb += below.eq(units_shift < 0)
     names = ("negative", "magnitude", "top", "biased", "right", "left_amount", "below")
-    live = cuts[0](dict(zip(names, (negative, magnitude, top, biased, right, left_amount, below))))
+    live = cuts[1](dict(zip(names, (negative, magnitude, top, biased, right, left_amount, below))))
     negative, magnitude, top, biased, right, left_amount, below = (live[k] for k in names)
 
     # Normal result: the significand is exact (width <= 24 bits), shifted so its top bit is hidden.
@@ -101,7 +107,7 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut, _no_cut)
     m.d.comb += exponent_field.eq(biased[:EXPONENT_BITS])
     names = ("negative", "normal_fraction", "kept", "half", "sticky", "left", "below", "zero", "overflow", "normal",
              "exponent_field")  # fmt: skip
-    live = cuts[1](dict(zip(names, (negative, normal_fraction, kept, half, sticky, left, below, zero, overflow, normal,
+    live = cuts[2](dict(zip(names, (negative, normal_fraction, kept, half, sticky, left, below, zero, overflow, normal,
                                     exponent_field))))  # fmt: skip
     negative, normal_fraction, kept, half, sticky, left, below, zero, overflow, normal, exponent_field = (
         live[k] for k in names)
@@ -263,10 +269,15 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
     return result
 
 
-def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cuts=(_no_cut, _no_cut)) -> Signal:
+#: Register hooks of ``round_to_binary32`` (between its five steps).
+ROUND_HOOKS = 4
+
+
+def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cuts=(_no_cut,) * ROUND_HOOKS) -> Signal:
     """binary32 bits of ``(-1)^negative * magnitude * 2^exponent`` (``magnitude`` unsigned of any width,
     ``exponent`` signed), one RNE rounding: subnormal results round, overflow gives +-inf, a zero
-    magnitude gives +0. ``cuts``: two hooks between leading-one detection | the shift | rounding.
+    magnitude gives +0. ``cuts``: four hooks between leading-one detection | the bits to drop | the
+    shift amount | the shift | rounding.
 
     One shifter serves both cases: the bits to drop are ``d = max(top - 23, -149 - exponent)`` (the
     normal and the subnormal precision); ``magnitude * 2^24`` shifted right by ``d + 24 >= 1`` leaves the
@@ -274,20 +285,27 @@ def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cut
     """
     width = len(magnitude)
     top = _msb_index(m, magnitude, f"{prefix}_top")
-    drop_normal = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop_normal")
+    zero = Signal(name=f"{prefix}_zero")
+    m.d.comb += zero.eq(magnitude == 0)
     drop_subnormal = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop_subnormal")
-    m.d.comb += [drop_normal.eq(top - FRACTION_BITS), drop_subnormal.eq(MIN_SUBNORMAL_EXPONENT - exponent)]
+    m.d.comb += drop_subnormal.eq(MIN_SUBNORMAL_EXPONENT - exponent)
+    names = ("magnitude", "top", "exponent", "drop_subnormal", "negative", "zero")
+    live = cuts[0](dict(zip(names, (magnitude, top, exponent, drop_subnormal, negative, zero))))
+    magnitude, top, exponent, drop_subnormal, negative, zero = (live[k] for k in names)
+    drop_normal = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop_normal")
+    m.d.comb += drop_normal.eq(top - FRACTION_BITS)
     drop = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop")
     m.d.comb += drop.eq(Mux(drop_normal > drop_subnormal, drop_normal, drop_subnormal))
+    names = ("magnitude", "exponent", "drop", "negative", "zero")
+    live = cuts[1](dict(zip(names, (magnitude, exponent, drop, negative, zero))))
+    magnitude, exponent, drop, negative, zero = (live[k] for k in names)
     limit = width + 1  # dropping more leaves less than half a unit
     amount = Signal(range(limit + SIGNIFICAND_BITS + 1), name=f"{prefix}_amount")
     m.d.comb += amount.eq(Mux(drop > limit, limit, drop) + SIGNIFICAND_BITS)
     scale = Signal(signed(len(exponent) + 3), name=f"{prefix}_scale")  # exponent of the kept unit
     m.d.comb += scale.eq(exponent + drop)
-    zero = Signal(name=f"{prefix}_zero")
-    m.d.comb += zero.eq(magnitude == 0)
     names = ("magnitude", "amount", "scale", "negative", "zero")
-    live = cuts[0](dict(zip(names, (magnitude, amount, scale, negative, zero))))
+    live = cuts[2](dict(zip(names, (magnitude, amount, scale, negative, zero))))
     magnitude, amount, scale, negative, zero = (live[k] for k in names)
 
     shifted_width = width + SIGNIFICAND_BITS
@@ -301,7 +319,7 @@ def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cut
         sticky.eq(wide[:shifted_width] != 0),
     ]
     names = ("kept", "half", "sticky", "scale", "negative", "zero")
-    live = cuts[1](dict(zip(names, (kept, half, sticky, scale, negative, zero))))
+    live = cuts[3](dict(zip(names, (kept, half, sticky, scale, negative, zero))))
     kept, half, sticky, scale, negative, zero = (live[k] for k in names)
 
     round_up = half & (sticky | kept[0])  # to nearest, ties to even

@@ -4,8 +4,8 @@ Dataflow: every input beat is one K block: an activation block per row and a wei
 column (decoded elements: sign + half-unit magnitude, and the biased E8M0 exponent byte). PE
 ``(r, c)`` forms
 
-    acc  = sum_i (-1)^(s_a,i ^ s_w,i) * h_a,i * h_w,i         (stages 1-2: products, adder tree)
-    term = fl32(acc * 2^(E_a + E_w - 2 * (127 + 1)))          (stages 3-5: one RNE rounding)
+    acc  = sum_i (-1)^(s_a,i ^ s_w,i) * h_a,i * h_w,i         (stages 1-3: products, adder tree)
+    term = fl32(acc * 2^(E_a + E_w - 2 * (127 + 1)))          (stages 4-6: one RNE rounding)
     y    = fl32(y + term)                                      (L-stage RNE adder, y starts at +0.0)
 
 in increasing K order (the beat order). The PE is the same for every format: it sees signed
@@ -27,8 +27,10 @@ the adder input (a free-running phase counter; in a gap-free stream always) and 
 room for every output already in flight. Finished outputs go to that FIFO (one beat of ``rows x
 cols`` binary32 words per slot, in slot order), so ``o`` back-pressure never stalls the PEs.
 
-Timing: latency (handshake of a slot's ``last`` beat -> its output beat valid) ``7 + L`` (input
-register, five PE stages, the L-stage ring, the FIFO); initiation
+Timing: latency (handshake of a slot's ``last`` beat -> its output beat valid) ``8 + L`` (input
+register, six PE stages: products, partial sums, block sum, the term in three steps; the L-stage
+ring; the FIFO); NVFP4 ``12 + L`` (ten stages before the ring: products, partial sums, block sum,
+two for the block-scale product, three for the tensor-scale product, the term in three); initiation
 interval 1 beat per cycle (``LATENCY`` / ``timing``). The NVFP4 scale path is ``hw.nvfp4``.
 """
 
@@ -43,19 +45,20 @@ from golden.formats import EXPONENT_BIAS, EXPONENT_BITS, MAX_HALF_UNITS
 
 from .common import UnitTiming, tree_reduce
 from .config import MACArrayConfig
-from .float32 import ADDER_HOOKS, CANONICAL_NAN, add_binary32, round_to_binary32, term_to_binary32, unpack_binary32
+from .float32 import ADDER_HOOKS, CANONICAL_NAN, ROUND_HOOKS, TERM_HOOKS, add_binary32, round_to_binary32, term_to_binary32, unpack_binary32
 from .layouts import FLOAT32_BITS, mac_in_layout, mac_operand_layout, mac_out_layout
 
 __all__ = ["MACArray", "PRE_ADDER_STAGES", "ProcessingElement", "ProcessingElementInstance", "pe_module_name"]
 
 #: A decoded element is h * 2^(e - 1) (h in half units), so a product of two carries 2^(e_a + e_w - 2).
 HALF_UNIT_EXPONENT = 1
-#: Register stages of ``_partial_sums``: the signed products, then the partial sums.
-PRODUCT_STAGES = 2
-#: Register stages before the adder ring: products, partial sums, block sum, the term's three steps.
-PRE_ADDER_STAGES = PRODUCT_STAGES + 4
-#: Products summed before the first register (one 8-input adder tree per partial sum).
-PARTIAL_GROUP = 8
+#: Register stages of ``_partial_sums``: the signed products, the partial sums, two halves.
+PRODUCT_STAGES = 3
+#: Register stages before the adder ring: products, partial sums, halves, then the term in four steps
+#: (block sum and magnitude | leading one | shifts | rounding and packing).
+PRE_ADDER_STAGES = PRODUCT_STAGES + TERM_HOOKS + 1
+#: Products summed in the second stage (one 4-input adder tree per partial sum).
+PARTIAL_GROUP = 4
 
 
 def _register(m: Module, value, name: str) -> Signal:
@@ -147,26 +150,21 @@ class ProcessingElement(wiring.Component):
         shift_offset = 2 * (EXPONENT_BIAS + HALF_UNIT_EXPONENT)
 
         flags = Cat(self.valid, self.first, self.last)
-        # Stages 1-2: signed products, then summed in groups of PARTIAL_GROUP.
-        partials = _partial_sums(m, self.a, self.w, block)
+        # Stages 1-3: signed products, partial sums, two halves.
+        halves = _partial_sums(m, self.a, self.w, block)
         shift0 = Signal(signed(shift_bits), name="shift_0")
         m.d.comb += shift0.eq(self.a.exponent + self.w.exponent - shift_offset)
-        shift1 = _delay(m, shift0, "shift", PRODUCT_STAGES)
-        flags1 = _delay(m, flags, "flags", PRODUCT_STAGES)
-        # Stage 3: the block sum.
+        shift = _delay(m, shift0, "shift", PRODUCT_STAGES)
+        flags_at = _delay(m, flags, "flags", PRODUCT_STAGES + TERM_HOOKS)
+        # Stages 4-7: the block sum, then the term, one RNE rounding, in four steps.
         acc = Signal(signed(acc_bits), name="acc")
-        m.d.sync += acc.eq(tree_reduce(partials, lambda x, y: x + y))
-        shift = Signal(signed(shift_bits), name="shift")
-        m.d.sync += shift.eq(shift1)
-        flags2 = _register(m, flags1, "flags_3")
-        # Stages 4-6: the term, one RNE rounding, in three steps.
-        flags3 = _register(m, flags2, "flags_4")
-        flags4 = _register(m, flags3, "flags_5")
-        term_bits = term_to_binary32(m, acc, shift, "term", cuts=(_cut(m, "term_s4"), _cut(m, "term_s5")))
+        m.d.comb += acc.eq(tree_reduce(halves, lambda x, y: x + y))
+        cuts = tuple(_cut(m, f"term_s{PRODUCT_STAGES + 1 + k}") for k in range(TERM_HOOKS))
+        term_bits = term_to_binary32(m, acc, shift, "term", cuts=cuts)
         # The idle-slot and first-beat gating is registered here, so the loop sees single flip-flops.
-        term = _register(m, Mux(flags4[0], term_bits, 0), "term")
-        start = _register(m, flags4[0] & flags4[1], "start_6")
-        done_in = _register(m, flags4[0] & flags4[2], "done_6")
+        term = _register(m, Mux(flags_at[0], term_bits, 0), "term")
+        start = _register(m, flags_at[0] & flags_at[1], "start")
+        done_in = _register(m, flags_at[0] & flags_at[2], "done_in")
         m.d.comb += self.y.eq(_adder_ring(m, term, start, done_in, interleave, self.done))
         return m
 
@@ -190,18 +188,22 @@ def _adder_ring(m: Module, term, start, done_in, interleave: int, done_port) -> 
 
 
 def _partial_sums(m: Module, a, w, block: int) -> list[Signal]:
-    """Stages 1-2 (``PRODUCT_STAGES``): the signed 4b x 4b products of a block pair, registered, then
-    summed in registered groups of PARTIAL_GROUP (a 4b x 4b array product, its sign and an 8-input
-    adder tree in one cycle was the PE's critical path: 60 MHz on ECP5)."""
+    """Stages 1-3 (``PRODUCT_STAGES``): the signed 4b x 4b products of a block pair, registered; summed in
+    registered groups of PARTIAL_GROUP; those summed into two registered halves (their sum, the block's
+    dot product, is the caller's). A 4b x 4b array product, its sign and an 8-input adder tree in one
+    cycle was the PE's critical path (60 MHz on ECP5); now a stage holds at most two adder levels at B = 32."""
     products = []
     for k in range(block):
         ea, ew = a.elements[k], w.elements[k]
         product = ea.magnitude * ew.magnitude
         products.append(_register(m, Mux(ea.sign ^ ew.sign, -product, product), f"product_{k}"))
-    return [
+    partials = [
         _register(m, tree_reduce(products[k : k + PARTIAL_GROUP], lambda x, y: x + y), f"partial_{k // PARTIAL_GROUP}")
         for k in range(0, block, PARTIAL_GROUP)
     ]
+    middle = (len(partials) + 1) // 2
+    return [_register(m, tree_reduce(group, lambda x, y: x + y), f"half_{j}")
+            for j, group in enumerate((partials[:middle], partials[middle:])) if group]  # fmt: skip
 
 
 def _delay(m: Module, value, name: str, cycles: int):
@@ -219,9 +221,9 @@ E4M3_BIAS = 7
 #: ``exact x sig(T)`` (24 bits: six partial products, then 6 -> 2 and 2 -> 1).
 EXACT_STAGES = 2
 WIDE_STAGES = 3
-#: Register stages before the adder ring in the NVFP4 PE: products, partial sums, block sum (its
-#: magnitude), times the block scales, times the tensor scale, the rounding in three steps.
-NVFP4_PRE_ADDER_STAGES = PRODUCT_STAGES + 1 + EXACT_STAGES + WIDE_STAGES + 3
+#: Register stages before the adder ring in the NVFP4 PE: products, partial sums, halves, block sum (its
+#: magnitude), times the block scales, times the tensor scale, the rounding in five steps.
+NVFP4_PRE_ADDER_STAGES = PRODUCT_STAGES + 1 + EXACT_STAGES + WIDE_STAGES + ROUND_HOOKS + 1
 #: Bits of the second operand per partial product of ``_pipelined_multiply``, and adder-tree levels per stage.
 MULTIPLY_CHUNK = 4
 MULTIPLY_LEVELS_PER_STAGE = 2
@@ -283,8 +285,8 @@ class NVFP4ProcessingElement(wiring.Component):
         block = self.block
         acc_bits = (block * MAX_HALF_UNITS * MAX_HALF_UNITS).bit_length() + 1
         flags = Cat(self.valid, self.first, self.last)
-        # Stages 1-2: products and partial sums; the block-scale product beside them.
-        partials = _partial_sums(m, self.a, self.w, block)
+        # Stages 1-3: products, partial sums, halves; the block-scale product beside them.
+        halves = _partial_sums(m, self.a, self.w, block)
         sig_a, exp_a = _e4m3(self.a.exponent)
         sig_w, exp_w = _e4m3(self.w.exponent)
         scale2 = _delay(m, sig_a * sig_w, "scale_product", PRODUCT_STAGES)
@@ -292,36 +294,37 @@ class NVFP4ProcessingElement(wiring.Component):
         m.d.comb += scale_exp.eq(exp_a + exp_w - 2)  # the 0.25 of half units times half units
         exp2 = _delay(m, scale_exp, "scale_exponent", PRODUCT_STAGES)
         flags2 = _delay(m, flags, "flags", PRODUCT_STAGES)
-        # Stage 3: block sum, as sign and magnitude.
+        # Stage 4: block sum, as sign and magnitude.
         acc = Signal(signed(acc_bits), name="acc")
-        m.d.comb += acc.eq(tree_reduce(partials, lambda x, y: x + y))
-        magnitude = _register(m, Mux(acc[-1], -acc, acc)[: acc_bits - 1], "magnitude_3")
-        negative3, exp3, scale3, flags3 = (_register(m, v, f"{n}_3") for v, n in (
+        m.d.comb += acc.eq(tree_reduce(halves, lambda x, y: x + y))
+        magnitude = _register(m, Mux(acc[-1], -acc, acc)[: acc_bits - 1], "magnitude")
+        negative3, exp3, scale3, flags3 = (_register(m, v, f"{n}_at_sum") for v, n in (
             (acc[-1], "negative"), (exp2, "scale_exponent"), (scale2, "scale_product"), (flags2, "flags")))  # fmt: skip
-        # Stages 4-5: |acc| * s_a * s_w (exact).
+        # Stages 5-6: |acc| * s_a * s_w (exact).
         exact, stages = _pipelined_multiply(m, magnitude, scale3, "exact")
         assert stages == EXACT_STAGES, stages
         exponent_sum = Signal(signed(EXPONENT_BITS + 4), name="exponent_sum")
         m.d.comb += exponent_sum.eq(exp3 + self.scale_exponent)
         exponent5 = _delay(m, exponent_sum, "exponent_at", EXACT_STAGES)
         negative5, flags5 = _delay(m, negative3, "negative_at", EXACT_STAGES), _delay(m, flags3, "flags_at", EXACT_STAGES)
-        # Stages 6-8: times the tensor-scale significand (the wide multiplier of NVFP4).
+        # Stages 7-9: times the tensor-scale significand (the wide multiplier of NVFP4).
         wide, stages = _pipelined_multiply(m, exact, self.scale_significand, "wide")
         assert stages == WIDE_STAGES, stages
         exponent = _delay(m, exponent5, "exponent_wide", WIDE_STAGES)
         nonzero = _delay(m, exact != 0, "nonzero_wide", WIDE_STAGES)
         negative4, flags4 = _delay(m, negative5, "negative_wide", WIDE_STAGES), _delay(m, flags5, "flags_wide", WIDE_STAGES)
-        # Stages 9-10 (+ the term register): one RNE rounding; an infinite T gives +-inf, or NaN with a zero product.
-        rounded = round_to_binary32(m, wide, exponent, negative4, "term", cuts=(_cut(m, "term_s9"), _cut(m, "term_s10")))
-        specials = [_register(m, x, f"{n}_9") for x, n in ((nonzero, "nonzero"), (negative4, "negative"), (flags4, "flags"))]
-        nonzero6, negative6, flags6 = [_register(m, x, f"{n}_10") for x, n in zip(specials, ("nonzero", "negative", "flags"))]
+        # Stages 10-13 (+ the term register): one RNE rounding; an infinite T gives +-inf, or NaN with a zero product.
+        cuts = tuple(_cut(m, f"term_s{k}") for k in range(ROUND_HOOKS))
+        rounded = round_to_binary32(m, wide, exponent, negative4, "term", cuts=cuts)
+        nonzero6, negative6, flags6 = (_delay(m, x, f"{n}_round", ROUND_HOOKS)
+                                       for x, n in ((nonzero, "nonzero"), (negative4, "negative"), (flags4, "flags")))  # fmt: skip
         term_bits = Signal(FLOAT32_BITS, name="term_bits")
         infinity = Cat(Const(0, 23), Const(0xFF, 8), negative6)
         m.d.comb += term_bits.eq(Mux(self.scale_nan | (self.scale_inf & ~nonzero6), CANONICAL_NAN,
                                      Mux(self.scale_inf, infinity, rounded)))  # fmt: skip
         term = _register(m, Mux(flags6[0], term_bits, 0), "term")
-        start = _register(m, flags6[0] & flags6[1], "start_11")
-        done_in = _register(m, flags6[0] & flags6[2], "done_11")
+        start = _register(m, flags6[0] & flags6[1], "start")
+        done_in = _register(m, flags6[0] & flags6[2], "done_in")
         m.d.comb += self.y.eq(_adder_ring(m, term, start, done_in, self.interleave, self.done))
         return m
 

@@ -64,7 +64,7 @@ C_SLOW = [MACArrayConfig(rows=2, cols=2, block=16, interleave=4), MACArrayConfig
 def test_c_slow_mac_array_is_bit_exact_at_full_rate(config):
     run, last_beats = check_mac(config)
     latency = unit_timing(config).latency
-    assert latency == 8 + config.interleave
+    assert latency == 9 + config.interleave
     assert [run.out_cycles[j] - run.in_cycles[b] for j, b in enumerate(last_beats)] == [latency] * len(last_beats)
     assert set(np.diff(run.in_cycles).tolist()) == {1}, "initiation interval 1 (every cycle a beat)"
 
