@@ -5,7 +5,7 @@ column (decoded elements: sign + half-unit magnitude, and the biased E8M0 expone
 ``(r, c)`` forms
 
     acc  = sum_i (-1)^(s_a,i ^ s_w,i) * h_a,i * h_w,i         (stages 1-3: products, adder tree)
-    term = fl32(acc * 2^(E_a + E_w - 2 * (127 + 1)))          (stages 4-6: one RNE rounding)
+    term = fl32(acc * 2^(E_a + E_w - 2 * (127 + 1)))          (stages 4-7: one RNE rounding)
     y    = fl32(y + term)                                      (L-stage RNE adder, y starts at +0.0)
 
 in increasing K order (the beat order). The PE is the same for every format: it sees signed
@@ -27,10 +27,11 @@ the adder input (a free-running phase counter; in a gap-free stream always) and 
 room for every output already in flight. Finished outputs go to that FIFO (one beat of ``rows x
 cols`` binary32 words per slot, in slot order), so ``o`` back-pressure never stalls the PEs.
 
-Timing: latency (handshake of a slot's ``last`` beat -> its output beat valid) ``8 + L`` (input
-register, six PE stages: products, partial sums, block sum, the term in three steps; the L-stage
-ring; the FIFO); NVFP4 ``12 + L`` (ten stages before the ring: products, partial sums, block sum,
-two for the block-scale product, three for the tensor-scale product, the term in three); initiation
+Timing: latency (handshake of a slot's ``last`` beat -> its output beat valid) ``9 + L`` (input
+register, seven PE stages: products, partial sums, halves, the term in four steps; the L-stage
+ring; the FIFO); NVFP4 ``16 + L`` (fourteen stages before the ring: products, partial sums, halves,
+block-sum magnitude, two for the block-scale product, three for the tensor-scale product, the
+term in five); initiation
 interval 1 beat per cycle (``LATENCY`` / ``timing``). The NVFP4 scale path is ``hw.nvfp4``.
 """
 
