@@ -10,6 +10,8 @@ column (decoded elements: sign + half-unit magnitude, and the biased E8M0 expone
 
 in increasing K order (the beat order). The PE is the same for every format: it sees signed
 half-unit magnitudes and an exponent byte, whatever formatbook the decoders at the array edge read.
+On the quarter grid (``MACArrayConfig.grid``, NUMERICS 8.4) the magnitudes are 5-bit quarter units
+and the exponent offset is ``2 * (127 + 2)``: ``term = fl32(acc * 2^(e_a + e_w - 4))``.
 
 **C-slow accumulation.** The K-order binary32 sum is a loop-carried dependency, so a pipelined adder
 cannot take one job's terms back to back. Instead each PE interleaves ``L = interleave`` independent
@@ -42,7 +44,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import EXPONENT_BIAS, EXPONENT_BITS, MAX_HALF_UNITS
+from golden.formats import EXPONENT_BIAS, EXPONENT_BITS, Grid
 
 from .common import UnitTiming, tree_reduce
 from .config import MACArrayConfig
@@ -51,8 +53,9 @@ from .layouts import FLOAT32_BITS, mac_in_layout, mac_operand_layout, mac_out_la
 
 __all__ = ["MACArray", "PRE_ADDER_STAGES", "ProcessingElement", "ProcessingElementInstance", "pe_module_name"]
 
-#: A decoded element is h * 2^(e - 1) (h in half units), so a product of two carries 2^(e_a + e_w - 2).
-HALF_UNIT_EXPONENT = 1
+#: A decoded element is h * 2^(e - 1) (h in half units), so a product of two carries 2^(e_a + e_w - 2);
+#: in quarter units h * 2^(e - 2) (``Grid.shift``).
+HALF_UNIT_EXPONENT = Grid.HALF.shift
 #: Register stages of ``_partial_sums``: the signed products, the partial sums, two halves.
 PRODUCT_STAGES = 3
 #: Register stages before the adder ring: products, partial sums, halves, then the term in four steps
@@ -92,13 +95,18 @@ def adder_cuts(m: Module, interleave: int, prefix: str):
     return tuple(_cut(m, f"{prefix}_a{k}") if k in chosen else none for k in range(ADDER_HOOKS))
 
 
-def pe_module_name(block: int, interleave: int) -> str:
-    """Verilog module name of the PE (one module per (block, interleave), shared by every array)."""
-    return f"pe_b{block}_l{interleave}"
+def pe_module_name(block: int, interleave: int, grid: Grid = Grid.HALF) -> str:
+    """Verilog module name of the PE (one module per (block, interleave, grid), shared by every array)."""
+    return f"pe_b{block}{'' if grid is Grid.HALF else '_q'}_l{interleave}"
 
 
-def _pe_signature(block: int) -> dict:
-    operand = mac_operand_layout(block)
+def _acc_bits(block: int, grid: Grid) -> int:
+    """Signed width of a block's exact integer dot product (|acc| <= block * max_units^2)."""
+    return (block * grid.max_units * grid.max_units).bit_length() + 1
+
+
+def _pe_signature(block: int, grid: Grid = Grid.HALF) -> dict:
+    operand = mac_operand_layout(block, grid)
     return {"a": In(operand), "w": In(operand), "valid": In(1), "first": In(1), "last": In(1),
             "y": Out(FLOAT32_BITS), "done": Out(1)}  # fmt: skip
 
@@ -108,16 +116,16 @@ class ProcessingElementInstance(wiring.Component):
     synthesis writes that module once (``rtl_gen.synth``) and the array instantiates it rows x cols times.
     Not simulatable by Amaranth; Verilator and Yosys read the PE's own Verilog beside the array's."""
 
-    def __init__(self, block: int, interleave: int, nvfp4: bool = False) -> None:
-        self.block, self.interleave, self.nvfp4 = block, interleave, nvfp4
-        signature = _pe_signature(block)
+    def __init__(self, block: int, interleave: int, nvfp4: bool = False, grid: Grid = Grid.HALF) -> None:
+        self.block, self.interleave, self.nvfp4, self.grid = block, interleave, nvfp4, grid
+        signature = _pe_signature(block, grid)
         if nvfp4:
             signature.update(scale_significand=In(24), scale_exponent=In(signed(EXPONENT_BITS + 2)), scale_inf=In(1), scale_nan=In(1))
         super().__init__(signature)
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        name = pe_module_name(self.block, self.interleave)
+        name = pe_module_name(self.block, self.interleave, self.grid)
         extra = {}
         if self.nvfp4:
             name = f"nvfp4_{name}"
@@ -135,20 +143,20 @@ class ProcessingElement(wiring.Component):
     """One PE: ports ``a``, ``w`` (``mac_operand_layout``), ``valid``, ``first``, ``last`` in; ``y``
     (the adder ring's output, binary32 bits) and ``done`` (``y`` is a finished output) out."""
 
-    def __init__(self, block: int, interleave: int) -> None:
-        self.block, self.interleave = block, interleave
-        super().__init__(_pe_signature(block))
+    def __init__(self, block: int, interleave: int, grid: Grid = Grid.HALF) -> None:
+        self.block, self.interleave, self.grid = block, interleave, grid
+        super().__init__(_pe_signature(block, grid))
 
     @property
     def name(self) -> str:
-        return pe_module_name(self.block, self.interleave)
+        return pe_module_name(self.block, self.interleave, self.grid)
 
     def elaborate(self, platform) -> Module:
         m = Module()
         block, interleave = self.block, self.interleave
-        acc_bits = (block * MAX_HALF_UNITS * MAX_HALF_UNITS).bit_length() + 1
+        acc_bits = _acc_bits(block, self.grid)
         shift_bits = EXPONENT_BITS + 3
-        shift_offset = 2 * (EXPONENT_BIAS + HALF_UNIT_EXPONENT)
+        shift_offset = 2 * (EXPONENT_BIAS + self.grid.shift)
 
         flags = Cat(self.valid, self.first, self.last)
         # Stages 1-3: signed products, partial sums, two halves.
@@ -189,10 +197,11 @@ def _adder_ring(m: Module, term, start, done_in, interleave: int, done_port) -> 
 
 
 def _partial_sums(m: Module, a, w, block: int) -> list[Signal]:
-    """Stages 1-3 (``PRODUCT_STAGES``): the signed 4b x 4b products of a block pair, registered; summed in
-    registered groups of PARTIAL_GROUP; those summed into two registered halves (their sum, the block's
-    dot product, is the caller's). A 4b x 4b array product, its sign and an 8-input adder tree in one
-    cycle was the PE's critical path (60 MHz on ECP5); now a stage holds at most two adder levels at B = 32."""
+    """Stages 1-3 (``PRODUCT_STAGES``): the signed 4b x 4b (5b x 5b on the quarter grid) products of a
+    block pair, registered; summed in registered groups of PARTIAL_GROUP; those summed into two
+    registered halves (their sum, the block's dot product, is the caller's). A 4b x 4b array product,
+    its sign and an 8-input adder tree in one cycle was the PE's critical path (60 MHz on ECP5); now a
+    stage holds at most two adder levels at B = 32."""
     products = []
     for k in range(block):
         ea, ew = a.elements[k], w.elements[k]
@@ -265,6 +274,10 @@ def _e4m3(byte):
 class NVFP4ProcessingElement(wiring.Component):
     """NVFP4 PE (NUMERICS 4): ``term = fl32(fl32(acc * 0.25 * fl32(s_a * s_w)) * T)`` with ``T = fl32(t_a * t_w)``.
 
+    The same PE serves the E4M3 dialect formats (NUMERICS 8.4): ``grid`` quarter takes 5-bit
+    quarter-unit magnitudes and multiplies by ``2^-4`` instead of ``0.25`` (at most 16 + 4 + 4
+    significant bits for B <= 64, so still exact).
+
     The operands' ``exponent`` bytes are the E4M3 block scales. ``acc * 0.25 * s_a * s_w`` is exact
     (at most 12 + 4 + 4 significant bits), so the term is one RNE rounding of the exact integer
     ``|acc| * sig(s_a) * sig(s_w) * sig(T)`` times a power of two. Extra inputs: ``T`` unpacked once for
@@ -272,19 +285,19 @@ class NVFP4ProcessingElement(wiring.Component):
     C-slow adder ring as ``ProcessingElement``.
     """
 
-    def __init__(self, block: int, interleave: int) -> None:
-        self.block, self.interleave = block, interleave
-        super().__init__({**_pe_signature(block), "scale_significand": In(24), "scale_exponent": In(signed(EXPONENT_BITS + 2)),
+    def __init__(self, block: int, interleave: int, grid: Grid = Grid.HALF) -> None:
+        self.block, self.interleave, self.grid = block, interleave, grid
+        super().__init__({**_pe_signature(block, grid), "scale_significand": In(24), "scale_exponent": In(signed(EXPONENT_BITS + 2)),
                           "scale_inf": In(1), "scale_nan": In(1)})  # fmt: skip
 
     @property
     def name(self) -> str:
-        return f"nvfp4_{pe_module_name(self.block, self.interleave)}"
+        return f"nvfp4_{pe_module_name(self.block, self.interleave, self.grid)}"
 
     def elaborate(self, platform) -> Module:
         m = Module()
         block = self.block
-        acc_bits = (block * MAX_HALF_UNITS * MAX_HALF_UNITS).bit_length() + 1
+        acc_bits = _acc_bits(block, self.grid)
         flags = Cat(self.valid, self.first, self.last)
         # Stages 1-3: products, partial sums, halves; the block-scale product beside them.
         halves = _partial_sums(m, self.a, self.w, block)
@@ -292,7 +305,7 @@ class NVFP4ProcessingElement(wiring.Component):
         sig_w, exp_w = _e4m3(self.w.exponent)
         scale2 = _delay(m, sig_a * sig_w, "scale_product", PRODUCT_STAGES)
         scale_exp = Signal(signed(8), name="scale_exponent_0")
-        m.d.comb += scale_exp.eq(exp_a + exp_w - 2)  # the 0.25 of half units times half units
+        m.d.comb += scale_exp.eq(exp_a + exp_w - 2 * self.grid.shift)  # 2^-2g: grid units times grid units
         exp2 = _delay(m, scale_exp, "scale_exponent", PRODUCT_STAGES)
         flags2 = _delay(m, flags, "flags", PRODUCT_STAGES)
         # Stage 4: block sum, as sign and magnitude.
@@ -351,7 +364,8 @@ class MACArray(wiring.Component):
             raise TypeError(f"MACArray needs a MACArrayConfig, got {config!r}")
         self.config = config
         #: ``pe_factory(block, interleave)`` builds each PE (a black-box instance for hierarchical synthesis).
-        self.pe_factory = pe_factory or (NVFP4ProcessingElement if config.nvfp4 else ProcessingElement)
+        pe_class = NVFP4ProcessingElement if config.nvfp4 else ProcessingElement
+        self.pe_factory = pe_factory or (lambda block, interleave: pe_class(block, interleave, config.grid))
         ports = {
             "i": In(stream.Signature(mac_in_layout(config))),
             "o": Out(stream.Signature(mac_out_layout(config))),

@@ -1,9 +1,11 @@
 """Dialect selection in hardware: the LUT dialect-select unit (DSU) and BlockDialect's two-stage selector.
 
-Both take a front-end block (exponent byte, signs, 5-bit codes u) and return the exponent byte, the
+Both take a front-end block (scale byte, signs, codes u) and return the scale byte, the
 chosen dialect id and the 4-bit element codes ``(s << 3) | IDX[d][u]`` (NUMERICS 2.1 steps 4-5, 2.2).
 Every ROM is generated from ``golden.formats`` tables (``err_table``, ``idx_table``,
-``two_stage_ranges``).
+``two_stage_ranges``). The DSU takes any dialect formatbook of the registry (``hw.Book``): on the
+quarter grid (NUMERICS 8.1) u has 6 bits, the ERR ROMs 64 entries of 12 bits and the thresholds 6
+bits; the scale byte (E8M0 exponent or E4M3 block scale) passes through unchanged.
 
 Pipeline (both units): a cost stage register ``A`` that holds the block while its dialect is chosen,
 then the output register, loaded with the encoded codes. The DSU costs ``dialects_per_cycle`` dialects
@@ -21,7 +23,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import MAGNITUDE_CODES, NUM_UCODES, UCODE_BITS, Formatbook
+from golden.formats import MAGNITUDE_CODES, Formatbook
 
 from .common import Rom, UnitTiming, tree_reduce
 from .pipeline import Stages, skid_output
@@ -37,28 +39,31 @@ INDEX_BITS = (MAGNITUDE_CODES - 1).bit_length()
 def dialect_thresholds(book: Formatbook) -> list[list[int]]:
     """``T[d][k] = h[d][k] + h[d][k + 1]`` (k = 0..6): 4x the midpoints of dialect ``d``, so that
     ``IDX[d][u] = #{k : u >= T[d][k]}`` (NUMERICS 2.1 step 4). Checked against ``book.idx_table``."""
-    halves = [[int(h) for h in row] for row in book.half_units]
-    thresholds = [[row[k] + row[k + 1] for k in range(MAGNITUDE_CODES - 1)] for row in halves]
+    units = [[int(h) for h in row] for row in book.units]
+    thresholds = [[row[k] + row[k + 1] for k in range(MAGNITUDE_CODES - 1)] for row in units]
     idx = book.idx_table
     for d, row in enumerate(thresholds):
-        for u in range(NUM_UCODES):
+        for u in range(book.num_ucodes):
             if sum(u >= t for t in row) != int(idx[d, u]):
                 raise AssertionError(f"{book.name} dialect {d}: thresholds {row} disagree with IDX at u={u}")
     return thresholds
 
 
-#: Bits of one threshold (at most 15 + 15 = 30 < 32).
-THRESHOLD_BITS = UCODE_BITS
+def threshold_bits(book: Formatbook) -> int:
+    """Bits of one threshold: the width of u (at most 14 + 15 = 29 < 32 on the half grid, 30 + 31 = 61
+    < 64 on the quarter grid)."""
+    return book.grid.ucode_bits
 
 
 def _threshold_read(m: Module, book: Formatbook, dialect, name: str) -> list:
-    """The 7 thresholds of ``dialect`` (one ROM of 7 x 5-bit words, read once per block)."""
+    """The 7 thresholds of ``dialect`` (one ROM of 7 x 5-bit words, 6-bit on the quarter grid, read once per block)."""
     thresholds = dialect_thresholds(book)
-    width = THRESHOLD_BITS * (MAGNITUDE_CODES - 1)
-    table = [sum(t << (THRESHOLD_BITS * k) for k, t in enumerate(row)) for row in thresholds]
+    bits = threshold_bits(book)
+    width = bits * (MAGNITUDE_CODES - 1)
+    table = [sum(t << (bits * k) for k, t in enumerate(row)) for row in thresholds]
     table += [0] * ((1 << book.id_bits) - len(table))
     word = Rom(m, f"{name}_rom", table, width).read(m, dialect, name)
-    return [word[THRESHOLD_BITS * k : THRESHOLD_BITS * (k + 1)] for k in range(MAGNITUDE_CODES - 1)]
+    return [word[bits * k : bits * (k + 1)] for k in range(MAGNITUDE_CODES - 1)]
 
 
 def _index(u, thresholds):
@@ -193,7 +198,7 @@ class DialectSelectUnit(_Selector):
         # Level 0: one ERR ROM per candidate, read by every lane.
         errors = []
         for k in range(config.parallel):
-            rom = Rom(m, f"err_rom_{k}", [int(err[k, u]) for u in range(NUM_UCODES)], book.err_bits)
+            rom = Rom(m, f"err_rom_{k}", [int(err[k, u]) for u in range(book.num_ucodes)], book.err_bits)
             errors.append([rom.read(m, payload.ucodes[i], f"err_{k}_{i}") for i in range(config.block)])
         live = stages.cut(level, {**keep, "errors": errors})
         level += 1
@@ -248,7 +253,7 @@ class DialectSelectUnit(_Selector):
         for k in range(parallel):
             ids = [p * parallel + k for p in range(passes)]
             # ROM of candidate k: ERR of dialect (pass * parallel + k), indexed by {pass, u}.
-            err_rom = Rom(m, f"err_rom_{k}", [int(err[d, u]) for d in ids for u in range(NUM_UCODES)], book.err_bits)
+            err_rom = Rom(m, f"err_rom_{k}", [int(err[d, u]) for d in ids for u in range(book.num_ucodes)], book.err_bits)
             terms = []
             for i in range(config.block):
                 index = held.ucodes[i] if passes == 1 else Cat(held.ucodes[i], step)
@@ -395,7 +400,7 @@ def _pair_and_ranges(m: Module, book: Formatbook, umax):
     beneficial ranges of its dialects A = 2p and B = 2p + 1 (``two_stage_ranges``)."""
     ranges = book.two_stage_ranges  # (pairs, 2 [A/B], 2 [lo/hi])
     pairs = ranges.shape[0]
-    top = (NUM_UCODES >> 1) - 1  # largest truncated maximum u >> 1
+    top = (book.num_ucodes >> 1) - 1  # largest truncated maximum u >> 1
     truncated = umax >> 1
     low = top - (pairs - 1)
     pair = Signal(range(pairs), name="pair")

@@ -36,13 +36,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hw import Book, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig
+from golden.formats import Grid
+from hw import Book, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, ScaledFrontEndConfig, TwoStageConfig
 from hw.tile import TileConfig, TileFormat
 from hw.tile_front_end import E2M1EncoderConfig, FloatFrontEndConfig, InputFloat
 
 from .synth import SynthError, SynthResult, _write_atomic, synthesize_ecp5, synthesize_generic, write_design
 
-__all__ = ["DESIGNS", "Design", "PROFILES", "readme_table", "run_report", "tile_config", "update_readme"]
+__all__ = ["DESIGNS", "Design", "PROFILES", "VARIANT_TILES", "readme_table", "run_report", "tile_config", "tile_formats",
+           "update_readme"]
 
 #: Bump when the tool scripts in ``rtl_gen.synth`` change, so cached results are not reused.
 FLOW_VERSION = 3
@@ -62,6 +64,19 @@ ANCHORS = {
     "two_stage_over_exhaustive_selector": (0.1, "BlockDialect: two-stage selector about 1/10 of an exhaustive MSE selector"),
     "mx_extension_area": (1.06, "MX dot-product extensions: +5 % to +7 % area (midpoint 1.06)"),
 }
+
+
+#: Registry dialect formats whose tiles are costed beside the built-in ones (issue 16: the fitted books on
+#: the quarter grid with the E4M3 block scale); one line per format: name -> label.
+VARIANT_TILES = {
+    "tdit64-q-e4m3": "tdit64-q-e4m3 (64 fitted dialects, quarter grid, E4M3 scale, LUT DSU)",
+    "tdit-q-e4m3": "tdit-q-e4m3 (32 fitted dialects, quarter grid, E4M3 scale, LUT DSU)",
+}
+
+
+def tile_formats() -> tuple[TileFormat, ...]:
+    """The built-in tile formats, then the registry formats of ``VARIANT_TILES``."""
+    return (*TileFormat, *(TileFormat(name) for name in VARIANT_TILES))
 
 
 def tile_config(fmt: TileFormat, rows: int, cols: int) -> TileConfig:
@@ -88,18 +103,19 @@ class Design:
         return self.config.name
 
 
-def _mac_unit(block: int, nvfp4: bool = False) -> MACArrayConfig:
+def _mac_unit(block: int, nvfp4: bool = False, grid: Grid = Grid.HALF) -> MACArrayConfig:
     """The MAC array of the cost tiles on its own (1 x 1 PE), for its Fmax."""
     return MACArrayConfig(rows=1, cols=1, block=block, interleave=TILE_PARAMETERS["interleave"],
-                          output_depth=TILE_PARAMETERS["output_depth"], nvfp4=nvfp4)  # fmt: skip
+                          output_depth=TILE_PARAMETERS["output_depth"], nvfp4=nvfp4, grid=grid)  # fmt: skip
 
 
 def _designs() -> tuple[Design, ...]:
     out = []
     labels = {TileFormat.FB32: "FB32 (LUT DSU, SeDA mask)", TileFormat.DIALECTFP4: "DialectFP4-16 (two-stage)",
               TileFormat.MXFP4: "MXFP4 (E2M1 encoder)", TileFormat.NVFP4: "NVFP4 (B = 16, scale path, pre-quantized activations)"}  # fmt: skip
+    labels.update({TileFormat(name): label for name, label in VARIANT_TILES.items()})
     for rows, cols in SIZES:
-        for fmt in TileFormat:
+        for fmt in tile_formats():
             out.append(Design(f"{labels[fmt]} tile {rows} x {cols}", tile_config(fmt, rows, cols), "fits", fmt.value,
                               "tile", rows, cols))  # fmt: skip
     stages, slots = TILE_PARAMETERS["dsu_stages"], TILE_PARAMETERS["interleave"]
@@ -119,16 +135,28 @@ def _designs() -> tuple[Design, ...]:
         ("E2M1 decoder (32 lanes)", DecoderConfig(books=(Book.E2M1,), lanes=TILE_BLOCK), "e2m1", "decoder"),
         (f"MAC array 1 x 1 (C-slow L = {slots})", _mac_unit(TILE_BLOCK), "any", "mac_array"),
         (f"NVFP4 MAC array 1 x 1 (B = 16, scale path, L = {slots})", _mac_unit(16, nvfp4=True), "nvfp4", "mac_array"),
+        # The variant units of VARIANT_TILES (quarter grid, E4M3 scale).
+        ("E4M3 front-end (bfloat16, quarter grid: fl32(|x| r) -> 6-bit u)",
+         ScaledFrontEndConfig(block=TILE_BLOCK, grid=Grid.QUARTER, input=InputFloat.BF16.value), "tdit64-q-e4m3", "scaled_front_end"),
+        (f"tdit64-q-e4m3 DSU (LUT, 64 dialects per cycle, quarter grid, {stages} stages)",
+         DSUConfig(book=Book("tdit64-q-e4m3"), block=TILE_BLOCK, pipeline_stages=stages), "tdit64-q-e4m3", "dsu"),
+        ("tdit64-q-e4m3 decoder (32 lanes, 5-bit quarter-unit magnitudes)",
+         DecoderConfig(books=(Book("tdit64-q-e4m3"),), lanes=TILE_BLOCK), "tdit64-q-e4m3", "decoder"),
+        (f"E4M3 quarter-grid MAC array 1 x 1 (B = 32, scale path, L = {slots})",
+         _mac_unit(TILE_BLOCK, nvfp4=True, grid=Grid.QUARTER), "tdit64-q-e4m3", "mac_array"),
     ]  # fmt: skip
     out += [Design(u[0], u[1], u[4] if len(u) > 4 else True, u[2], u[3]) for u in units]
     return tuple(out)
 
 
 DESIGNS: tuple[Design, ...] = _designs()
-#: ``quick``: the units and the 1 x 1 tiles (minutes from a warm cache); ``full``: everything.
+#: ``quick``: the units and the 1 x 1 tiles (minutes from a warm cache); ``full``: everything;
+#: ``builtin`` / ``builtin-quick``: the same without the ``VARIANT_TILES`` formats and their units.
 PROFILES = {
     "full": lambda d: True,
     "quick": lambda d: d.rows * d.cols == 1,
+    "builtin": lambda d: d.format not in VARIANT_TILES,
+    "builtin-quick": lambda d: d.format not in VARIANT_TILES and d.rows * d.cols == 1,
 }
 
 #: Tile submodule name pieces -> unit role in the report (first match wins).
@@ -273,13 +301,19 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
     ratios = {}
     for rows, cols in SIZES:
         base = tiles.get(("mxfp4", rows))
-        for fmt in ("fb32", "dialectfp4", "nvfp4"):
+        for fmt in ("fb32", "dialectfp4", "nvfp4", *VARIANT_TILES):
             tile = tiles.get((fmt, rows))
             if tile is None or base is None:
                 continue
             ratios[f"{fmt}_over_mxfp4_{rows}x{cols}"] = {
                 key: _ratio(tile[key], base[key]) for key in ("transistors_with_ff", "transistors", "lut4", "ff", "fmax_mhz")
             }
+        for fmt in ("fb32", *VARIANT_TILES):  # the dialect tiles against the strongest peer, NVFP4
+            tile, nvfp4 = tiles.get((fmt, rows)), tiles.get(("nvfp4", rows))
+            if tile is not None and nvfp4 is not None:
+                ratios[f"{fmt}_over_nvfp4_{rows}x{cols}"] = {
+                    key: _ratio(tile[key], nvfp4[key]) for key in ("transistors_with_ff", "transistors", "lut4", "ff", "fmax_mhz")
+                }
         fb32 = tiles.get(("fb32", rows))
         if fb32 and fb32["transistors_with_ff"]:
             ratios[f"dsu_share_of_fb32_tile_{rows}x{cols}"] = {
@@ -370,7 +404,7 @@ def readme_table(data: dict) -> str:
     tiles = {(r["format"], r["rows"]): r for r in data["designs"] if r["unit"] == "tile"}
     for rows, cols in SIZES:
         base = tiles.get(("mxfp4", rows))
-        for fmt in ("fb32", "dialectfp4", "mxfp4", "nvfp4"):
+        for fmt in ("fb32", "dialectfp4", "mxfp4", "nvfp4", *VARIANT_TILES):
             r = tiles.get((fmt, rows))
             if r is None:
                 continue
