@@ -281,13 +281,21 @@ class DSUConfig(UnitConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class TwoStageConfig(UnitConfig):
-    """BlockDialect's two-stage selector (DialectFP4-16 only, NUMERICS 2.2)."""
+    """BlockDialect's two-stage selector (DialectFP4-16 only, NUMERICS 2.2).
+
+    ``pipeline_stages``: register cuts spread over its logic levels (max-tree levels, pair and range
+    read, range compares, count-tree levels, choice, threshold read, encoder), a free-running pipeline
+    with a skid FIFO at the output; ``None`` keeps the two-register unit.
+    """
 
     kind = UnitKind.TWO_STAGE
     block: int = 32
+    pipeline_stages: int | None = None
 
     def __post_init__(self) -> None:
         _check_block(self.block)
+        if self.pipeline_stages is not None:
+            _check_positive("pipeline_stages", self.pipeline_stages)
 
     @property
     def book(self) -> Book:
@@ -299,7 +307,7 @@ class TwoStageConfig(UnitConfig):
 
     @property
     def name(self) -> str:
-        return f"two_stage_b{self.block}"
+        return f"two_stage_b{self.block}{'' if self.pipeline_stages is None else f'_s{self.pipeline_stages}'}"
 
 
 @dataclass(frozen=True, kw_only=True)

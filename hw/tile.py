@@ -154,8 +154,9 @@ class TileConfig:
 
     - ``quantizers`` (q, divides ``rows``): activation quantizers (front-end + selector) shared by the rows;
     - ``dialects_per_cycle``: the FB32 DSU's area/throughput knob (None: all 32, one block per cycle);
-    - ``dsu_stages``: register cuts of the full-parallel FB32 DSU (``DSUConfig.pipeline_stages``); a
-      multi-pass DSU (``dialects_per_cycle`` set) is the two-register unit, so it is stored as None;
+    - ``dsu_stages``: register cuts of the selector: the full-parallel FB32 DSU (``DSUConfig.pipeline_stages``)
+      or the DialectFP4-16 two-stage selector (``TwoStageConfig.pipeline_stages``); None: the two-register
+      unit; a multi-pass DSU (``dialects_per_cycle`` set) is the two-register unit, so it is stored as None;
     - ``interleave``: the MAC array's C-slow factor L (outputs per PE in flight, adder stages);
     - ``buffer_blocks``: K blocks per bank of the quantized-activation buffer (the largest ``k_blocks``);
     - ``output_depth``: the MAC array's output FIFO beats (None: its latency + 1; ``interleave + 1``
@@ -205,7 +206,8 @@ class TileConfig:
     @property
     def name(self) -> str:
         dsu = "" if self.dialects_per_cycle is None else f"_p{self.dialects_per_cycle}"
-        stages = "" if self.dsu_stages is None or not self.format.lut else f"_s{self.dsu_stages}"
+        staged = self.format.lut or self.format is TileFormat.DIALECTFP4
+        stages = "" if self.dsu_stages is None or not staged else f"_s{self.dsu_stages}"
         return (f"tile_{self.format.ident}_{self.input.value}_r{self.rows}_c{self.cols}_b{self.block}{dsu}{stages}"
                 f"_q{self.quantizers}_l{self.interleave}_k{self.buffer_blocks}"
                 f"{'' if self.output_depth is None else f'_o{self.output_depth}'}")  # fmt: skip
@@ -222,7 +224,7 @@ class TileConfig:
             return DSUConfig(book=self.format.book, block=self.block, dialects_per_cycle=self.dialects_per_cycle,
                              pipeline_stages=self.dsu_stages)  # fmt: skip
         if self.format is TileFormat.DIALECTFP4:
-            return TwoStageConfig(block=self.block)
+            return TwoStageConfig(block=self.block, pipeline_stages=self.dsu_stages)
         return E2M1EncoderConfig(block=self.block)
 
     @property
