@@ -20,6 +20,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -29,7 +30,7 @@ from golden.formats import DIALECTFP4_16, FB32
 from .fast import _prepare_activations_kernel, _w4a4_fast_kernel
 from .gemm import DEFAULT_CONFIGS, MIN_DOT_K, GemmMode, _w4a4_gemm_kernel
 from .launch import LAUNCH_OPTIONS, interpreting
-from .quantize_act import QuantizeConfig, _quantize_rows_kernel
+from .quantize_act import QuantizeConfig, _quantize_rows_kernel, vector_width
 from .residual import _residual_rows_kernel
 from .tables import ActivationRule
 
@@ -72,6 +73,9 @@ class Specialization:
     bytes_per_element: float = 0.0
 
 
+_TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def _quantize(name, x_dtype, block, rule: ActivationRule, dialects, has_mask):
     signature = {
         "x_ptr": f"*{x_dtype}", "stride_x": "i32", "codes_ptr": "*u8", "stride_codes": "i32",
@@ -80,7 +84,8 @@ def _quantize(name, x_dtype, block, rule: ActivationRule, dialects, has_mask):
         "err_ptr": "*i8", "idx_ptr": "*i32", "ranges_ptr": "*i32", "mx_round_ptr": "*i32", "num_rows": "i32",
     }  # fmt: skip
     constexprs = {
-        "BLOCK": block, "ROWS": QuantizeConfig().rows, "NUM_DIALECTS": dialects,
+        "BLOCK": block, "ROWS": QuantizeConfig().rows_for(block), "VEC": vector_width(_TORCH_DTYPES[x_dtype], block),
+        "NUM_DIALECTS": dialects,
         "DIALECTS_PAD": max(16, 1 << (dialects - 1).bit_length()), "RULE": int(rule), "HAS_MASK": has_mask,
         "PAIR_TOP": DIALECTFP4_16.dialects[0][-1], "NUM_PAIRS": DIALECTFP4_16.num_dialects // 2,
     }  # fmt: skip
@@ -88,7 +93,7 @@ def _quantize(name, x_dtype, block, rule: ActivationRule, dialects, has_mask):
     # Bytes per element: the input, half a byte of codes, and the exponent (and dialect) bytes.
     moved = size + 0.5 + (1 if rule is ActivationRule.MXFP4 else 2) / block
     return Specialization(name, _quantize_rows_kernel, signature, constexprs, QuantizeConfig().num_warps,
-                          elements_per_program=QuantizeConfig().rows * block, bytes_per_element=moved)
+                          elements_per_program=QuantizeConfig().rows_for(block) * block, bytes_per_element=moved)
 
 
 def _exact(name, block, has_dialect, scatter, out="fp32", bias=False, residual=False, budget=None):
@@ -157,6 +162,8 @@ def specializations() -> list[Specialization]:
     return [
         _quantize("quantize_fb32_lut_mask_b32", "fp32", 32, ActivationRule.LUT, FB32.num_dialects, True),
         _quantize("quantize_fb32_lut_b16_bf16", "bf16", 16, ActivationRule.LUT, FB32.num_dialects, False),
+        _quantize("quantize_fb32_lut_b32_bf16", "bf16", 32, ActivationRule.LUT, FB32.num_dialects, False),
+        _quantize("quantize_dialectfp4_two_stage_b32_bf16", "bf16", 32, ActivationRule.TWO_STAGE, 16, False),
         _quantize("quantize_dialectfp4_two_stage_b64", "fp16", 64, ActivationRule.TWO_STAGE, 16, False),
         _quantize("quantize_mxfp4_b32", "fp32", 32, ActivationRule.MXFP4, 1, False),
         _exact("gemm_exact_dialect_b32", 32, True, False, budget=EXACT_BUDGET),
@@ -339,7 +346,10 @@ def report(target: GPUTarget = HOPPER) -> dict[str, dict]:
             "budget_per_mma": spec.budget_per_mma,
         }
         if spec.elements_per_program:
-            count = straight_line(_cuobjdump(kernel.asm["cubin"], "-sass"))
+            sass = _cuobjdump(kernel.asm["cubin"], "-sass")
+            count = straight_line(sass)
+            facts["elements_per_program"] = spec.elements_per_program
+            facts["opcodes"] = dict(collections.Counter(_opcode(t).split(".")[0] for _, t in _instructions(sass)))
             facts["instructions"] = count
             facts["bandwidth"] = {m: bandwidth_ceiling(count, spec.num_warps, spec.elements_per_program,
                                                        spec.bytes_per_element, m) for m in MACHINES}  # fmt: skip
