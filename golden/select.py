@@ -6,6 +6,8 @@ return int64 dialect ids of shape ``(..., nblocks)``; ties always go to the lowe
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .formats import DIALECTFP4_16, NUM_UCODES, Formatbook, FormatError, Grid
@@ -133,13 +135,26 @@ def select_mse(
     flat_e, flat_u = e.reshape(-1), u.reshape(-1, block)
     flat_allowed = None if allowed is None else allowed.reshape(-1, book.num_dialects)
     values = book.half_units.to(torch.float64).gather(1, book.idx_table.to(torch.int64)).to(device)  # (D, 32)
+    table = _exact_term_table(book, device) if bool((values[:, 0] == 0).all()) else None
     out = torch.empty(flat_e.shape, dtype=torch.int64, device=device)
-    for start in range(0, flat_e.numel(), _MSE_CHUNK_BLOCKS):
-        rows = slice(start, start + _MSE_CHUNK_BLOCKS)
+    chunk_blocks = _MSE_CHUNK_BLOCKS if table is None else _MSE_TABLE_CHUNK_BLOCKS
+    for start in range(0, flat_e.numel(), chunk_blocks):
+        rows = slice(start, start + chunk_blocks)
         chunk_allowed = None if flat_allowed is None else flat_allowed[rows]
-        chosen, undecided = _select_mse_moments(
-            flat_blocks[rows], flat_e[rows], flat_u[rows], values, chunk_allowed
-        )
+        if table is None:
+            chosen, undecided = _select_mse_moments(
+                flat_blocks[rows], flat_e[rows], flat_u[rows], values, chunk_allowed
+            )
+        else:
+            chosen, undecided, off_grid = _select_mse_exact(
+                flat_blocks[rows], flat_e[rows], flat_u[rows], values, table, chunk_allowed
+            )
+            if off_grid.any():  # float32 data: the moment formula decides these blocks
+                index = off_grid.nonzero().squeeze(1)
+                chosen[index], undecided[index] = _select_mse_moments(
+                    flat_blocks[rows][index], flat_e[rows][index], flat_u[rows][index], values,
+                    None if chunk_allowed is None else chunk_allowed[index],
+                )  # fmt: skip
         if undecided.any():
             index = undecided.nonzero().squeeze(1)
             chosen[index] = select_mse_reference(
@@ -148,6 +163,92 @@ def select_mse(
             )  # fmt: skip
         out[rows] = chosen
     return out.reshape(batch_shape)
+
+
+#: Blocks per chunk of the exact-integer path (its temporaries stay in the CPU's L2 cache).
+_MSE_TABLE_CHUNK_BLOCKS = 1 << 12
+#: The exact-integer path scales each block so that a bfloat16 element with a nonzero code is an
+#: integer: M = |x| / 2^(e-1) * 2^FRACTION_BITS (bfloat16 has 8 significant bits, so 7 below the
+#: leading one, and a nonzero code means |x| >= 2^(e-2), i.e. M >= 2^(FRACTION_BITS - 1)).
+_EXACT_FRACTION_BITS = 8
+
+
+#: Each exact term T < 2^24 is split as T = 2^12 T_hi + T_lo so that float32 sums of either half
+#: over a block (< 2^12 * B <= 2^22) are exact whatever the summation order.
+_TERM_SPLIT_BITS = 12
+
+
+@functools.cache
+def _exact_term_table_cpu(book: Formatbook) -> torch.Tensor:
+    """float32 ``(32 * 2^7, 2 D)``: row k holds ``T[k, d] = (k - 2^8 V_d[k >> 7])^2`` for k >= 128
+    (0 below: codes 0, whose value is 0 in every dialect, add the same term to every dialect's
+    SSE) split into ``[T_hi | T_lo]`` (``_TERM_SPLIT_BITS``)."""
+    scale = 1 << _EXACT_FRACTION_BITS
+    values = book.half_units.to(torch.int64).gather(1, book.idx_table.to(torch.int64))  # (D, 32)
+    k = torch.arange(NUM_UCODES * scale // 2)
+    terms = (k[:, None] - scale * values.T[k >> (_EXACT_FRACTION_BITS - 1)]) ** 2  # (4096, D) exact ints
+    terms[k < scale // 2] = 0
+    assert int(terms.max()) < 1 << (2 * _TERM_SPLIT_BITS)
+    return torch.cat([terms >> _TERM_SPLIT_BITS, terms & ((1 << _TERM_SPLIT_BITS) - 1)], 1).to(torch.float32)
+
+
+def _exact_term_table(book: Formatbook, device: torch.device) -> torch.Tensor:
+    return _exact_term_table_cpu(book).to(device)
+
+
+def _select_mse_exact(blocks, e, u, values, table, allowed):
+    """``(dialect ids, undecided mask, off-grid mask)`` of ``(n, B)`` blocks by exact integer SSEs.
+
+    With ``M_i = |x_i| 2^(9-e)`` an integer for every element of nonzero code (true for bfloat16
+    data; checked per block), ``SSE_d * 2^(18-2e) = C + sum_i T[M_i, d]`` exactly, where ``T`` is
+    ``_exact_term_table`` and ``C`` (the code-0 elements' squares) is the same for every dialect.
+    The reference sums non-negative terms in float64, each exact (a difference of two numbers on
+    the 2^(e-9) grid below 2^(e+3), squared in 24 bits), so its relative error is below
+    (B - 1) 2^-53; two dialects whose exact sums differ (by at least one unit, against a total
+    below B (2^24 + 2^14)) are therefore ordered the same by the reference. Dialects with equal
+    exact sums are decided when they equal the lowest of them on every code the block holds, or
+    when the reference's sums are exact (then its sums are bitwise equal and the lowest id wins);
+    other blocks are
+    returned as undecided, and blocks whose elements are not on the grid (float32 data) as off-grid.
+    """
+    from .blocks import exact_ldexp
+
+    count, block = u.shape
+    scaled = exact_ldexp(blocks.abs(), (_EXACT_FRACTION_BITS + 1 - e)[:, None])  # M, < 4096
+    index = scaled.to(torch.int64)
+    half = 1 << (_EXACT_FRACTION_BITS - 1)
+    on_grid = ((index == scaled) | (index < half)).all(-1)
+    halves = torch.nn.functional.embedding_bag(index.clamp_(max=table.shape[0] - 1), table, mode="sum")
+    num_dialects = values.shape[0]
+    sse = torch.addcmul(
+        halves[:, num_dialects:].to(torch.float64), halves[:, :num_dialects].to(torch.float64),
+        torch.tensor(float(1 << _TERM_SPLIT_BITS), dtype=torch.float64, device=u.device),
+    )  # (n, D): exact integers below B * 2^24  # fmt: skip
+    if allowed is not None:
+        sse = sse.masked_fill(~allowed, float("inf"))
+    tied = sse == sse.amin(-1, keepdim=True)
+    chosen = tied.to(torch.uint8).argmax(-1)  # the lowest id among the minima
+    undecided = torch.zeros(count, dtype=torch.bool, device=u.device)
+    ambiguous = ((tied.sum(-1) > 1) & on_grid).nonzero().squeeze(1)
+    if ambiguous.numel():
+        # Tied dialects must equal the chosen one on every nonzero code present in the block.
+        sub_u = u[ambiguous]
+        present = torch.zeros(ambiguous.numel(), values.shape[1], dtype=torch.bool, device=u.device)
+        present.scatter_(1, sub_u, True)
+        present[:, 0] = False
+        differs = (values[None, :, :] != values[chosen[ambiguous]][:, None, :]) & present[:, None, :]
+        unequal = (differs.any(-1) & tied[ambiguous]).any(-1)
+        # Equal exact sums of different terms still tie bitwise when the reference's float64 sums
+        # are exact: every element a multiple of 2^(e-9-k) makes every term and partial sum a
+        # multiple of 2^(2e-18-2k) below B 2^(2e+6) <= 2^(2e-18-2k+53), so nothing is rounded.
+        index = ambiguous[unequal]
+        if index.numel():
+            k = (29 - (block - 1).bit_length()) // 2
+            x = blocks[index].abs()
+            fine = exact_ldexp(x, (_EXACT_FRACTION_BITS + 1 + k - e[index])[:, None])
+            exact = ((fine == fine.trunc()) & ((fine != 0) | (x == 0))).all(-1)
+            undecided[index] = ~exact
+    return chosen, undecided, ~on_grid
 
 
 def _select_mse_moments(blocks, e, u, values, allowed):
