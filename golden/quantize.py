@@ -208,9 +208,9 @@ def _quantize_dialect(
     dialect = torch.empty(amax.shape, dtype=torch.uint8, device=rows.device)
     for r in _row_chunks(rows.shape[0], nblocks):
         blocks = rows[r].reshape(-1, block)
-        e, u, sign = front_end(blocks, amax[r].reshape(-1), book.grid)
+        e, u = _front_end_int32(blocks, amax[r].reshape(-1), book.grid)
         chosen = _select(select, blocks, e, u, book, None if masks is None else masks[r].reshape(-1, book.num_dialects))
-        codes[r] = _dialect_codes(book, chosen, u, sign).view(-1, nblocks, block)
+        codes[r] = _dialect_codes(book, chosen, u, torch.signbit(blocks)).view(-1, nblocks, block)
         exponent[r] = (e + EXPONENT_BIAS).to(torch.uint8).view(-1, nblocks)
         dialect[r] = chosen.to(torch.uint8).view(-1, nblocks)
     return {
@@ -220,11 +220,20 @@ def _quantize_dialect(
     }
 
 
+def _front_end_int32(blocks: torch.Tensor, amax: torch.Tensor, grid: Grid) -> tuple[torch.Tensor, torch.Tensor]:
+    """``front_end``'s (e, u) of blocks ``(n, B)``, with u as int32 (the same steps; cheaper to
+    index with than int64)."""
+    e = shared_exponent(blocks, amax)
+    scaled = exact_ldexp(blocks.abs(), (grid.shift + 1 - e)[:, None])
+    return e, scaled.clamp_(max=grid.num_ucodes - 1).to(torch.int32)
+
+
 def _dialect_codes(book, dialect: torch.Tensor, u: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
-    """uint8 codes ``(..., nblocks * B)``: IDX[dialect][u] with the sign in bit 3."""
+    """uint8 codes ``(..., nblocks * B)``: IDX[dialect][u] with the sign (0/1 or bool) in bit 3."""
     flat_idx = book.idx_table.to(device=u.device, dtype=torch.uint8).reshape(-1)  # (D * U,)
-    index = torch.take(flat_idx, u + (dialect * book.num_ucodes)[..., None])  # (..., nblocks, B)
-    return (index | (sign.to(torch.uint8) << 3)).flatten(-2)
+    index = u + (dialect * book.num_ucodes).to(u.dtype)[..., None]  # (..., nblocks, B)
+    codes = flat_idx.index_select(0, index.reshape(-1)).view(index.shape)
+    return (codes | (sign.to(torch.uint8) << 3)).flatten(-2)
 
 
 #: Smallest tensor scale of an E4M3 dialect format: NVFP4's floor (docs/NUMERICS.md section 3.4).
@@ -368,18 +377,22 @@ def _lut_cost_rows(book) -> torch.Tensor:
     return book.err_table.T.to(torch.float32).contiguous()
 
 
-def _fake_quantize_blocks(v: torch.Tensor, book, select: Selection, mask: torch.Tensor | None) -> torch.Tensor | None:
+def _fake_quantize_blocks(
+    v: torch.Tensor, book, select: Selection, mask: torch.Tensor | None, out: torch.Tensor | None = None
+) -> torch.Tensor | None:
     """``dequantize(quantize(.))`` of float32 blocks ``(n, B)`` of an E8M0 dialect format with LUT or
-    two-stage selection (None if a block is not finite). The same steps as ``front_end``,
-    ``select_lut`` / ``select_two_stage`` and ``fast_dequantize``, without forming the codes."""
+    two-stage selection, into ``out`` if given (None if a block is not finite). The steps of
+    ``front_end``, ``select_lut`` / ``select_two_stage`` and ``fast_dequantize``, without forming
+    the codes, on int32 indices."""
     grid, device = book.grid, v.device
     magnitude = v.abs()
     amax = magnitude.amax(-1)
     if not bool(torch.isfinite(amax).all()):
         return None
     e = shared_exponent(v, amax)
-    scaled = exact_ldexp(magnitude, (grid.shift + 1 - e)[:, None])
-    u = scaled.clamp_(max=grid.num_ucodes - 1).to(torch.int64)
+    # front_end's u. Its clamp to U - 1 never acts on finite float32 data (amax < 2^(e+3), so
+    # |x| 2^(g+1-e) < U), and the cast truncates a non-negative value: the floor.
+    u = exact_ldexp(magnitude, (grid.shift + 1 - e)[:, None]).to(torch.int32)
     if select is Selection.LUT:
         # ERR sums are integers below 2^24 (select.lut_costs), exact in float32 whatever the order.
         cost = torch.nn.functional.embedding_bag(u, _lut_cost_rows(book).to(device), mode="sum").to(torch.int32)
@@ -387,10 +400,11 @@ def _fake_quantize_blocks(v: torch.Tensor, book, select: Selection, mask: torch.
             cost = cost.masked_fill_(~mask, torch.iinfo(torch.int32).max)
         dialect = cost.argmin(-1)  # first minimum: ties to the lowest id
     else:
-        dialect = select_two_stage(u, book)
-    values = torch.take(_dequantized_magnitudes(book).to(device), u.add_((dialect * grid.num_ucodes)[:, None]))
+        dialect = select_two_stage(u.to(torch.int64), book)
+    index = u.add_((dialect.to(torch.int32) * grid.num_ucodes)[:, None])
+    values = _dequantized_magnitudes(book).to(device).index_select(0, index.view(-1)).view(v.shape)
     scale = torch.pow(2.0, (e - grid.shift).to(torch.float32))  # exact powers of two, as fast_dequantize
-    return torch.copysign(values.mul_(scale[:, None]), v)
+    return torch.copysign(values.mul_(scale[:, None]), v, out=out)
 
 
 def fake_quantize(
@@ -429,12 +443,15 @@ def fake_quantize(
         chunk = rows[r].to(torch.float32)
         if length % block:
             chunk = torch.nn.functional.pad(chunk, (0, nblocks * block - length))
+        target = None if length % block else out[r].view(-1, block)  # unpadded: write in place
         values = _fake_quantize_blocks(
-            chunk.reshape(-1, block), book, select, None if masks is None else masks[r].reshape(-1, book.num_dialects)
+            chunk.reshape(-1, block), book, select,
+            None if masks is None else masks[r].reshape(-1, book.num_dialects), out=target,
         )  # fmt: skip
         if values is None:  # a NaN or an infinity: quantize names the block
             return quantize(x, spec, block=block, select=select, mask=mask, pad=pad).dequantize()
-        out[r] = values.view(-1, nblocks * block)[:, :length]
+        if target is None:
+            out[r] = values.view(-1, nblocks * block)[:, :length]
     return out.reshape(x.shape)
 
 
