@@ -205,7 +205,7 @@ def _tile_configs():
         TileConfig(format=TileFormat("tdit-q-e4m3"), rows=2, cols=1, block=16, input=InputFloat.FP32, buffer_blocks=4,
                    quantizers=2, interleave=2),  # fmt: skip
         TileConfig(format=TileFormat("tdit-h-e8m0"), rows=2, cols=2, input=InputFloat.FP32, buffer_blocks=4),
-        TileConfig(format=TileFormat(quarter_e8m0), rows=1, cols=2, input=InputFloat.BF16, buffer_blocks=4, dsu_stages=2),
+        TileConfig(format=TileFormat(quarter_e8m0), rows=1, cols=2, input=InputFloat.FP32, buffer_blocks=4, dsu_stages=2),
     ]
 
 
@@ -243,10 +243,25 @@ def test_registry_tile_names_and_round_trip():
     assert config.mac_config.nvfp4 and config.mac_config.grid is Grid.QUARTER
     assert config.selector_config.num_dialects == 64
     assert list(TileFormat) == [TileFormat.FB32, TileFormat.DIALECTFP4, TileFormat.MXFP4, TileFormat.NVFP4]
-    with pytest.raises(ConfigError, match="takes bfloat16 input"):
-        from hw.tile_front_end import InputFloat
 
-        TileConfig(format=TileFormat(_quarter_e8m0_format().name), input=InputFloat.FP32)
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp32"])
+def test_quarter_grid_float_front_end_matches_golden(fmt):
+    """The tile's IEEE front-end (bfloat16 or binary32 words) on the quarter grid: 6-bit u = golden's."""
+    from hw.tile_front_end import FloatFrontEnd, FloatFrontEndConfig, InputFloat, float_front_end_in_layout, float_front_end_out_layout
+    from tests.test_tile_units import _blocks, _words
+
+    fmt = InputFloat(fmt)
+    config = FloatFrontEndConfig(block=16, input=fmt, grid=Grid.QUARTER)  # _blocks: B = 16
+    x = _blocks(np.random.default_rng(5), 40, fmt)
+    run = run_stream(FloatFrontEnd(config), PayloadCodec(float_front_end_in_layout(config)).pack({"": _words(x, fmt)}),
+                     ready=itertools.cycle([1, 0, 1]))  # fmt: skip
+    got = PayloadCodec(float_front_end_out_layout(16, False, Grid.QUARTER)).unpack(run.outputs)
+    e, u, sign = golden.front_end(x, grid=Grid.QUARTER)
+    np.testing.assert_array_equal(got["exponent"], (e + 127).numpy())
+    np.testing.assert_array_equal(got["ucodes"], u.numpy())
+    np.testing.assert_array_equal(got["signs"], sign.numpy())
+    assert u.max() == 63
 
 
 def test_sdialect_rtl_generates_a_registry_book_by_name_or_path(tmp_path):
