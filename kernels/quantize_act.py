@@ -55,8 +55,9 @@ _RULE_LUT = tl.constexpr(int(ActivationRule.LUT))
 _RULE_TWO_STAGE = tl.constexpr(int(ActivationRule.TWO_STAGE))
 _RULE_MXFP4 = tl.constexpr(int(ActivationRule.MXFP4))
 #: Larger than any LUT cost (32 * 961 < 2^15 for B <= 32, < 2^16 for B = 64); times the padded
-#: dialect count (at most 32) plus an id it stays below 2^31.
-_NO_CANDIDATE = tl.constexpr(1 << 25)
+#: dialect count (at most _MAX_DIALECTS_PAD) plus an id it stays below 2^31.
+_NO_CANDIDATE = tl.constexpr(1 << 24)
+_MAX_DIALECTS_PAD = tl.constexpr(64)
 _ERR_SPLIT = tl.constexpr(ERR_SPLIT)
 
 #: The exponent byte the front-end produces for a block holding a NaN or an infinity (exponent field
@@ -209,6 +210,7 @@ def _quantize_rows_kernel(
             # Histogram form: cost = H @ ERR^T, H the (ROWS, 32) counts of each u in the block.
             # ERR = 128 ERR_hi + ERR_lo with both parts in int8, so two exact int8 dots.
             tl.static_assert(ROWS >= 16, "the LUT cost is a tl.dot: at least 16 rows per program")
+            tl.static_assert(DIALECTS_PAD <= _MAX_DIALECTS_PAD, "the minimum's key cost * D' + id must fit int32")
             hist = _histogram(u)
             bins = tl.arange(0, _NUM_UCODES)  # err_split's columns are in the histogram's bin order
             d = tl.arange(0, DIALECTS_PAD)

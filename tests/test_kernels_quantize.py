@@ -111,6 +111,12 @@ def test_production_launch_shape(format, block, dtype):
         assert (k is None and g is None) or torch.equal(k, g), name
 
 
+def test_fitted_half_grid_book_runs_from_its_table():
+    """A shipped formatbook file's format (tdit-h-e8m0: half grid, E8M0) gets its kernel tables
+    from the registry like fb32; its LUT selection is bit-identical to golden."""
+    check_quantize(wide_range_rows(19, 96, seed=9).to(torch.bfloat16), "tdit-h-e8m0")
+
+
 def test_leading_axes_are_flattened():
     x = wide_range_rows(12, 96, seed=4).reshape(2, 6, 96)
     assert check_quantize(x, "fb32").rows == 12
