@@ -10,6 +10,9 @@ nothing downloaded), then in one process:
 3. the fake-quant forward of the quantized model on the same inputs (the one-time dequantization of
    the weights for the fake-quant GEMMs is timed separately, before it).
 
+``quantize_``'s dialect choices for a few seeded rows of every linear are re-derived with
+``select_mse_reference`` (the definition of MSE selection) and the mismatches counted.
+
 Every forward runs once (at this size one call is seconds to minutes on a CPU). The JSON reports
 the wall times, their ratios and the machine's load average at start and end, because the numbers
 depend on what else runs on the machine.
@@ -56,6 +59,44 @@ def random_wan(seed: int = 0, config: dict | None = None):
     return model.eval()
 
 
+#: Weight rows per linear whose MSE dialects the benchmark re-derives with the reference rule.
+SAMPLE_ROWS = 4
+
+
+def _sample_weight_rows(model, seed: int) -> dict:
+    """A few seeded rows of every linear's weight, kept (small) to check ``quantize_``'s dialects."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed + 2)
+    samples = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            rows = torch.randperm(module.out_features, generator=g)[:SAMPLE_ROWS]
+            samples[name] = (rows, module.weight.detach()[rows].clone())
+    return samples
+
+
+def _check_against_reference(layers: dict, samples: dict, config) -> dict:
+    """The dialect ids ``quantize_`` chose for the sampled rows against ``select_mse_reference``
+    (the one-dialect-at-a-time definition), block by block."""
+    from ..blocks import BlockedTensor, front_end
+    from ..formats import Scale, Selection, get_format
+    from ..select import select_mse_reference
+
+    spec = get_format(config.format)
+    if not spec.is_dialect or config.weight_select is not Selection.MSE or spec.scale is not Scale.E8M0:
+        return {"checked": False, "reason": f"{spec.name} weights are not E8M0 dialects with MSE selection"}
+    blocks = mismatches = 0
+    for name, layer in layers.items():
+        rows, weight = samples[name]
+        blocked = BlockedTensor(weight, config.block, pad=True)
+        e, u, _ = front_end(blocked.values, blocked.amax, spec.grid)
+        reference = select_mse_reference(blocked.values, e, u, spec.formatbook)
+        mismatches += int((layer.weight_q.dialect[rows].to(reference.dtype) != reference).sum())
+        blocks += reference.numel()
+    return {"checked": True, "sampled_blocks": blocks, "layers": len(layers), "mismatches": mismatches}
+
+
 def _latent(tokens: int, patch=(1, 2, 2)) -> tuple[int, int, int]:
     """(frames, height, width) of a latent with ``tokens`` patch tokens: 8 frames of a square grid."""
     frames = 8 if tokens % 8 == 0 else 1
@@ -99,10 +140,12 @@ def run(tokens: int, *, seed: int = 0, config: dict | None = None, format: str =
     model.to(torch.bfloat16)
 
     quant_config = QuantConfig(format=format)
+    samples = _sample_weight_rows(model, seed)
     cpu = time.process_time()
     report = quantize_(model, quant_config)
     quantize_cpu = time.process_time() - cpu
     layers = quantized_layers(model)
+    identity = _check_against_reference(layers, samples, quant_config)
     start = time.perf_counter()
     for layer in layers.values():
         layer.weight_deq  # noqa: B018  (builds the cached dequantized weight)
@@ -127,6 +170,7 @@ def run(tokens: int, *, seed: int = 0, config: dict | None = None, format: str =
             "us_per_weight_element": report.wall_time_s / quantized_elements * 1e6,
             "process_cpu_s": quantize_cpu,
             "target_s": 300.0,
+            "bit_identical_to_reference_selection": identity,
         },
         "forward_s": {
             "float_bf16": float_bf16[0],

@@ -27,16 +27,18 @@ from torch import nn
 
 from ..formats import FormatError, FormatKind, Scale, get_format
 from ..matmul import quantized_matmul
-from ..quantize import QuantizedTensor, quantize
+from ..quantize import QuantizedTensor, fake_quantize, quantize
 from .config import Backend, Execution, QuantConfig
 from .saliency import choose_families
 
 __all__ = [
     "ActivationPlan",
     "DecomposedActivation",
+    "FakeQuantActivation",
     "QuantizedLinear",
     "TokenRole",
     "decomposed_matmul",
+    "fake_quantize_activation",
     "fast_dequantize",
     "quantize_activation",
     "quantize_weight",
@@ -108,6 +110,31 @@ class DecomposedActivation:
         return x_hat
 
 
+@dataclass(frozen=True)
+class FakeQuantActivation:
+    """``DecomposedActivation.main`` and ``.residual`` already dequantized (float32 ``(M, K)`` and
+    ``(|S|, K)``): what the fake-quant matmul reads, formed without the codes."""
+
+    main: torch.Tensor
+    residual: torch.Tensor | None = None
+    salient_rows: torch.Tensor | None = None
+
+
+def fake_quantize_activation(x: torch.Tensor, config: QuantConfig, plan: ActivationPlan) -> FakeQuantActivation:
+    """``quantize_activation`` followed by ``fast_dequantize`` of both parts, bit for bit, by
+    ``golden.fake_quantize`` (the fake-quant forward's path)."""
+    mask = None if plan.candidate_mask is None else plan.candidate_mask[:, None, :]
+    select = config.activation_select
+    main = fake_quantize(x, config.format, block=config.block, select=select, mask=mask, pad=True)
+    rows = plan.salient_rows
+    if rows is None or rows.numel() == 0:
+        return FakeQuantActivation(main=main)
+    residual = x[rows].to(torch.float32) - main[rows]
+    residual_mask = None if mask is None else mask[rows]
+    second = fake_quantize(residual, config.format, block=config.block, select=select, mask=residual_mask, pad=True)
+    return FakeQuantActivation(main=main, residual=second, salient_rows=rows)
+
+
 def quantize_weight(weight: torch.Tensor, config: QuantConfig) -> QuantizedTensor:
     """Quantize an ``(N, K)`` float weight once, offline, blocks along K (MSE for dialects)."""
     return quantize(weight.detach(), config.format, block=config.block, select=config.weight_select, pad=True)
@@ -136,13 +163,22 @@ def quantize_activation(x: torch.Tensor, config: QuantConfig, plan: ActivationPl
 
 
 def decomposed_matmul(
-    act: DecomposedActivation,
+    act: DecomposedActivation | FakeQuantActivation,
     weight: QuantizedTensor,
     *,
     execution: Execution,
     weight_deq: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``Y = Q1 W ; Y[S] += Q2 W`` as float32 ``(M, N)`` (no bias)."""
+    """``Y = Q1 W ; Y[S] += Q2 W`` as float32 ``(M, N)`` (no bias). A ``FakeQuantActivation``
+    (fake-quant only) gives the same result as the ``DecomposedActivation`` it dequantizes."""
+    if isinstance(act, FakeQuantActivation):
+        if execution is not Execution.FAKE_QUANT:
+            raise FormatError("a FakeQuantActivation holds no codes; the integer path needs a DecomposedActivation")
+        w = fast_dequantize(weight) if weight_deq is None else weight_deq
+        y = act.main @ w.T
+        if act.residual is not None:
+            y[act.salient_rows] = y[act.salient_rows] + act.residual @ w.T
+        return y
     if execution is Execution.INTEGER:
         y = quantized_matmul(act.main, weight)
         if act.residual is not None:
@@ -307,13 +343,23 @@ class QuantizedLinear(nn.Module):
             observer(self, rows, act, plan, y)
         return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
-    def _activation(self, x: torch.Tensor, rows: torch.Tensor, plan: ActivationPlan) -> DecomposedActivation:
-        """``quantize_activation``, reusing the previous layer's result when it quantized the very
-        same input tensor (unmodified) under an equal plan (q/k/v of one attention)."""
+    def _activation(
+        self, x: torch.Tensor, rows: torch.Tensor, plan: ActivationPlan
+    ) -> DecomposedActivation | FakeQuantActivation:
+        """``quantize_activation`` (or, for a fake-quant forward on the torch backend that no
+        observer watches, ``fake_quantize_activation``), reusing the previous layer's result when
+        it quantized the very same input tensor (unmodified) under an equal plan (q/k/v of one
+        attention)."""
+        fake = (
+            self.config.execution is Execution.FAKE_QUANT and self.config.backend is Backend.TORCH
+            and not self.observers
+        )  # fmt: skip
+        kind = FakeQuantActivation if fake else DecomposedActivation
         model = None if self.block_state is None else self.block_state.model
         cached = None if model is None else model.last_activation
         if (
             cached is not None
+            and isinstance(cached[3], kind)
             and cached[0] is x
             and cached[1] == x._version
             and cached[2].config == self.config
@@ -321,7 +367,7 @@ class QuantizedLinear(nn.Module):
             and _same(cached[2].plan.candidate_mask, plan.candidate_mask)
         ):
             return cached[3]
-        act = quantize_activation(rows, self.config, plan)
+        act = (fake_quantize_activation if fake else quantize_activation)(rows, self.config, plan)
         if model is not None:
             model.last_activation = (x, x._version, _CacheKey(config=self.config, plan=plan), act)
         return act
