@@ -146,7 +146,7 @@ def test_calls_at_one_timestep_are_bounded():
 
 
 def test_save_pretrained_of_a_quantized_transformer_is_refused(tmp_path):
-    """diffusers' save_pretrained would write a checkpoint without the quantized linears' weights."""
+    """diffusers' save_pretrained would write a checkpoint its from_pretrained cannot load."""
     pipe, _ = wan_ti2v(1)
     quantize_(pipe.transformer, QuantConfig(format="fb32"))
     with pytest.raises(FormatError, match="save_quantized_model"):
