@@ -144,7 +144,8 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None) -> QuantRepor
 
     Args:
         model: a ``HunyuanVideoTransformer3DModel``, ``WanTransformer3DModel``,
-            ``LTXVideoTransformer3DModel``, ``CogVideoXTransformer3DModel`` or ``MochiTransformer3DModel``
+            ``SkyReelsV2Transformer3DModel``, ``LTXVideoTransformer3DModel``,
+            ``CogVideoXTransformer3DModel`` or ``MochiTransformer3DModel``
             (``golden.dit.ARCHITECTURES``), float, not yet quantized.
         config: ``QuantConfig`` (default: fb32, fake-quant, no decomposition).
     """
