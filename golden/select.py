@@ -155,7 +155,7 @@ def select_mse(
     table = device_table(book, "exact_terms", device, lambda: _exact_term_table_cpu(book)) if exact else None
     differing = device_table(book, "differing_codes", device, lambda: _differing_codes_cpu(book)) if exact else None
     out = torch.empty(flat_e.shape, dtype=torch.int64, device=device)
-    chunk_blocks = _MSE_CHUNK_BLOCKS if table is None else _MSE_TABLE_CHUNK_BLOCKS
+    chunk_blocks = _MSE_CHUNK_BLOCKS if table is None or device.type != "cpu" else _MSE_TABLE_CHUNK_BLOCKS
     for start in range(0, flat_e.numel(), chunk_blocks):
         rows = slice(start, start + chunk_blocks)
         chunk_allowed = None if flat_allowed is None else flat_allowed[rows]
