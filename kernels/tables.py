@@ -34,6 +34,7 @@ from golden.quantize import e2m1_encode
 __all__ = [
     "ALIGN_BITS",
     "ERR_SPLIT",
+    "HISTOGRAM_BINS",
     "NUM_ALIGN_SHIFTS",
     "MAGNITUDE_BITS",
     "FLOAT32_BIAS",
@@ -54,6 +55,11 @@ MAGNITUDE_BITS = MAX_HALF_UNITS.bit_length()
 assert MAGNITUDE_BITS * MAGNITUDE_CODES == 32
 #: The quantizer's cost dot splits each LUT error e = ERR_SPLIT * hi + lo into two int8 parts.
 ERR_SPLIT = 128
+#: The bin (u) counted at each position of the quantizer's histogram: word ``u >> 3`` counts ``u``
+#: in nibble ``u & 7``, and the even and odd nibbles of each word are widened to bytes separately,
+#: so position ``8 w + 4 s + k`` holds bin ``8 w + 2 k + s``. ``err_split``'s columns follow it.
+HISTOGRAM_BINS = tuple((p & ~7) | ((p & 3) << 1) | ((p >> 2) & 1) for p in range(NUM_UCODES))
+assert sorted(HISTOGRAM_BINS) == list(range(NUM_UCODES))
 #: binary32 layout, used by the kernels' integer front-end (value = M * 2^(F - bias - mantissa bits)).
 FLOAT32_MANTISSA_BITS = int(numpy.finfo(numpy.float32).nmant)
 FLOAT32_BIAS = int(numpy.finfo(numpy.float32).maxexp) - 1
@@ -112,7 +118,8 @@ class FormatTables:
     in bits ``4k .. 4k + 3`` (``MAGNITUDE_BITS`` each), so a kernel decodes a whole block from one
     load. ``idx`` / ``err``: int32 ``(D, 32)``, the NUMERICS 2.2 IDX and ERR tables.
     ``err_split``: int8 ``(2, D', 32)``, ERR as ``ERR_SPLIT * [1] + [0]`` with D padded to a power of
-    two of at least 16 (zeros), the operands of the quantizer's histogram-form cost dot.
+    two of at least 16 (zeros) and the columns in ``HISTOGRAM_BINS`` order, the operands of the
+    quantizer's histogram-form cost dot.
     ``two_stage``: int32 ``(P, 2, 2)`` half-open u ranges (DialectFP4-16; empty otherwise).
     ``mx_round``: int32 ``(2, 32)``, the E2M1 magnitude code of a value in quarter units: row 0 for
     a value strictly inside ``(u, u + 1)``, row 1 for a value exactly ``u``.
@@ -147,7 +154,8 @@ def format_tables(format_name: str, device: torch.device | str) -> FormatTables:
         raise FormatError(f"formatbook {book.name!r} has LUT errors of {int(err.max())}, too large for the kernels")
     padded = max(16, 1 << (book.num_dialects - 1).bit_length())
     err_split = torch.zeros(2, padded, NUM_UCODES, dtype=torch.int64)
-    err_split[:, : book.num_dialects] = torch.stack((err % ERR_SPLIT, err // ERR_SPLIT))
+    in_bin_order = err[:, list(HISTOGRAM_BINS)]
+    err_split[:, : book.num_dialects] = torch.stack((in_bin_order % ERR_SPLIT, in_bin_order // ERR_SPLIT))
     return FormatTables(
         num_dialects=book.num_dialects,
         decode=signed.to(torch.int8).to(device),
