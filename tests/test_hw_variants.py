@@ -212,11 +212,11 @@ def _tile_configs():
 @pytest.mark.parametrize("index", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow),
                                    pytest.param(3, marks=pytest.mark.slow)],
                          ids=["tdit64-q-e4m3", "tdit-q-e4m3-fp32", "tdit-h-e8m0", "quarter-e8m0"])  # fmt: skip
-def test_registry_format_tile_is_bit_exact(index):
+def test_registry_format_tile_is_bit_exact(index, tmp_path):
     """Quantizer (front-end + LUT DSU over the registry table, SeDA mask), buffer, decoders and the PEs of
     the format's grid and scale: the tile's outputs equal golden.quantized_matmul bit for bit."""
     from tests.test_tile_pipeline import _random, run_tile, synthetic_record
-    from sim.tile.workload import record_workload
+    from sim.tile.workload import load_workloads, record_workload, save_workloads
 
     config = _tile_configs()[index]
     record = synthetic_record(config, m=3, n=7, k=2 * config.block * (1 + index % 2), seed=index)
@@ -229,6 +229,8 @@ def test_registry_format_tile_is_bit_exact(index):
         y = golden.quantized_matmul(act, record.weight)
         record.activation, record.candidate_mask, record.y = act, mask, y
     work = record_workload(config, record)
+    save_workloads(tmp_path / "w.npz", [work])  # as the Verilator replay ships it (64-dialect masks: wide ints)
+    work = load_workloads(tmp_path / "w.npz")[0]
     got, beats, window, _ = run_tile(config, work, o_ready=_random(index, 0.8))
     np.testing.assert_array_equal(got, work.expected)
     assert beats == work.beats
