@@ -78,7 +78,7 @@ class Specialization:
 _TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _quantize(name, x_dtype, block, rule: ActivationRule, dialects, has_mask):
+def _quantize(name, x_dtype, block, rule: ActivationRule, dialects, has_mask, histogram=False):
     signature = {
         "x_ptr": f"*{x_dtype}", "stride_x": "i32", "codes_ptr": "*u8", "stride_codes": "i32",
         "exponent_ptr": "*u8", "dialect_ptr": "*u8", "stride_meta": "i32",
@@ -90,6 +90,7 @@ def _quantize(name, x_dtype, block, rule: ActivationRule, dialects, has_mask):
         "NUM_DIALECTS": dialects,
         "DIALECTS_PAD": max(16, 1 << (dialects - 1).bit_length()), "RULE": int(rule), "HAS_MASK": has_mask,
         "PAIR_TOP": DIALECTFP4_16.dialects[0][-1], "NUM_PAIRS": DIALECTFP4_16.num_dialects // 2,
+        "SUBSETS": rule is ActivationRule.LUT and not histogram, "USE_PTX": True,
     }  # fmt: skip
     size = {"fp32": 4, "bf16": 2, "fp16": 2}[x_dtype]
     # Bytes per element: the input, half a byte of codes, and the exponent (and dialect) bytes.
@@ -166,6 +167,9 @@ def specializations() -> list[Specialization]:
         _quantize("quantize_fb32_lut_b16_bf16", "bf16", 16, ActivationRule.LUT, FB32.num_dialects, False),
         _quantize("quantize_fb32_lut_b32_bf16", "bf16", 32, ActivationRule.LUT, FB32.num_dialects, False),
         _quantize("quantize_dialectfp4_two_stage_b32_bf16", "bf16", 32, ActivationRule.TWO_STAGE, 16, False),
+        _quantize("quantize_fb32_lut_b64_bf16", "bf16", 64, ActivationRule.LUT, FB32.num_dialects, False),
+        _quantize("quantize_fb32_lut_b32_bf16_histogram", "bf16", 32, ActivationRule.LUT, FB32.num_dialects, False,
+                  histogram=True),
         _quantize("quantize_dialectfp4_two_stage_b64", "fp16", 64, ActivationRule.TWO_STAGE, 16, False),
         _quantize("quantize_mxfp4_b32", "fp32", 32, ActivationRule.MXFP4, 1, False),
         _fast("gemm_exact_tiled_b32_bf16_bias", 32, 32, budget=EXACT_TILED_BUDGET, exact=True),
