@@ -9,8 +9,8 @@ One program quantizes ``ROWS`` rows of one block column, each thread whole block
   ``m >> (148 + e - f)`` for ``|x| = m * 2^(f - 150)``; the kernel by two exact multiplies by
   powers of two and a truncation (kernels/README.md, "How the kernels stay exact").
 
-Dialect selection is the LUT rule (``cost[d] = sum ERR[d][u]``, first minimum, optional candidate
-mask) or, for DialectFP4-16, BlockDialect's two-stage rule; MXFP4 rounds ``x / 2^e`` to E2M1 with a
+Dialect selection is the LUT rule (``cost[d] = sum ERR[d][u]``, from subset counts and the Moebius
+transform of ERR; first minimum, optional candidate mask) or, for DialectFP4-16, BlockDialect's two-stage rule; MXFP4 rounds ``x / 2^e`` to E2M1 with a
 table indexed by ``u`` and by whether ``|x| 2^(2-e)`` is exactly ``u`` (every E2M1 midpoint is a
 whole number of quarter units, so ``u`` and that flag decide the rounding, ties included).
 """
@@ -27,7 +27,7 @@ from golden.blocks import InputError
 from golden.formats import CODE_BITS, EXPONENT_BIAS, NUM_UCODES, FormatError, FormatSpec, Selection
 from golden.select import check_candidate_mask
 
-from .launch import LAUNCH_OPTIONS, check_runnable
+from .launch import LAUNCH_OPTIONS, check_runnable, interpreting
 from .packed import PackedOperand
 from .tables import (
     FLOAT32_BIAS,
@@ -132,6 +132,237 @@ def _histogram(u):
 
 
 @triton.jit
+def _or(a, b):
+    return a | b
+
+
+@triton.jit
+def _popc(x, USE_PTX: tl.constexpr):
+    """Population count of int32 words (the GPU's popc; a SWAR count under the interpreter)."""
+    if USE_PTX:
+        return tl.inline_asm_elementwise("popc.b32 $0, $1;", "=r,r", [x], dtype=tl.int32, is_pure=True, pack=1)
+    else:
+        v = x.to(tl.uint32, bitcast=True)
+        v = v - ((v >> 1) & 0x55555555)
+        v = (v & 0x33333333) + ((v >> 2) & 0x33333333)
+        v = (v + (v >> 4)) & 0x0F0F0F0F
+        return ((v * 0x01010101) >> 24).to(tl.int32)
+
+
+@triton.jit
+def _bit_plane(words, position, BIT: tl.constexpr):
+    """Bit BIT of every value of a block as one 32-bit mask: the value in byte l of word j at bit
+    8 l + j (any fixed placement serves: only the counts of ANDs of planes are used).
+
+    ``words`` (PIECES, R, VEC / 4) hold four values of at most 5 bits each, one per byte;
+    ``position`` is each word's index j < 8 in the block.
+    """
+    up = tl.maximum(position - BIT, 0)
+    down = tl.maximum(BIT - position, 0)
+    moved = tl.where(position >= BIT, words << up, words >> down)
+    picked = moved & (0x01010101 << position)
+    return tl.reduce(tl.reduce(picked, 2, _or), 0, _or)
+
+
+@triton.jit
+def _bit_planes(u):
+    """The 5 bit planes of (PIECES, R, VEC) values u < 32, PIECES * VEC <= 32: one int32 mask each
+    per row, a bit per value (value 4 q + b of piece p at bit 8 b + p VEC / 4 + q)."""
+    PIECES: tl.constexpr = u.shape[0]
+    ROWS: tl.constexpr = u.shape[1]
+    VEC: tl.constexpr = u.shape[2]
+    tl.static_assert(PIECES * VEC <= 32, "a plane holds 32 values")
+    # Four values per word, one per byte.
+    quads = tl.reshape(u, (PIECES, ROWS, VEC // 4, 2, 2))
+    pair_0, pair_1 = tl.split(quads)
+    v0, v2 = tl.split(pair_0)
+    v1, v3 = tl.split(pair_1)
+    words = v0 | (v1 << 8) | (v2 << 16) | (v3 << 24)
+    position = tl.arange(0, PIECES)[:, None, None] * (VEC // 4) + tl.arange(0, VEC // 4)[None, None, :]
+    return (_bit_plane(words, position, 0), _bit_plane(words, position, 1), _bit_plane(words, position, 2),
+            _bit_plane(words, position, 3), _bit_plane(words, position, 4))
+
+
+@triton.jit
+def _subset_counts(u, BLOCK: tl.constexpr, USE_PTX: tl.constexpr):
+    """(R, 32) int8: for every subset s of the 5 bits of u, how many values of each row's block have
+    all the bits of s set (s = 0: all of them). With the Moebius transform W of ERR
+    (``ERR[d][u] = sum of W[d][s] over the subsets s of u's bits``), ``cost = counts @ W^T`` is the
+    LUT cost exactly. Each count is a popc of an AND of bit planes (two planes per bit for blocks
+    of 64): no per-bin work per value.
+    """
+    PIECES: tl.constexpr = u.shape[0]
+    ROWS: tl.constexpr = u.shape[1]
+    VEC: tl.constexpr = u.shape[2]
+    if PIECES * VEC > 32:
+        tl.static_assert(PIECES * VEC == 64, "blocks of at most 64 values")
+        halves = tl.permute(tl.reshape(u, (2, PIECES // 2, ROWS, VEC)), (1, 2, 3, 0))
+        u_lo, u_hi = tl.split(halves)
+        p0, p1, p2, p3, p4 = _bit_planes(u_lo)
+    else:
+        p0, p1, p2, p3, p4 = _bit_planes(u)
+    m1 = p0
+    m2 = p1
+    m3 = m1 & p1
+    m4 = p2
+    m5 = m1 & p2
+    m6 = m2 & p2
+    m7 = m3 & p2
+    m8 = p3
+    m9 = m1 & p3
+    m10 = m2 & p3
+    m11 = m3 & p3
+    m12 = m4 & p3
+    m13 = m5 & p3
+    m14 = m6 & p3
+    m15 = m7 & p3
+    m16 = p4
+    m17 = m1 & p4
+    m18 = m2 & p4
+    m19 = m3 & p4
+    m20 = m4 & p4
+    m21 = m5 & p4
+    m22 = m6 & p4
+    m23 = m7 & p4
+    m24 = m8 & p4
+    m25 = m9 & p4
+    m26 = m10 & p4
+    m27 = m11 & p4
+    m28 = m12 & p4
+    m29 = m13 & p4
+    m30 = m14 & p4
+    m31 = m15 & p4
+    c1 = _popc(m1, USE_PTX)
+    c2 = _popc(m2, USE_PTX)
+    c3 = _popc(m3, USE_PTX)
+    c4 = _popc(m4, USE_PTX)
+    c5 = _popc(m5, USE_PTX)
+    c6 = _popc(m6, USE_PTX)
+    c7 = _popc(m7, USE_PTX)
+    c8 = _popc(m8, USE_PTX)
+    c9 = _popc(m9, USE_PTX)
+    c10 = _popc(m10, USE_PTX)
+    c11 = _popc(m11, USE_PTX)
+    c12 = _popc(m12, USE_PTX)
+    c13 = _popc(m13, USE_PTX)
+    c14 = _popc(m14, USE_PTX)
+    c15 = _popc(m15, USE_PTX)
+    c16 = _popc(m16, USE_PTX)
+    c17 = _popc(m17, USE_PTX)
+    c18 = _popc(m18, USE_PTX)
+    c19 = _popc(m19, USE_PTX)
+    c20 = _popc(m20, USE_PTX)
+    c21 = _popc(m21, USE_PTX)
+    c22 = _popc(m22, USE_PTX)
+    c23 = _popc(m23, USE_PTX)
+    c24 = _popc(m24, USE_PTX)
+    c25 = _popc(m25, USE_PTX)
+    c26 = _popc(m26, USE_PTX)
+    c27 = _popc(m27, USE_PTX)
+    c28 = _popc(m28, USE_PTX)
+    c29 = _popc(m29, USE_PTX)
+    c30 = _popc(m30, USE_PTX)
+    c31 = _popc(m31, USE_PTX)
+    if PIECES * VEC > 32:
+        q0, q1, q2, q3, q4 = _bit_planes(u_hi)
+        n1 = q0
+        n2 = q1
+        n3 = n1 & q1
+        n4 = q2
+        n5 = n1 & q2
+        n6 = n2 & q2
+        n7 = n3 & q2
+        n8 = q3
+        n9 = n1 & q3
+        n10 = n2 & q3
+        n11 = n3 & q3
+        n12 = n4 & q3
+        n13 = n5 & q3
+        n14 = n6 & q3
+        n15 = n7 & q3
+        n16 = q4
+        n17 = n1 & q4
+        n18 = n2 & q4
+        n19 = n3 & q4
+        n20 = n4 & q4
+        n21 = n5 & q4
+        n22 = n6 & q4
+        n23 = n7 & q4
+        n24 = n8 & q4
+        n25 = n9 & q4
+        n26 = n10 & q4
+        n27 = n11 & q4
+        n28 = n12 & q4
+        n29 = n13 & q4
+        n30 = n14 & q4
+        n31 = n15 & q4
+        c1 += _popc(n1, USE_PTX)
+        c2 += _popc(n2, USE_PTX)
+        c3 += _popc(n3, USE_PTX)
+        c4 += _popc(n4, USE_PTX)
+        c5 += _popc(n5, USE_PTX)
+        c6 += _popc(n6, USE_PTX)
+        c7 += _popc(n7, USE_PTX)
+        c8 += _popc(n8, USE_PTX)
+        c9 += _popc(n9, USE_PTX)
+        c10 += _popc(n10, USE_PTX)
+        c11 += _popc(n11, USE_PTX)
+        c12 += _popc(n12, USE_PTX)
+        c13 += _popc(n13, USE_PTX)
+        c14 += _popc(n14, USE_PTX)
+        c15 += _popc(n15, USE_PTX)
+        c16 += _popc(n16, USE_PTX)
+        c17 += _popc(n17, USE_PTX)
+        c18 += _popc(n18, USE_PTX)
+        c19 += _popc(n19, USE_PTX)
+        c20 += _popc(n20, USE_PTX)
+        c21 += _popc(n21, USE_PTX)
+        c22 += _popc(n22, USE_PTX)
+        c23 += _popc(n23, USE_PTX)
+        c24 += _popc(n24, USE_PTX)
+        c25 += _popc(n25, USE_PTX)
+        c26 += _popc(n26, USE_PTX)
+        c27 += _popc(n27, USE_PTX)
+        c28 += _popc(n28, USE_PTX)
+        c29 += _popc(n29, USE_PTX)
+        c30 += _popc(n30, USE_PTX)
+        c31 += _popc(n31, USE_PTX)
+    c0 = tl.zeros_like(c1) + BLOCK
+    l1_0 = tl.join(c0, c16)
+    l1_1 = tl.join(c1, c17)
+    l1_2 = tl.join(c2, c18)
+    l1_3 = tl.join(c3, c19)
+    l1_4 = tl.join(c4, c20)
+    l1_5 = tl.join(c5, c21)
+    l1_6 = tl.join(c6, c22)
+    l1_7 = tl.join(c7, c23)
+    l1_8 = tl.join(c8, c24)
+    l1_9 = tl.join(c9, c25)
+    l1_10 = tl.join(c10, c26)
+    l1_11 = tl.join(c11, c27)
+    l1_12 = tl.join(c12, c28)
+    l1_13 = tl.join(c13, c29)
+    l1_14 = tl.join(c14, c30)
+    l1_15 = tl.join(c15, c31)
+    l2_0 = tl.join(l1_0, l1_8)
+    l2_1 = tl.join(l1_1, l1_9)
+    l2_2 = tl.join(l1_2, l1_10)
+    l2_3 = tl.join(l1_3, l1_11)
+    l2_4 = tl.join(l1_4, l1_12)
+    l2_5 = tl.join(l1_5, l1_13)
+    l2_6 = tl.join(l1_6, l1_14)
+    l2_7 = tl.join(l1_7, l1_15)
+    l3_0 = tl.join(l2_0, l2_4)
+    l3_1 = tl.join(l2_1, l2_5)
+    l3_2 = tl.join(l2_2, l2_6)
+    l3_3 = tl.join(l2_3, l2_7)
+    l4_0 = tl.join(l3_0, l3_2)
+    l4_1 = tl.join(l3_1, l3_3)
+    counts = tl.join(l4_0, l4_1)  # element [r, a, b, c, d, e]: subset 16 a + 8 b + 4 c + 2 d + e
+    return tl.reshape(counts, (ROWS, _NUM_UCODES)).to(tl.int8)
+
+
+@triton.jit
 def _range_count(u, lo, hi):
     """Values of each row's block with lo <= u < hi (bounds per row, broadcast over pieces and lanes)."""
     inside = (u >= lo[None, :, None]) & (u < hi[None, :, None])
@@ -161,6 +392,8 @@ def _quantize_rows_kernel(
     HAS_MASK: tl.constexpr,
     PAIR_TOP: tl.constexpr,
     NUM_PAIRS: tl.constexpr,
+    SUBSETS: tl.constexpr = False,
+    USE_PTX: tl.constexpr = False,
 ):  # fmt: skip
     """Quantize ``ROWS`` rows x one block: x (M, K) float -> codes (M, K/2), exponent/dialect (M, K/B).
 
@@ -207,12 +440,16 @@ def _quantize_rows_kernel(
         index = tl.load(mx_round_ptr + exact.to(tl.int32) * _NUM_UCODES + u)
     else:
         if RULE == _RULE_LUT:
-            # Histogram form: cost = H @ ERR^T, H the (ROWS, 32) counts of each u in the block.
-            # ERR = 128 ERR_hi + ERR_lo with both parts in int8, so two exact int8 dots.
+            # cost = N @ T^T as two exact int8 dots (T = 128 T_hi + T_lo): N the (ROWS, 32) subset
+            # counts and T the Moebius coefficients of ERR (SUBSETS), or N the counts of each u
+            # (the histogram) and T = ERR with its columns in HISTOGRAM_BINS order.
             tl.static_assert(ROWS >= 16, "the LUT cost is a tl.dot: at least 16 rows per program")
             tl.static_assert(DIALECTS_PAD <= _MAX_DIALECTS_PAD, "the minimum's key cost * D' + id must fit int32")
-            hist = _histogram(u)
-            bins = tl.arange(0, _NUM_UCODES)  # err_split's columns are in the histogram's bin order
+            if SUBSETS:  # err_ptr holds the split Moebius coefficients of ERR (tables.subset_split)
+                hist = _subset_counts(u, BLOCK, USE_PTX)
+            else:
+                hist = _histogram(u)
+            bins = tl.arange(0, _NUM_UCODES)
             d = tl.arange(0, DIALECTS_PAD)
             err_lo = tl.load(err_ptr + d[None, :] * _NUM_UCODES + bins[:, None])  # (32, DIALECTS_PAD)
             err_hi = tl.load(err_ptr + (DIALECTS_PAD + d[None, :]) * _NUM_UCODES + bins[:, None])
@@ -253,6 +490,12 @@ VECTOR_BYTES = 16
 def vector_width(dtype: torch.dtype, block: int) -> int:
     """Values of ``dtype`` per vector load piece of a block (16 bytes, at most the block)."""
     return min(block, VECTOR_BYTES // torch.empty(0, dtype=dtype).element_size())
+
+
+def uses_subset_counts(rule: ActivationRule, block: int, tables) -> bool:
+    """Whether the LUT cost comes from subset counts (a Moebius transform of ERR that splits into
+    int8: every shipped formatbook) rather than the nibble histogram."""
+    return rule is ActivationRule.LUT and tables.subset_split is not None
 
 
 def _prepare(x, format, block, select, candidate_mask, validate=True):
@@ -358,16 +601,18 @@ def quantize_activations(
             mask_strides = (mask_arg.stride(0), mask_arg.stride(1))
     if rows:
         rows_per_program = config.rows_for(block)
+        subsets = uses_subset_counts(rule, block, tables)
         grid = (triton.cdiv(rows, rows_per_program), nblocks)
         _quantize_rows_kernel[grid](
             x_ptr=x2d, stride_x=x2d.stride(0),
             codes_ptr=codes, stride_codes=codes.stride(0),
             exponent_ptr=exponent, dialect_ptr=dialect, stride_meta=exponent.stride(0),
             mask_ptr=mask_arg, stride_mask_row=mask_strides[0], stride_mask_block=mask_strides[1],
-            err_ptr=tables.err_split, idx_ptr=tables.idx, ranges_ptr=tables.two_stage, mx_round_ptr=tables.mx_round,
+            err_ptr=tables.subset_split if subsets else tables.err_split, idx_ptr=tables.idx, ranges_ptr=tables.two_stage, mx_round_ptr=tables.mx_round,
             num_rows=rows,
             BLOCK=block, ROWS=rows_per_program, VEC=vector_width(x2d.dtype, block), NUM_DIALECTS=tables.num_dialects, DIALECTS_PAD=tables.err_split.shape[1], RULE=int(rule),
             HAS_MASK=mask is not None, PAIR_TOP=tables.pair_top, NUM_PAIRS=tables.num_pairs,
+            SUBSETS=subsets, USE_PTX=not interpreting(),
             num_warps=config.num_warps, **LAUNCH_OPTIONS,
         )  # fmt: skip
     if validate:

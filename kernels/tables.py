@@ -46,6 +46,7 @@ __all__ = [
     "fast_tables",
     "format_tables",
     "kernel_format",
+    "moebius_transform",
 ]
 
 #: 4-bit element codes: a sign bit and a 3-bit magnitude index.
@@ -120,6 +121,10 @@ class FormatTables:
     ``err_split``: int8 ``(2, D', 32)``, ERR as ``ERR_SPLIT * [1] + [0]`` with D padded to a power of
     two of at least 16 (zeros) and the columns in ``HISTOGRAM_BINS`` order, the operands of the
     quantizer's histogram-form cost dot.
+    ``subset_split``: int8 ``(2, D', 32)`` or None, the Moebius transform ``W`` of ERR over the 5
+    bits of u (``ERR[d][u] = sum of W[d][s] over the subsets s of u's bits``) split the same way,
+    ``W = ERR_SPLIT * [1] + [0]`` with ``[0]`` in 0..127: the operands of the quantizer's
+    subset-count cost dot (None when some ``|W|`` needs more than a signed int8 high part).
     ``two_stage``: int32 ``(P, 2, 2)`` half-open u ranges (DialectFP4-16; empty otherwise).
     ``mx_round``: int32 ``(2, 32)``, the E2M1 magnitude code of a value in quarter units: row 0 for
     a value strictly inside ``(u, u + 1)``, row 1 for a value exactly ``u``.
@@ -131,6 +136,7 @@ class FormatTables:
     idx: torch.Tensor
     err: torch.Tensor
     err_split: torch.Tensor
+    subset_split: torch.Tensor | None
     two_stage: torch.Tensor
     mx_round: torch.Tensor
     #: Two-stage stage 1: pair p = pair_top - clamp(max(u) >> 1, pair_top - P + 1, pair_top).
@@ -156,6 +162,13 @@ def format_tables(format_name: str, device: torch.device | str) -> FormatTables:
     err_split = torch.zeros(2, padded, NUM_UCODES, dtype=torch.int64)
     in_bin_order = err[:, list(HISTOGRAM_BINS)]
     err_split[:, : book.num_dialects] = torch.stack((in_bin_order % ERR_SPLIT, in_bin_order // ERR_SPLIT))
+    moebius = moebius_transform(err)
+    subset_split = None
+    if moebius.abs().max() < ERR_SPLIT * 128:
+        subset_split = torch.zeros(2, padded, NUM_UCODES, dtype=torch.int64)
+        low = moebius % ERR_SPLIT
+        subset_split[:, : book.num_dialects] = torch.stack((low, (moebius - low) // ERR_SPLIT))
+        subset_split = subset_split.to(torch.int8).to(device)
     return FormatTables(
         num_dialects=book.num_dialects,
         decode=signed.to(torch.int8).to(device),
@@ -163,11 +176,21 @@ def format_tables(format_name: str, device: torch.device | str) -> FormatTables:
         idx=book.idx_table.to(torch.int32).to(device),
         err=book.err_table.to(torch.int32).to(device),
         err_split=err_split.to(torch.int8).to(device),
+        subset_split=subset_split,
         two_stage=pair_ranges.to(torch.int32).to(device),
         mx_round=mx_round.to(torch.int32).to(device),
         pair_top=DIALECTFP4_16.dialects[0][-1],
         num_pairs=DIALECTFP4_16.num_dialects // 2,
     )
+
+
+def moebius_transform(err: torch.Tensor) -> torch.Tensor:
+    """int64 ``(D, 32)`` ``W`` with ``err[d][u] = sum of W[d][s] over the subsets s of u's bits``."""
+    w = err.long().clone()
+    for bit in range(NUM_UCODES.bit_length() - 1):
+        has = (torch.arange(NUM_UCODES) >> bit) & 1 == 1
+        w[:, has] -= w[:, torch.arange(NUM_UCODES)[has] ^ (1 << bit)]
+    return w
 
 
 def align_half_units(h: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:

@@ -77,6 +77,8 @@ QUANTIZER_TARGETS = [
     "quantize_fb32_lut_b32_bf16",
     "quantize_dialectfp4_two_stage_b32_bf16",
     "quantize_fb32_lut_mask_b32",
+    "quantize_fb32_lut_b16_bf16",
+    "quantize_fb32_lut_b64_bf16",
     "quantize_dialectfp4_two_stage_b64",
     "quantize_mxfp4_b32",
 ]
@@ -86,6 +88,14 @@ def test_quantizers_issue_rate_reaches_60_percent_of_hbm(report):
     for name in QUANTIZER_TARGETS:
         band = report[name]["bandwidth"]["H100 SXM"]
         assert band["issue_over_hbm"] >= 0.6, (name, band)
+    assert set(QUANTIZER_TARGETS) <= set(report)
+
+
+def test_lut_subset_counts_beat_the_histogram(report):
+    """The subset-count LUT cost issues at least 25 % fewer instructions than the nibble histogram."""
+    subsets = report["quantize_fb32_lut_b32_bf16"]["instructions"]
+    histogram = report["quantize_fb32_lut_b32_bf16_histogram"]["instructions"]
+    assert subsets <= 0.75 * histogram, (subsets, histogram)
 
 
 def test_quantizers_keep_each_block_in_one_thread(report):
