@@ -41,6 +41,10 @@ RESET_KILLERS = tuple(f"tests/test_sim_units.py::test_resets_bite_at_every_seed[
 MAC_AMARANTH = "tests/test_hw_units.py::test_bit_exact_under_backpressure[mac_array_r1_c2_b16]"
 DSU_AMARANTH = "tests/test_hw_units.py::test_bit_exact_under_backpressure[dsu_fb32_b16_p32]"
 ADDER = "tests/test_hw_float32.py::test_adder_matches_numpy_round_to_nearest_even"
+DSU_PIPELINED = "tests/test_hw_units.py::test_bit_exact_under_backpressure[dsu_fb32_b32_p32_s4]"
+C_SLOW_BACK_PRESSURE = "tests/test_hw_pipeline.py::test_c_slow_mac_array_is_bit_exact_under_back_pressure[mac_array_r2_c2_b16_l4]"
+TILE_BACK_PRESSURE = tuple(f"tests/test_tile_pipeline.py::test_tile_under_random_back_pressure_and_a_reset_mid_stream[{f}]"
+                           for f in ("mxfp4", "fb32"))
 
 
 class MutantError(RuntimeError):
@@ -89,6 +93,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "self.i.ready.eq(phase == expect)",
         (MAC_AMARANTH,),
         "the MAC array accepts beats while its output FIFO is full: beats are lost under back-pressure",
+    ),
+    Mutant(
+        "c-slow-idle-slot-adds-a-term",
+        "hw/mac_array.py",
+        'term = _register(m, Mux(flags4[0], term_bits, 0), "term")',
+        'term = _register(m, term_bits, "term")',
+        (C_SLOW_BACK_PRESSURE,),
+        "a C-slow slot that gets no beat in a cycle adds the stale term instead of +0.0 (issue 10's adder ring)",
+    ),
+    Mutant(
+        "skid-fifo-credit-off-by-one",
+        "hw/pipeline.py",
+        "i.ready.eq(inside < depth),",
+        "i.ready.eq(inside <= depth),",
+        (DSU_PIPELINED,),
+        "a free-running pipeline takes one beat more than its skid FIFO holds: a beat is lost under back-pressure",
     ),
     Mutant(
         "adder-round-half-up",
@@ -153,6 +173,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "    with m.If(i.ready):\n        m.d.sync += o.valid.eq(i.valid)\n    if True:\n        with m.If(i.valid):",
         ("tests/test_hw_units.py::test_bit_exact_under_backpressure[decoder_fb32_dialectfp4_e2m1_l3]",),
         "a registered stage overwrites its payload while the output is stalled",
+    ),
+    Mutant(
+        "tile-join-ignores-sink-ready",
+        "hw/tile.py",
+        "m.d.comb += source.ready.eq(sink.ready & all_valid)",
+        "m.d.comb += source.ready.eq(all_valid)",
+        TILE_BACK_PRESSURE,
+        "a lockstep join hands its sources' beats over while its sink stalls (quantizers -> buffer, decoders "
+        "-> MAC array): beats are lost under back-pressure",
     ),
     Mutant(
         "front-end-exponent-off-by-one",
