@@ -13,7 +13,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from formal.harness import stream_contract
-from formal.properties import PROPERTIES, QUICK, Property
+from formal.properties import ARGMIN_CONFIGS, PROPERTIES, QUICK, Property, _argmin_property
 from formal.run import prove, tools_missing
 
 
@@ -63,6 +63,23 @@ def _stage_property(**kwargs) -> Property:
                          ids=["good", "payload-moves", "drops-beats"])
 def test_contract_catches_a_broken_stage(kwargs, status, tmp_path):
     assert prove(_stage_property(**kwargs), root=tmp_path).status == status
+
+
+def _tie_to_highest(left, right):
+    """hw.select._better with ties to the highest id (the dsu-tie-to-highest-id mutant)."""
+    from amaranth.hdl import Mux
+
+    take = right[0] & (~left[0] | (right[1] <= left[1]))
+    return [left[0] | right[0], Mux(take, right[1], left[1]), Mux(take, right[2], left[2])]
+
+
+def test_the_argmin_proof_catches_ties_to_the_highest_id(tmp_path, monkeypatch):
+    import hw.select
+
+    monkeypatch.setattr(hw.select, "_better", _tie_to_highest)
+    config = next(c for c in ARGMIN_CONFIGS if c.name == "dsu_dialectfp4_b16_p16")
+    outcome = prove(_argmin_property(config), root=tmp_path)
+    assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
 
 
 @pytest.mark.slow
