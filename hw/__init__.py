@@ -11,6 +11,7 @@ from .config import (
     DSUConfig,
     FrontEndConfig,
     MACArrayConfig,
+    ScaledFrontEndConfig,
     TwoStageConfig,
     UnitConfig,
     UnitKind,
@@ -20,10 +21,12 @@ from .common import UnitTiming
 from .decoder import MultiFormatDecoder
 from .front_end import BlockFrontEnd
 from .mac_array import MACArray
+from .scaled_front_end import ScaledFrontEnd
 from .select import DialectSelectUnit, TwoStageSelector
 
 _UNITS = {
     FrontEndConfig: BlockFrontEnd,
+    ScaledFrontEndConfig: ScaledFrontEnd,
     DSUConfig: DialectSelectUnit,
     TwoStageConfig: TwoStageSelector,
     DecoderConfig: MultiFormatDecoder,
@@ -60,6 +63,8 @@ __all__ = [
     "MACArray",
     "MACArrayConfig",
     "MultiFormatDecoder",
+    "ScaledFrontEnd",
+    "ScaledFrontEndConfig",
     "TwoStageConfig",
     "TwoStageSelector",
     "UnitConfig",

@@ -1,7 +1,9 @@
-"""Multi-format decoder: (format, dialect id, 4-bit codes) -> sign + 4-bit half-unit magnitude.
+"""Multi-format decoder: (format, dialect id, 4-bit codes) -> sign + magnitude in grid units.
 
-One magnitude ROM per formatbook in ``config.books`` (``Formatbook.half_units``: FB32,
-DialectFP4-16, E2M1 for the MXFP4/NVFP4 elements), indexed by ``{dialect, index}``; the ``format``
+One magnitude ROM per formatbook in ``config.books`` (``Formatbook.units``: FB32, DialectFP4-16,
+E2M1 for the MXFP4/NVFP4 elements, or any registry book), indexed by ``{dialect, index}``; the
+magnitudes are 4-bit half units, or 5-bit quarter units for quarter-grid books (the books of one
+decoder share a grid, ``DecoderConfig``); the ``format``
 input picks the ROM (``config.books[format]``). Dialect-id bits above a formatbook's own id width
 are ignored (E2M1 has a single dialect and ignores the id); a ``format`` value past the end of
 ``books`` decodes to magnitude 0. Latency 1 cycle, initiation interval 1.
@@ -17,7 +19,7 @@ from golden.formats import CODE_BITS, MAGNITUDE_CODES
 
 from .common import Rom, UnitTiming, register_stage
 from .config import DecoderConfig
-from .layouts import MAGNITUDE_BITS, decoder_in_layout, decoder_out_layout
+from .layouts import decoder_in_layout, decoder_out_layout
 
 __all__ = ["MultiFormatDecoder"]
 
@@ -49,6 +51,7 @@ class MultiFormatDecoder(wiring.Component):
         m = Module()
         cfg = self.config
         payload = self.i.payload
+        magnitude_bits = cfg.grid.magnitude_bits
         roms = []
         for b, book in ((b, b.formatbook) for b in cfg.books):
             bits = (book.num_dialects - 1).bit_length()  # 0 for E2M1: a single dialect
@@ -56,15 +59,15 @@ class MultiFormatDecoder(wiring.Component):
             for d, row in enumerate(book.dialects):
                 for k, h in enumerate(row):
                     table[(d << INDEX_BITS) | k] = h
-            roms.append((Rom(m, f"magnitude_rom_{b.value}", table, MAGNITUDE_BITS), bits))
+            roms.append((Rom(m, f"magnitude_rom_{b.ident}", table, magnitude_bits), bits))
 
         out = Signal(decoder_out_layout(cfg), name="decoded")
         for lane in range(cfg.lanes):
             code = payload.codes[lane]
             index = code[:INDEX_BITS]
-            magnitude = Signal(MAGNITUDE_BITS, name=f"magnitude_{lane}")
+            magnitude = Signal(magnitude_bits, name=f"magnitude_{lane}")
             reads = [
-                table.read(m, Cat(index, payload.dialect[:bits]), f"magnitude_{lane}_{b.value}")
+                table.read(m, Cat(index, payload.dialect[:bits]), f"magnitude_{lane}_{b.ident}")
                 for (table, bits), b in zip(roms, cfg.books)
             ]
             with m.Switch(payload.format):

@@ -54,18 +54,24 @@ def _no_cut(values: dict) -> dict:
     return values
 
 
-def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut, _no_cut)) -> Signal:
+#: Register hooks of ``term_to_binary32`` (between its four steps).
+TERM_HOOKS = 3
+
+
+def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut,) * TERM_HOOKS) -> Signal:
     """binary32 bits of ``acc * 2^shift`` (``acc`` signed integer, ``shift`` signed), one RNE rounding.
 
-    ``cuts`` are two ``cut(values) -> values`` hooks between the three steps (magnitude, leading-one
-    detection and the shift amounts | the shifts | rounding and packing), so a pipelined caller can
-    register the values there; the default keeps it combinational.
+    ``cuts`` are three ``cut(values) -> values`` hooks between the four steps (sign and magnitude |
+    leading-one detection and the shift amounts | the shifts | rounding and packing), so a pipelined
+    caller can register the values there; the default keeps it combinational.
     """
     width = len(acc)
     negative = Signal(name=f"{prefix}_negative")
     m.d.comb += negative.eq(acc[-1])
     magnitude = Signal(width, name=f"{prefix}_magnitude")
     m.d.comb += magnitude.eq(Mux(negative, -acc, acc))
+    live = cuts[0]({"negative": negative, "magnitude": magnitude, "shift": shift})
+    negative, magnitude, shift = live["negative"], live["magnitude"], live["shift"]
     top = _msb_index(m, magnitude, f"{prefix}_top")
     biased = Signal(signed(len(shift) + 2), name=f"{prefix}_biased")
     m.d.comb += biased.eq(top + shift + BIAS)
@@ -80,7 +86,7 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut, _no_cut)
     below = Signal(name=f"{prefix}_below_units")
     m.d.comb += below.eq(units_shift < 0)
     names = ("negative", "magnitude", "top", "biased", "right", "left_amount", "below")
-    live = cuts[0](dict(zip(names, (negative, magnitude, top, biased, right, left_amount, below))))
+    live = cuts[1](dict(zip(names, (negative, magnitude, top, biased, right, left_amount, below))))
     negative, magnitude, top, biased, right, left_amount, below = (live[k] for k in names)
 
     # Normal result: the significand is exact (width <= 24 bits), shifted so its top bit is hidden.
@@ -101,7 +107,7 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut, _no_cut)
     m.d.comb += exponent_field.eq(biased[:EXPONENT_BITS])
     names = ("negative", "normal_fraction", "kept", "half", "sticky", "left", "below", "zero", "overflow", "normal",
              "exponent_field")  # fmt: skip
-    live = cuts[1](dict(zip(names, (negative, normal_fraction, kept, half, sticky, left, below, zero, overflow, normal,
+    live = cuts[2](dict(zip(names, (negative, normal_fraction, kept, half, sticky, left, below, zero, overflow, normal,
                                     exponent_field))))  # fmt: skip
     negative, normal_fraction, kept, half, sticky, left, below, zero, overflow, normal, exponent_field = (
         live[k] for k in names)
@@ -122,13 +128,17 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut, _no_cut)
     return result
 
 
-def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
+#: Register hooks of ``add_binary32`` (between its eight steps).
+ADDER_HOOKS = 7
+
+
+def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) -> Signal:
     """binary32 bits of ``fl(a + b)``, round to nearest even, with subnormals, infinities and NaN.
 
-    ``cuts`` are five ``cut(values) -> values`` hooks between the adder's six steps (swap compare
-    and exponent difference | alignment and add | leading-one detection and shift amount |
-    normalizing shift | rounding increment | packing and special cases), so a pipelined caller can
-    register the values there.
+    ``cuts`` are seven ``cut(values) -> values`` hooks between the adder's eight steps (swap compare
+    and exponent differences | clamped alignment distance | alignment shift | add | leading-one
+    detection and shift amount | normalizing shift | rounding increment | packing and special
+    cases), so a pipelined caller can register the values there.
     """
     magnitude_bits = EXPONENT_BITS + FRACTION_BITS
     swap = b[:magnitude_bits] > a[:magnitude_bits]
@@ -159,31 +169,42 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
     work = SIGNIFICAND_BITS + EXTRA_BITS  # significand, guard, round, sticky
     # Both exponent differences in parallel with the swap compare (not after it), then one select.
     a_exp, b_exp = (Mux(v[FRACTION_BITS:magnitude_bits] != 0, v[FRACTION_BITS:magnitude_bits], 1) for v in (a, b))
-    clamped = []
+    differences = []
     for tag, difference in (("ab", a_exp - b_exp), ("ba", b_exp - a_exp)):
         d = Signal(signed(EXPONENT_BITS + 2), name=f"{prefix}_difference_{tag}")
         m.d.comb += d.eq(difference)
-        c = Signal(range(work + 1), name=f"{prefix}_distance_{tag}")
-        m.d.comb += c.eq(Mux(d > work, work, d))
-        clamped.append(c)
-    distance = Signal(range(work + 1), name=f"{prefix}_distance")
-    m.d.comb += distance.eq(Mux(swap, clamped[1], clamped[0]))
+        differences.append(d)
     y_sig_bits = Signal(SIGNIFICAND_BITS, name=f"{prefix}_y_sig")
     m.d.comb += y_sig_bits.eq(y_sig)
     keep = ("x", "x_exp", "subtract", "nan_out", "x_special")
     live = cuts[0]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
-                    "distance": distance, "y_sig": y_sig_bits})  # fmt: skip
+                    "swap": swap, "difference_ab": differences[0], "difference_ba": differences[1], "y_sig": y_sig_bits})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
-    x_sig = Cat(x[:FRACTION_BITS], x[FRACTION_BITS:magnitude_bits] != 0)
+    clamped = []
+    for tag in ("ab", "ba"):
+        d = live[f"difference_{tag}"]
+        c = Signal(range(work + 1), name=f"{prefix}_distance_{tag}")
+        m.d.comb += c.eq(Mux(d > work, work, d))
+        clamped.append(c)
+    distance = Signal(range(work + 1), name=f"{prefix}_distance")
+    m.d.comb += distance.eq(Mux(live["swap"], clamped[1], clamped[0]))
+    live = cuts[1]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "distance": distance, "y_sig": live["y_sig"]})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
 
     shifted = Cat(Const(0, work), Const(0, EXTRA_BITS), live["y_sig"]) >> live["distance"]  # lost bits below bit `work`
     y_aligned = Signal(work, name=f"{prefix}_y_aligned")
     m.d.comb += y_aligned.eq(Cat(shifted[work] | (shifted[:work] != 0), shifted[work + 1 : 2 * work]))
+    live = cuts[2]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+                    "y_aligned": y_aligned})  # fmt: skip
+    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
+    y_aligned = live["y_aligned"]
+    x_sig = Cat(x[:FRACTION_BITS], x[FRACTION_BITS:magnitude_bits] != 0)
     x_work = Cat(Const(0, EXTRA_BITS), x_sig)
 
     total = Signal(work + 1, name=f"{prefix}_sum")
     m.d.comb += total.eq(Mux(subtract, x_work - y_aligned, x_work + y_aligned))
-    live = cuts[1]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+    live = cuts[3]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "total": total})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     total = live["total"]
@@ -197,7 +218,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
     m.d.comb += amount.eq(Mux(lead > room, room, lead))
     is_zero = Signal(name=f"{prefix}_is_zero")
     m.d.comb += is_zero.eq(total == 0)
-    live = cuts[2]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+    live = cuts[4]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "total": total, "amount": amount, "is_zero": is_zero})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     total, amount, is_zero = live["total"], live["amount"], live["is_zero"]
@@ -207,7 +228,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
         m.d.comb += [normalized.eq(Cat(total[0] | total[1], total[2 : work + 1])), exponent.eq(x_exp + 1)]
     with m.Else():
         m.d.comb += [normalized.eq(total << amount), exponent.eq(x_exp - amount)]
-    live = cuts[3]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+    live = cuts[5]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "normalized": normalized, "exponent": exponent, "is_zero": is_zero})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     normalized, exponent, is_zero = live["normalized"], live["exponent"], live["is_zero"]
@@ -219,7 +240,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
     round_up = guard & (rest | significand[0])
     rounded = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_rounded")
     m.d.comb += rounded.eq(significand + round_up)
-    live = cuts[4]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
+    live = cuts[6]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "rounded": rounded, "exponent": exponent, "is_zero": is_zero})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     rounded, exponent, is_zero = live["rounded"], live["exponent"], live["is_zero"]
@@ -248,10 +269,15 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * 5) -> Signal:
     return result
 
 
-def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cuts=(_no_cut, _no_cut)) -> Signal:
+#: Register hooks of ``round_to_binary32`` (between its five steps).
+ROUND_HOOKS = 4
+
+
+def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cuts=(_no_cut,) * ROUND_HOOKS) -> Signal:
     """binary32 bits of ``(-1)^negative * magnitude * 2^exponent`` (``magnitude`` unsigned of any width,
     ``exponent`` signed), one RNE rounding: subnormal results round, overflow gives +-inf, a zero
-    magnitude gives +0. ``cuts``: two hooks between leading-one detection | the shift | rounding.
+    magnitude gives +0. ``cuts``: four hooks between leading-one detection | the bits to drop | the
+    shift amount | the shift | rounding.
 
     One shifter serves both cases: the bits to drop are ``d = max(top - 23, -149 - exponent)`` (the
     normal and the subnormal precision); ``magnitude * 2^24`` shifted right by ``d + 24 >= 1`` leaves the
@@ -259,20 +285,27 @@ def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cut
     """
     width = len(magnitude)
     top = _msb_index(m, magnitude, f"{prefix}_top")
-    drop_normal = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop_normal")
+    zero = Signal(name=f"{prefix}_zero")
+    m.d.comb += zero.eq(magnitude == 0)
     drop_subnormal = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop_subnormal")
-    m.d.comb += [drop_normal.eq(top - FRACTION_BITS), drop_subnormal.eq(MIN_SUBNORMAL_EXPONENT - exponent)]
+    m.d.comb += drop_subnormal.eq(MIN_SUBNORMAL_EXPONENT - exponent)
+    names = ("magnitude", "top", "exponent", "drop_subnormal", "negative", "zero")
+    live = cuts[0](dict(zip(names, (magnitude, top, exponent, drop_subnormal, negative, zero))))
+    magnitude, top, exponent, drop_subnormal, negative, zero = (live[k] for k in names)
+    drop_normal = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop_normal")
+    m.d.comb += drop_normal.eq(top - FRACTION_BITS)
     drop = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop")
     m.d.comb += drop.eq(Mux(drop_normal > drop_subnormal, drop_normal, drop_subnormal))
+    names = ("magnitude", "exponent", "drop", "negative", "zero")
+    live = cuts[1](dict(zip(names, (magnitude, exponent, drop, negative, zero))))
+    magnitude, exponent, drop, negative, zero = (live[k] for k in names)
     limit = width + 1  # dropping more leaves less than half a unit
     amount = Signal(range(limit + SIGNIFICAND_BITS + 1), name=f"{prefix}_amount")
     m.d.comb += amount.eq(Mux(drop > limit, limit, drop) + SIGNIFICAND_BITS)
     scale = Signal(signed(len(exponent) + 3), name=f"{prefix}_scale")  # exponent of the kept unit
     m.d.comb += scale.eq(exponent + drop)
-    zero = Signal(name=f"{prefix}_zero")
-    m.d.comb += zero.eq(magnitude == 0)
     names = ("magnitude", "amount", "scale", "negative", "zero")
-    live = cuts[0](dict(zip(names, (magnitude, amount, scale, negative, zero))))
+    live = cuts[2](dict(zip(names, (magnitude, amount, scale, negative, zero))))
     magnitude, amount, scale, negative, zero = (live[k] for k in names)
 
     shifted_width = width + SIGNIFICAND_BITS
@@ -286,7 +319,7 @@ def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cut
         sticky.eq(wide[:shifted_width] != 0),
     ]
     names = ("kept", "half", "sticky", "scale", "negative", "zero")
-    live = cuts[1](dict(zip(names, (kept, half, sticky, scale, negative, zero))))
+    live = cuts[3](dict(zip(names, (kept, half, sticky, scale, negative, zero))))
     kept, half, sticky, scale, negative, zero = (live[k] for k in names)
 
     round_up = half & (sticky | kept[0])  # to nearest, ties to even

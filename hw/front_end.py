@@ -1,4 +1,4 @@
-"""Block front-end: one block of raw bfloat16 values -> exponent byte, signs, 5-bit codes.
+"""Block front-end: one block of raw bfloat16 values -> exponent byte, signs, codes u.
 
 NUMERICS 2.1 steps 1-3, exactly (integer arithmetic on the bfloat16 fields):
 
@@ -8,6 +8,9 @@ NUMERICS 2.1 steps 1-3, exactly (integer arithmetic on the bfloat16 fields):
 - each element is ``sig * 2^(ex - BF16_BIAS - BF16_MANTISSA)`` with ``ex = max(Ex, 1)`` and the
   hidden bit in ``sig``, so ``u = floor(|x| 2^(2 - e)) = sig >> (E - ex + BF16_MANTISSA - SCALE_OFFSET)``
   (the shift is >= 3 for every finite input because ``E >= Ex_max - SCALE_OFFSET``), then ``min(31, u)``.
+
+On the quarter grid (``FrontEndConfig.grid``, NUMERICS 8.2) ``u`` keeps one more fraction bit:
+``u = min(63, floor(|x| 2^(3 - e)))``, the same shift minus one (still >= 2), with the same exponent.
 
 Infinities and NaNs are outside the contract (the golden model rejects them); the unit does not
 flag them. Latency 1 cycle, initiation interval 1.
@@ -19,7 +22,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import EXPONENT_BIAS, EXPONENT_BITS, NUM_UCODES, UCODE_BITS
+from golden.formats import EXPONENT_BIAS, EXPONENT_BITS, UCODE_BITS, Grid
 
 from .common import UnitTiming, register_stage, tree_reduce
 from .config import FrontEndConfig
@@ -40,7 +43,7 @@ EXPONENT_SHIFT = BF16_BIAS + SCALE_OFFSET - EXPONENT_BIAS
 class BlockFrontEnd(wiring.Component):
     """Stream of raw bfloat16 blocks in, stream of (exponent, signs, ucodes) out.
 
-    Ports: ``i`` (``ArrayLayout(16, block)``), ``o`` (``front_end_out_layout(block)``).
+    Ports: ``i`` (``ArrayLayout(16, block)``), ``o`` (``front_end_out_layout(block, grid)``).
     """
 
     LATENCY = 1
@@ -57,13 +60,16 @@ class BlockFrontEnd(wiring.Component):
         super().__init__(
             {
                 "i": In(stream.Signature(front_end_in_layout(config))),
-                "o": Out(stream.Signature(front_end_out_layout(config.block))),
+                "o": Out(stream.Signature(front_end_out_layout(config.block, config.grid))),
             }
         )
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        block = self.config.block
+        block, grid = self.config.block, self.config.grid
+        num_ucodes = grid.num_ucodes
+        # Fraction bits of u beyond the half grid's two: each shifts one bit less.
+        extra_fraction = grid.shift - Grid.HALF.shift
         words = [self.i.payload[k] for k in range(block)]
         magnitude_bits = BF16_BITS - 1
         amax = Signal(magnitude_bits, name="amax")
@@ -72,7 +78,7 @@ class BlockFrontEnd(wiring.Component):
         exponent = Signal(EXPONENT_BITS, name="exponent")
         m.d.comb += exponent.eq(Mux(amax_exp > EXPONENT_SHIFT, amax_exp - EXPONENT_SHIFT, 0))
 
-        out = Signal(front_end_out_layout(block), name="result")
+        out = Signal(front_end_out_layout(block, grid), name="result")
         m.d.comb += out.exponent.eq(exponent)
         for k, word in enumerate(words):
             field = word[BF16_MANTISSA:magnitude_bits]
@@ -80,12 +86,12 @@ class BlockFrontEnd(wiring.Component):
             significand = Cat(word[:BF16_MANTISSA], normal)
             ex = Mux(normal, field, 1)
             shift = Signal(unsigned(EXPONENT_BITS + 1), name=f"shift_{k}")
-            m.d.comb += shift.eq(exponent - ex + (BF16_MANTISSA - SCALE_OFFSET))
+            m.d.comb += shift.eq(exponent - ex + (BF16_MANTISSA - SCALE_OFFSET - extra_fraction))
             truncated = Signal(len(significand), name=f"truncated_{k}")
             m.d.comb += truncated.eq(significand >> shift)
             m.d.comb += [
                 out.signs[k].eq(word[BF16_BITS - 1]),
-                out.ucodes[k].eq(Mux(truncated >= NUM_UCODES, NUM_UCODES - 1, truncated)),
+                out.ucodes[k].eq(Mux(truncated >= num_ucodes, num_ucodes - 1, truncated)),
             ]
         register_stage(m, self.i, self.o, out)
         return m

@@ -4,12 +4,14 @@ Dataflow: every input beat is one K block: an activation block per row and a wei
 column (decoded elements: sign + half-unit magnitude, and the biased E8M0 exponent byte). PE
 ``(r, c)`` forms
 
-    acc  = sum_i (-1)^(s_a,i ^ s_w,i) * h_a,i * h_w,i         (stages 1-2: products, adder tree)
-    term = fl32(acc * 2^(E_a + E_w - 2 * (127 + 1)))          (stages 3-5: one RNE rounding)
+    acc  = sum_i (-1)^(s_a,i ^ s_w,i) * h_a,i * h_w,i         (stages 1-3: products, adder tree)
+    term = fl32(acc * 2^(E_a + E_w - 2 * (127 + 1)))          (stages 4-7: one RNE rounding)
     y    = fl32(y + term)                                      (L-stage RNE adder, y starts at +0.0)
 
 in increasing K order (the beat order). The PE is the same for every format: it sees signed
 half-unit magnitudes and an exponent byte, whatever formatbook the decoders at the array edge read.
+On the quarter grid (``MACArrayConfig.grid``, NUMERICS 8.4) the magnitudes are 5-bit quarter units
+and the exponent offset is ``2 * (127 + 2)``: ``term = fl32(acc * 2^(e_a + e_w - 4))``.
 
 **C-slow accumulation.** The K-order binary32 sum is a loop-carried dependency, so a pipelined adder
 cannot take one job's terms back to back. Instead each PE interleaves ``L = interleave`` independent
@@ -27,8 +29,11 @@ the adder input (a free-running phase counter; in a gap-free stream always) and 
 room for every output already in flight. Finished outputs go to that FIFO (one beat of ``rows x
 cols`` binary32 words per slot, in slot order), so ``o`` back-pressure never stalls the PEs.
 
-Timing: latency (handshake of a slot's ``last`` beat -> its output beat valid) ``7 + L`` (input
-register, five PE stages, the L-stage ring, the FIFO); initiation
+Timing: latency (handshake of a slot's ``last`` beat -> its output beat valid) ``9 + L`` (input
+register, seven PE stages: products, partial sums, halves, the term in four steps; the L-stage
+ring; the FIFO); NVFP4 ``16 + L`` (fourteen stages before the ring: products, partial sums, halves,
+block-sum magnitude, two for the block-scale product, three for the tensor-scale product, the
+term in five); initiation
 interval 1 beat per cycle (``LATENCY`` / ``timing``). The NVFP4 scale path is ``hw.nvfp4``.
 """
 
@@ -39,21 +44,25 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import EXPONENT_BIAS, EXPONENT_BITS, MAX_HALF_UNITS
+from golden.formats import EXPONENT_BIAS, EXPONENT_BITS, Grid
 
 from .common import UnitTiming, tree_reduce
 from .config import MACArrayConfig
-from .float32 import CANONICAL_NAN, add_binary32, round_to_binary32, term_to_binary32, unpack_binary32
+from .float32 import ADDER_HOOKS, CANONICAL_NAN, ROUND_HOOKS, TERM_HOOKS, add_binary32, round_to_binary32, term_to_binary32, unpack_binary32
 from .layouts import FLOAT32_BITS, mac_in_layout, mac_operand_layout, mac_out_layout
 
 __all__ = ["MACArray", "PRE_ADDER_STAGES", "ProcessingElement", "ProcessingElementInstance", "pe_module_name"]
 
-#: A decoded element is h * 2^(e - 1) (h in half units), so a product of two carries 2^(e_a + e_w - 2).
-HALF_UNIT_EXPONENT = 1
-#: Register stages before the adder ring: partial sums, block sum, the term's three steps.
-PRE_ADDER_STAGES = 5
-#: Products summed before the first register (one 8-input adder tree per partial sum).
-PARTIAL_GROUP = 8
+#: A decoded element is h * 2^(e - 1) (h in half units), so a product of two carries 2^(e_a + e_w - 2);
+#: in quarter units h * 2^(e - 2) (``Grid.shift``).
+HALF_UNIT_EXPONENT = Grid.HALF.shift
+#: Register stages of ``_partial_sums``: the signed products, the partial sums, two halves.
+PRODUCT_STAGES = 3
+#: Register stages before the adder ring: products, partial sums, halves, then the term in four steps
+#: (block sum and magnitude | leading one | shifts | rounding and packing).
+PRE_ADDER_STAGES = PRODUCT_STAGES + TERM_HOOKS + 1
+#: Products summed in the second stage (one 4-input adder tree per partial sum).
+PARTIAL_GROUP = 4
 
 
 def _register(m: Module, value, name: str) -> Signal:
@@ -71,25 +80,33 @@ def _cut(m: Module, tag: str):
     return cut
 
 
-#: Cut points of ``add_binary32`` (0..4) used for each adder depth L (the ring register is the L-th).
-ADDER_CUTS = {1: (), 2: (1,), 3: (1, 3), 4: (0, 1, 3), 5: (0, 1, 2, 3)}
+#: Cut points of ``add_binary32`` (hooks 0..6) used for each adder depth L (the ring register is the
+#: L-th): hook 3 (after the add) first, then 5, 1, 4, 6; from L = 7 hook 0 splits the exponent
+#: differences from their clamp (the L = 6 ring's critical path on ECP5, 70 MHz), from L = 8 hook 2
+#: the alignment shift from the add.
+ADDER_CUTS = {1: (), 2: (3,), 3: (3, 5), 4: (1, 3, 5), 5: (1, 3, 4, 5), 6: (1, 3, 4, 5, 6), 7: (0, 1, 3, 4, 5, 6)}
 
 
 def adder_cuts(m: Module, interleave: int, prefix: str):
-    """The five hooks of ``add_binary32`` for an ``interleave``-stage adder (the last stage is the
-    ring register the caller adds): ``L - 1`` of the five cut points (all five from L = 6 on)."""
-    chosen = ADDER_CUTS.get(interleave, (0, 1, 2, 3, 4))
+    """The seven hooks of ``add_binary32`` for an ``interleave``-stage adder (the last stage is the
+    ring register the caller adds): ``L - 1`` of the seven cut points (all seven from L = 8 on)."""
+    chosen = ADDER_CUTS.get(interleave, tuple(range(ADDER_HOOKS)))
     none = lambda values: values  # noqa: E731
-    return tuple(_cut(m, f"{prefix}_a{k}") if k in chosen else none for k in range(5))
+    return tuple(_cut(m, f"{prefix}_a{k}") if k in chosen else none for k in range(ADDER_HOOKS))
 
 
-def pe_module_name(block: int, interleave: int) -> str:
-    """Verilog module name of the PE (one module per (block, interleave), shared by every array)."""
-    return f"pe_b{block}_l{interleave}"
+def pe_module_name(block: int, interleave: int, grid: Grid = Grid.HALF) -> str:
+    """Verilog module name of the PE (one module per (block, interleave, grid), shared by every array)."""
+    return f"pe_b{block}{'' if grid is Grid.HALF else '_q'}_l{interleave}"
 
 
-def _pe_signature(block: int) -> dict:
-    operand = mac_operand_layout(block)
+def _acc_bits(block: int, grid: Grid) -> int:
+    """Signed width of a block's exact integer dot product (|acc| <= block * max_units^2)."""
+    return (block * grid.max_units * grid.max_units).bit_length() + 1
+
+
+def _pe_signature(block: int, grid: Grid = Grid.HALF) -> dict:
+    operand = mac_operand_layout(block, grid)
     return {"a": In(operand), "w": In(operand), "valid": In(1), "first": In(1), "last": In(1),
             "y": Out(FLOAT32_BITS), "done": Out(1)}  # fmt: skip
 
@@ -99,16 +116,16 @@ class ProcessingElementInstance(wiring.Component):
     synthesis writes that module once (``rtl_gen.synth``) and the array instantiates it rows x cols times.
     Not simulatable by Amaranth; Verilator and Yosys read the PE's own Verilog beside the array's."""
 
-    def __init__(self, block: int, interleave: int, nvfp4: bool = False) -> None:
-        self.block, self.interleave, self.nvfp4 = block, interleave, nvfp4
-        signature = _pe_signature(block)
+    def __init__(self, block: int, interleave: int, nvfp4: bool = False, grid: Grid = Grid.HALF) -> None:
+        self.block, self.interleave, self.nvfp4, self.grid = block, interleave, nvfp4, grid
+        signature = _pe_signature(block, grid)
         if nvfp4:
             signature.update(scale_significand=In(24), scale_exponent=In(signed(EXPONENT_BITS + 2)), scale_inf=In(1), scale_nan=In(1))
         super().__init__(signature)
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        name = pe_module_name(self.block, self.interleave)
+        name = pe_module_name(self.block, self.interleave, self.grid)
         extra = {}
         if self.nvfp4:
             name = f"nvfp4_{name}"
@@ -126,55 +143,50 @@ class ProcessingElement(wiring.Component):
     """One PE: ports ``a``, ``w`` (``mac_operand_layout``), ``valid``, ``first``, ``last`` in; ``y``
     (the adder ring's output, binary32 bits) and ``done`` (``y`` is a finished output) out."""
 
-    def __init__(self, block: int, interleave: int) -> None:
-        self.block, self.interleave = block, interleave
-        super().__init__(_pe_signature(block))
+    def __init__(self, block: int, interleave: int, grid: Grid = Grid.HALF) -> None:
+        self.block, self.interleave, self.grid = block, interleave, grid
+        super().__init__(_pe_signature(block, grid))
 
     @property
     def name(self) -> str:
-        return pe_module_name(self.block, self.interleave)
+        return pe_module_name(self.block, self.interleave, self.grid)
 
     def elaborate(self, platform) -> Module:
         m = Module()
         block, interleave = self.block, self.interleave
-        acc_bits = (block * MAX_HALF_UNITS * MAX_HALF_UNITS).bit_length() + 1
+        acc_bits = _acc_bits(block, self.grid)
         shift_bits = EXPONENT_BITS + 3
-        shift_offset = 2 * (EXPONENT_BIAS + HALF_UNIT_EXPONENT)
+        shift_offset = 2 * (EXPONENT_BIAS + self.grid.shift)
 
         flags = Cat(self.valid, self.first, self.last)
-        # Stage 1: signed products, summed in groups of PARTIAL_GROUP.
-        partials = _partial_sums(m, self.a, self.w, block)
+        # Stages 1-3: signed products, partial sums, two halves.
+        halves = _partial_sums(m, self.a, self.w, block)
         shift0 = Signal(signed(shift_bits), name="shift_0")
         m.d.comb += shift0.eq(self.a.exponent + self.w.exponent - shift_offset)
-        shift1 = _register(m, shift0, "shift_1")
-        flags1 = _register(m, flags, "flags_1")
-        # Stage 2: the block sum.
+        shift = _delay(m, shift0, "shift", PRODUCT_STAGES)
+        flags_at = _delay(m, flags, "flags", PRODUCT_STAGES + TERM_HOOKS)
+        # Stages 4-7: the block sum, then the term, one RNE rounding, in four steps.
         acc = Signal(signed(acc_bits), name="acc")
-        m.d.sync += acc.eq(tree_reduce(partials, lambda x, y: x + y))
-        shift = Signal(signed(shift_bits), name="shift")
-        m.d.sync += shift.eq(shift1)
-        flags2 = _register(m, flags1, "flags_2")
-        # Stages 3-5: the term, one RNE rounding, in three steps.
-        flags3 = _register(m, flags2, "flags_3")
-        flags4 = _register(m, flags3, "flags_4")
-        term_bits = term_to_binary32(m, acc, shift, "term", cuts=(_cut(m, "term_s3"), _cut(m, "term_s4")))
+        m.d.comb += acc.eq(tree_reduce(halves, lambda x, y: x + y))
+        cuts = tuple(_cut(m, f"term_s{PRODUCT_STAGES + 1 + k}") for k in range(TERM_HOOKS))
+        term_bits = term_to_binary32(m, acc, shift, "term", cuts=cuts)
         # The idle-slot and first-beat gating is registered here, so the loop sees single flip-flops.
-        term = _register(m, Mux(flags4[0], term_bits, 0), "term")
-        start = _register(m, flags4[0] & flags4[1], "start_5")
-        done_in = _register(m, flags4[0] & flags4[2], "done_5")
+        term = _register(m, Mux(flags_at[0], term_bits, 0), "term")
+        start = _register(m, flags_at[0] & flags_at[1], "start")
+        done_in = _register(m, flags_at[0] & flags_at[2], "done_in")
         m.d.comb += self.y.eq(_adder_ring(m, term, start, done_in, interleave, self.done))
         return m
 
 
 def _adder_ring(m: Module, term, start, done_in, interleave: int, done_port) -> Signal:
-    """The C-slow adder ring: L registers in the loop (L - 1 inside the adder for L <= 6, then the ring
-    register, then L - 6 plain delays); an idle slot adds +0.0 (``term`` is 0), a ``start`` beat
+    """The C-slow adder ring: L registers in the loop (L - 1 inside the adder for L <= 8, then the ring
+    register, then L - 8 plain delays); an idle slot adds +0.0 (``term`` is 0), a ``start`` beat
     starts from +0.0; ``done_port`` rises with the ring output of a ``done_in`` beat. Returns the ring output."""
     ring = Signal(FLOAT32_BITS, name="ring")
     y_in = Mux(start, 0, ring)
     total = add_binary32(m, y_in, term, "add", cuts=adder_cuts(m, interleave, "add"))
     loop = _register(m, total, "ring_0")
-    for k in range(interleave - 6):
+    for k in range(interleave - ADDER_HOOKS - 1):
         loop = _register(m, loop, f"ring_{k + 1}")
     m.d.comb += ring.eq(loop)
     done = done_in
@@ -185,24 +197,71 @@ def _adder_ring(m: Module, term, start, done_in, interleave: int, done_port) -> 
 
 
 def _partial_sums(m: Module, a, w, block: int) -> list[Signal]:
-    """Stage 1: the signed 4b x 4b products of a block pair, summed in registered groups of PARTIAL_GROUP."""
+    """Stages 1-3 (``PRODUCT_STAGES``): the signed 4b x 4b (5b x 5b on the quarter grid) products of a
+    block pair, registered; summed in registered groups of PARTIAL_GROUP; those summed into two
+    registered halves (their sum, the block's dot product, is the caller's). A 4b x 4b array product,
+    its sign and an 8-input adder tree in one cycle was the PE's critical path (60 MHz on ECP5); now a
+    stage holds at most two adder levels at B = 32."""
     products = []
     for k in range(block):
         ea, ew = a.elements[k], w.elements[k]
         product = ea.magnitude * ew.magnitude
-        products.append(Mux(ea.sign ^ ew.sign, -product, product))
-    return [
+        products.append(_register(m, Mux(ea.sign ^ ew.sign, -product, product), f"product_{k}"))
+    partials = [
         _register(m, tree_reduce(products[k : k + PARTIAL_GROUP], lambda x, y: x + y), f"partial_{k // PARTIAL_GROUP}")
         for k in range(0, block, PARTIAL_GROUP)
     ]
+    middle = (len(partials) + 1) // 2
+    return [_register(m, tree_reduce(group, lambda x, y: x + y), f"half_{j}")
+            for j, group in enumerate((partials[:middle], partials[middle:])) if group]  # fmt: skip
+
+
+def _delay(m: Module, value, name: str, cycles: int):
+    """``value`` through ``cycles`` registers (named ``name_1`` ..): side data beside the product stages."""
+    for k in range(cycles):
+        value = _register(m, value, f"{name}_{k + 1}")
+    return value
 
 
 #: E4M3: 3 fraction bits, exponent bias 7.
 E4M3_FRACTION_BITS = 3
 E4M3_BIAS = 7
-#: Register stages before the adder ring in the NVFP4 PE: partial sums, block sum and scale product,
-#: times the block scales, times the tensor scale, the rounding in three steps.
-NVFP4_PRE_ADDER_STAGES = 7
+#: Register stages of the NVFP4 PE's two multipliers (``_pipelined_multiply``, 4-bit chunks of the
+#: second operand): ``|acc| x fl32(s_a * s_w)`` (8 bits: two partial products, one add) and the wide
+#: ``exact x sig(T)`` (24 bits: six partial products, then 6 -> 2 and 2 -> 1).
+EXACT_STAGES = 2
+WIDE_STAGES = 3
+#: Register stages before the adder ring in the NVFP4 PE: products, partial sums, halves, block sum (its
+#: magnitude), times the block scales, times the tensor scale, the rounding in five steps.
+NVFP4_PRE_ADDER_STAGES = PRODUCT_STAGES + 1 + EXACT_STAGES + WIDE_STAGES + ROUND_HOOKS + 1
+#: Bits of the second operand per partial product of ``_pipelined_multiply``, and adder-tree levels per stage.
+MULTIPLY_CHUNK = 4
+MULTIPLY_LEVELS_PER_STAGE = 2
+
+
+def _pipelined_multiply(m: Module, x, y, name: str) -> tuple[Signal, int]:
+    """``x * y`` (unsigned, exact) in registered steps: the partial products ``x * y[4j : 4j + 4]``, then
+    their shifted sum, two adder-tree levels per register (an array multiplier of 20 x 24 bits in one
+    cycle was the NVFP4 PE's critical path: 41 MHz on ECP5). Returns (the product register, its stages)."""
+    width = len(x) + len(y)
+    terms = [(_register(m, x * y[k : k + MULTIPLY_CHUNK], f"{name}_pp_{k // MULTIPLY_CHUNK}"), k)
+             for k in range(0, len(y), MULTIPLY_CHUNK)]  # fmt: skip
+    stages = 1
+    while len(terms) > 1:
+        for _ in range(MULTIPLY_LEVELS_PER_STAGE):
+            if len(terms) > 1:
+                terms = _tree_level(terms, lambda lo, hi: ((lo[0] + (hi[0] << (hi[1] - lo[1])))[:width], lo[1]))
+        stages += 1
+        terms = [(_register(m, v, f"{name}_s{stages}_{k}"), at) for k, (v, at) in enumerate(terms)]
+    return terms[0][0], stages
+
+
+def _tree_level(items: list, combine) -> list:
+    """One level of ``tree_reduce``: neighbours combined pairwise, an odd last item passed on."""
+    out = [combine(items[k], items[k + 1]) for k in range(0, len(items) - 1, 2)]
+    if len(items) % 2:
+        out.append(items[-1])
+    return out
 
 
 def _e4m3(byte):
@@ -215,6 +274,10 @@ def _e4m3(byte):
 class NVFP4ProcessingElement(wiring.Component):
     """NVFP4 PE (NUMERICS 4): ``term = fl32(fl32(acc * 0.25 * fl32(s_a * s_w)) * T)`` with ``T = fl32(t_a * t_w)``.
 
+    The same PE serves the E4M3 dialect formats (NUMERICS 8.4): ``grid`` quarter takes 5-bit
+    quarter-unit magnitudes and multiplies by ``2^-4`` instead of ``0.25`` (at most 16 + 4 + 4
+    significant bits for B <= 64, so still exact).
+
     The operands' ``exponent`` bytes are the E4M3 block scales. ``acc * 0.25 * s_a * s_w`` is exact
     (at most 12 + 4 + 4 significant bits), so the term is one RNE rounding of the exact integer
     ``|acc| * sig(s_a) * sig(s_w) * sig(T)`` times a power of two. Extra inputs: ``T`` unpacked once for
@@ -222,54 +285,60 @@ class NVFP4ProcessingElement(wiring.Component):
     C-slow adder ring as ``ProcessingElement``.
     """
 
-    def __init__(self, block: int, interleave: int) -> None:
-        self.block, self.interleave = block, interleave
-        super().__init__({**_pe_signature(block), "scale_significand": In(24), "scale_exponent": In(signed(EXPONENT_BITS + 2)),
+    def __init__(self, block: int, interleave: int, grid: Grid = Grid.HALF) -> None:
+        self.block, self.interleave, self.grid = block, interleave, grid
+        super().__init__({**_pe_signature(block, grid), "scale_significand": In(24), "scale_exponent": In(signed(EXPONENT_BITS + 2)),
                           "scale_inf": In(1), "scale_nan": In(1)})  # fmt: skip
 
     @property
     def name(self) -> str:
-        return f"nvfp4_{pe_module_name(self.block, self.interleave)}"
+        return f"nvfp4_{pe_module_name(self.block, self.interleave, self.grid)}"
 
     def elaborate(self, platform) -> Module:
         m = Module()
         block = self.block
-        acc_bits = (block * MAX_HALF_UNITS * MAX_HALF_UNITS).bit_length() + 1
+        acc_bits = _acc_bits(block, self.grid)
         flags = Cat(self.valid, self.first, self.last)
-        # Stage 1: products; block scales decoded.
-        partials = _partial_sums(m, self.a, self.w, block)
+        # Stages 1-3: products, partial sums, halves; the block-scale product beside them.
+        halves = _partial_sums(m, self.a, self.w, block)
         sig_a, exp_a = _e4m3(self.a.exponent)
         sig_w, exp_w = _e4m3(self.w.exponent)
-        scale1 = _register(m, sig_a * sig_w, "scale_product_1")
+        scale2 = _delay(m, sig_a * sig_w, "scale_product", PRODUCT_STAGES)
         scale_exp = Signal(signed(8), name="scale_exponent_0")
-        m.d.comb += scale_exp.eq(exp_a + exp_w - 2)  # the 0.25 of half units times half units
-        exp1 = _register(m, scale_exp, "scale_exponent_1")
-        flags1 = _register(m, flags, "flags_1")
-        # Stage 2: block sum.
+        m.d.comb += scale_exp.eq(exp_a + exp_w - 2 * self.grid.shift)  # 2^-2g: grid units times grid units
+        exp2 = _delay(m, scale_exp, "scale_exponent", PRODUCT_STAGES)
+        flags2 = _delay(m, flags, "flags", PRODUCT_STAGES)
+        # Stage 4: block sum, as sign and magnitude.
         acc = Signal(signed(acc_bits), name="acc")
-        m.d.sync += acc.eq(tree_reduce(partials, lambda x, y: x + y))
-        scale2, exp2, flags2 = _register(m, scale1, "scale_product_2"), _register(m, exp1, "scale_exponent_2"), _register(m, flags1, "flags_2")
-        # Stage 3: |acc| * s_a * s_w (exact).
-        negative = acc[-1]
-        exact = _register(m, Mux(negative, -acc, acc)[: acc_bits - 1] * scale2, "exact_3")
-        negative3, exp3, flags3 = _register(m, negative, "negative_3"), _register(m, exp2, "scale_exponent_3"), _register(m, flags2, "flags_3")
-        # Stage 4: times the tensor-scale significand (the wide multiplier of NVFP4).
-        wide = _register(m, exact * self.scale_significand, "wide_4")
-        exponent = Signal(signed(EXPONENT_BITS + 4), name="exponent_4")
-        m.d.sync += exponent.eq(exp3 + self.scale_exponent)
-        nonzero = _register(m, exact != 0, "nonzero_4")
-        negative4, flags4 = _register(m, negative3, "negative_4"), _register(m, flags3, "flags_4")
-        # Stages 5-6 (+ the term register): one RNE rounding; an infinite T gives +-inf, or NaN with a zero product.
-        rounded = round_to_binary32(m, wide, exponent, negative4, "term", cuts=(_cut(m, "term_s5"), _cut(m, "term_s6")))
-        specials = [_register(m, x, f"{n}_5") for x, n in ((nonzero, "nonzero"), (negative4, "negative"), (flags4, "flags"))]
-        nonzero6, negative6, flags6 = [_register(m, x, f"{n}_6") for x, n in zip(specials, ("nonzero", "negative", "flags"))]
+        m.d.comb += acc.eq(tree_reduce(halves, lambda x, y: x + y))
+        magnitude = _register(m, Mux(acc[-1], -acc, acc)[: acc_bits - 1], "magnitude")
+        negative3, exp3, scale3, flags3 = (_register(m, v, f"{n}_at_sum") for v, n in (
+            (acc[-1], "negative"), (exp2, "scale_exponent"), (scale2, "scale_product"), (flags2, "flags")))  # fmt: skip
+        # Stages 5-6: |acc| * s_a * s_w (exact).
+        exact, stages = _pipelined_multiply(m, magnitude, scale3, "exact")
+        assert stages == EXACT_STAGES, stages
+        exponent_sum = Signal(signed(EXPONENT_BITS + 4), name="exponent_sum")
+        m.d.comb += exponent_sum.eq(exp3 + self.scale_exponent)
+        exponent5 = _delay(m, exponent_sum, "exponent_at", EXACT_STAGES)
+        negative5, flags5 = _delay(m, negative3, "negative_at", EXACT_STAGES), _delay(m, flags3, "flags_at", EXACT_STAGES)
+        # Stages 7-9: times the tensor-scale significand (the wide multiplier of NVFP4).
+        wide, stages = _pipelined_multiply(m, exact, self.scale_significand, "wide")
+        assert stages == WIDE_STAGES, stages
+        exponent = _delay(m, exponent5, "exponent_wide", WIDE_STAGES)
+        nonzero = _delay(m, exact != 0, "nonzero_wide", WIDE_STAGES)
+        negative4, flags4 = _delay(m, negative5, "negative_wide", WIDE_STAGES), _delay(m, flags5, "flags_wide", WIDE_STAGES)
+        # Stages 10-13 (+ the term register): one RNE rounding; an infinite T gives +-inf, or NaN with a zero product.
+        cuts = tuple(_cut(m, f"term_s{k}") for k in range(ROUND_HOOKS))
+        rounded = round_to_binary32(m, wide, exponent, negative4, "term", cuts=cuts)
+        nonzero6, negative6, flags6 = (_delay(m, x, f"{n}_round", ROUND_HOOKS)
+                                       for x, n in ((nonzero, "nonzero"), (negative4, "negative"), (flags4, "flags")))  # fmt: skip
         term_bits = Signal(FLOAT32_BITS, name="term_bits")
         infinity = Cat(Const(0, 23), Const(0xFF, 8), negative6)
         m.d.comb += term_bits.eq(Mux(self.scale_nan | (self.scale_inf & ~nonzero6), CANONICAL_NAN,
                                      Mux(self.scale_inf, infinity, rounded)))  # fmt: skip
         term = _register(m, Mux(flags6[0], term_bits, 0), "term")
-        start = _register(m, flags6[0] & flags6[1], "start_7")
-        done_in = _register(m, flags6[0] & flags6[2], "done_7")
+        start = _register(m, flags6[0] & flags6[1], "start")
+        done_in = _register(m, flags6[0] & flags6[2], "done_in")
         m.d.comb += self.y.eq(_adder_ring(m, term, start, done_in, self.interleave, self.done))
         return m
 
@@ -295,7 +364,8 @@ class MACArray(wiring.Component):
             raise TypeError(f"MACArray needs a MACArrayConfig, got {config!r}")
         self.config = config
         #: ``pe_factory(block, interleave)`` builds each PE (a black-box instance for hierarchical synthesis).
-        self.pe_factory = pe_factory or (NVFP4ProcessingElement if config.nvfp4 else ProcessingElement)
+        pe_class = NVFP4ProcessingElement if config.nvfp4 else ProcessingElement
+        self.pe_factory = pe_factory or (lambda block, interleave: pe_class(block, interleave, config.grid))
         ports = {
             "i": In(stream.Signature(mac_in_layout(config))),
             "o": Out(stream.Signature(mac_out_layout(config))),

@@ -1,9 +1,11 @@
 """Dialect selection in hardware: the LUT dialect-select unit (DSU) and BlockDialect's two-stage selector.
 
-Both take a front-end block (exponent byte, signs, 5-bit codes u) and return the exponent byte, the
+Both take a front-end block (scale byte, signs, codes u) and return the scale byte, the
 chosen dialect id and the 4-bit element codes ``(s << 3) | IDX[d][u]`` (NUMERICS 2.1 steps 4-5, 2.2).
 Every ROM is generated from ``golden.formats`` tables (``err_table``, ``idx_table``,
-``two_stage_ranges``).
+``two_stage_ranges``). The DSU takes any dialect formatbook of the registry (``hw.Book``): on the
+quarter grid (NUMERICS 8.1) u has 6 bits, the ERR ROMs 64 entries of 12 bits and the thresholds 6
+bits; the scale byte (E8M0 exponent or E4M3 block scale) passes through unchanged.
 
 Pipeline (both units): a cost stage register ``A`` that holds the block while its dialect is chosen,
 then the output register, loaded with the encoded codes. The DSU costs ``dialects_per_cycle`` dialects
@@ -21,7 +23,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import MAGNITUDE_CODES, NUM_UCODES, UCODE_BITS, Formatbook
+from golden.formats import MAGNITUDE_CODES, Formatbook
 
 from .common import Rom, UnitTiming, tree_reduce
 from .pipeline import Stages, skid_output
@@ -37,28 +39,31 @@ INDEX_BITS = (MAGNITUDE_CODES - 1).bit_length()
 def dialect_thresholds(book: Formatbook) -> list[list[int]]:
     """``T[d][k] = h[d][k] + h[d][k + 1]`` (k = 0..6): 4x the midpoints of dialect ``d``, so that
     ``IDX[d][u] = #{k : u >= T[d][k]}`` (NUMERICS 2.1 step 4). Checked against ``book.idx_table``."""
-    halves = [[int(h) for h in row] for row in book.half_units]
-    thresholds = [[row[k] + row[k + 1] for k in range(MAGNITUDE_CODES - 1)] for row in halves]
+    units = [[int(h) for h in row] for row in book.units]
+    thresholds = [[row[k] + row[k + 1] for k in range(MAGNITUDE_CODES - 1)] for row in units]
     idx = book.idx_table
     for d, row in enumerate(thresholds):
-        for u in range(NUM_UCODES):
+        for u in range(book.num_ucodes):
             if sum(u >= t for t in row) != int(idx[d, u]):
                 raise AssertionError(f"{book.name} dialect {d}: thresholds {row} disagree with IDX at u={u}")
     return thresholds
 
 
-#: Bits of one threshold (at most 15 + 15 = 30 < 32).
-THRESHOLD_BITS = UCODE_BITS
+def threshold_bits(book: Formatbook) -> int:
+    """Bits of one threshold: the width of u (at most 14 + 15 = 29 < 32 on the half grid, 30 + 31 = 61
+    < 64 on the quarter grid)."""
+    return book.grid.ucode_bits
 
 
 def _threshold_read(m: Module, book: Formatbook, dialect, name: str) -> list:
-    """The 7 thresholds of ``dialect`` (one ROM of 7 x 5-bit words, read once per block)."""
+    """The 7 thresholds of ``dialect`` (one ROM of 7 x 5-bit words, 6-bit on the quarter grid, read once per block)."""
     thresholds = dialect_thresholds(book)
-    width = THRESHOLD_BITS * (MAGNITUDE_CODES - 1)
-    table = [sum(t << (THRESHOLD_BITS * k) for k, t in enumerate(row)) for row in thresholds]
+    bits = threshold_bits(book)
+    width = bits * (MAGNITUDE_CODES - 1)
+    table = [sum(t << (bits * k) for k, t in enumerate(row)) for row in thresholds]
     table += [0] * ((1 << book.id_bits) - len(table))
     word = Rom(m, f"{name}_rom", table, width).read(m, dialect, name)
-    return [word[THRESHOLD_BITS * k : THRESHOLD_BITS * (k + 1)] for k in range(MAGNITUDE_CODES - 1)]
+    return [word[bits * k : bits * (k + 1)] for k in range(MAGNITUDE_CODES - 1)]
 
 
 def _index(u, thresholds):
@@ -193,7 +198,7 @@ class DialectSelectUnit(_Selector):
         # Level 0: one ERR ROM per candidate, read by every lane.
         errors = []
         for k in range(config.parallel):
-            rom = Rom(m, f"err_rom_{k}", [int(err[k, u]) for u in range(NUM_UCODES)], book.err_bits)
+            rom = Rom(m, f"err_rom_{k}", [int(err[k, u]) for u in range(book.num_ucodes)], book.err_bits)
             errors.append([rom.read(m, payload.ucodes[i], f"err_{k}_{i}") for i in range(config.block)])
         live = stages.cut(level, {**keep, "errors": errors})
         level += 1
@@ -248,7 +253,7 @@ class DialectSelectUnit(_Selector):
         for k in range(parallel):
             ids = [p * parallel + k for p in range(passes)]
             # ROM of candidate k: ERR of dialect (pass * parallel + k), indexed by {pass, u}.
-            err_rom = Rom(m, f"err_rom_{k}", [int(err[d, u]) for d in ids for u in range(NUM_UCODES)], book.err_bits)
+            err_rom = Rom(m, f"err_rom_{k}", [int(err[d, u]) for d in ids for u in range(book.num_ucodes)], book.err_bits)
             terms = []
             for i in range(config.block):
                 index = held.ucodes[i] if passes == 1 else Cat(held.ucodes[i], step)
@@ -303,31 +308,120 @@ class TwoStageSelector(_Selector):
             raise TypeError(f"TwoStageSelector needs a TwoStageConfig, got {config!r}")
         super().__init__(config)
 
+    @staticmethod
+    def levels(config: TwoStageConfig) -> int:
+        """Logic levels of the pipelined unit: max-tree levels, pair and range read, range compares,
+        count-tree levels, choice, threshold read, encoder."""
+        return 2 * _depth(config.block) + 5
+
+    @classmethod
+    def timing(cls, config) -> UnitTiming:
+        if config.pipeline_stages is None:
+            return super().timing(config)
+        return UnitTiming(latency=min(config.pipeline_stages, cls.levels(config)) + 1, initiation_interval=1)
+
+    def elaborate(self, platform) -> Module:
+        if self.config.pipeline_stages is None:
+            return super().elaborate(platform)
+        return self._elaborate_pipelined()
+
     def choose(self, m, held, held_valid, step, last_pass, dialect) -> None:
         block = self.config.block
-        book = self.config.book.formatbook
-        ranges = book.two_stage_ranges  # (pairs, 2 [A/B], 2 [lo/hi])
-        pairs = ranges.shape[0]
-        top = (NUM_UCODES >> 1) - 1  # largest truncated maximum u >> 1
         ucodes = [held.ucodes[i] for i in range(block)]
         umax = Signal(len(ucodes[0]), name="umax")
-        m.d.comb += umax.eq(tree_reduce(ucodes, lambda a, b: Mux(a > b, a, b)))
-        truncated = umax >> 1
-        low = top - (pairs - 1)
-        pair = Signal(range(pairs), name="pair")
-        m.d.comb += pair.eq(top - Mux(truncated < low, low, truncated))
-
+        m.d.comb += umax.eq(tree_reduce(ucodes, _larger))
+        pair, bounds = _pair_and_ranges(m, self.config.book.formatbook, umax)
         counts = []
         for c, label in enumerate("ab"):
-            lo = Signal(len(ucodes[0]) + 1, name=f"range_{label}_lo")
-            hi = Signal(len(ucodes[0]) + 1, name=f"range_{label}_hi")
-            m.d.comb += [
-                lo.eq(Array(Const(int(ranges[p, c, 0]), len(lo)) for p in range(pairs))[pair]),
-                hi.eq(Array(Const(int(ranges[p, c, 1]), len(hi)) for p in range(pairs))[pair]),
-            ]
-            inside = [(u >= lo) & (u < hi) for u in ucodes]
+            inside = _inside(ucodes, *bounds[c])
             count = Signal(range(block + 1), name=f"count_{label}")
             m.d.comb += count.eq(tree_reduce([x.as_unsigned() for x in inside], lambda a, b: a + b))
             counts.append(count)
-        choice = Cat(counts[1] > counts[0], pair)
-        m.d.comb += dialect.eq(Mux(umax == 0, 0, choice))
+        m.d.comb += dialect.eq(_two_stage_choice(counts, pair, umax))
+
+    def _elaborate_pipelined(self) -> Module:
+        """``pipeline_stages`` register cuts over ``levels`` logic levels, free-running, skid FIFO at ``o``."""
+        m = Module()
+        config = self.config
+        book = config.book.formatbook
+        block = config.block
+        stages = Stages(m, self.levels(config), config.pipeline_stages, self.i.valid & self.i.ready, "two_stage")
+        payload = self.i.payload
+        live = {"exponent": payload.exponent, "signs": payload.signs, "ucodes": [payload.ucodes[i] for i in range(block)]}
+        level = 0
+        # Max tree over u, one level at a time.
+        maxima = list(live["ucodes"])
+        while len(maxima) > 1:
+            maxima = _tree_level(maxima, _larger)
+            live = stages.cut(level, {**live, "maxima": maxima})
+            maxima = live.pop("maxima")
+            level += 1
+        umax = maxima[0]
+        # The pair and its two ranges.
+        pair, bounds = _pair_and_ranges(m, book, umax)
+        live = stages.cut(level, {**live, "umax": umax, "pair": pair, "bounds": [list(b) for b in bounds]})
+        level += 1
+        # Range compares, then the two count trees.
+        inside = [[x.as_unsigned() for x in _inside(live["ucodes"], *b)] for b in live.pop("bounds")]
+        live = stages.cut(level, {**live, "inside": inside})
+        level += 1
+        trees = live.pop("inside")
+        while len(trees[0]) > 1:
+            trees = [_tree_level(t, lambda a, b: a + b) for t in trees]
+            live = stages.cut(level, {**live, "trees": trees})
+            trees = live.pop("trees")
+            level += 1
+        counts = [t[0] for t in trees]
+        dialect = Signal(book.id_bits, name="dialect")
+        m.d.comb += dialect.eq(_two_stage_choice(counts, live.pop("pair"), live.pop("umax")))
+        live = stages.cut(level, {**live, "dialect": dialect})
+        level += 1
+        # Threshold read (once per block), then the encoder.
+        thresholds = _threshold_read(m, book, live["dialect"], "thresholds")
+        live = stages.cut(level, {**live, "thresholds": thresholds})
+        level += 1
+        encoded = Signal(selector_out_layout(config), name="encoded")
+        m.d.comb += [encoded.exponent.eq(live["exponent"]), encoded.dialect.eq(live["dialect"])]
+        for i in range(block):
+            index = Signal(INDEX_BITS, name=f"index_{i}")
+            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"]))
+            m.d.comb += encoded.codes[i].eq(Cat(index, live["signs"][i]))
+        final = stages.cut(level, {"encoded": encoded})
+        skid_output(m, self.i, self.o, final["encoded"], stages.valid, stages.cuts + 1, prefix="two_stage")
+        return m
+
+
+def _larger(a, b):
+    return Mux(a > b, a, b)
+
+
+def _pair_and_ranges(m: Module, book: Formatbook, umax):
+    """Stage 1 of NUMERICS 2.2: the pair ``p = 15 - clamp(umax >> 1, 16 - pairs, 15)`` and the [lo, hi)
+    beneficial ranges of its dialects A = 2p and B = 2p + 1 (``two_stage_ranges``)."""
+    ranges = book.two_stage_ranges  # (pairs, 2 [A/B], 2 [lo/hi])
+    pairs = ranges.shape[0]
+    top = (book.num_ucodes >> 1) - 1  # largest truncated maximum u >> 1
+    truncated = umax >> 1
+    low = top - (pairs - 1)
+    pair = Signal(range(pairs), name="pair")
+    m.d.comb += pair.eq(top - Mux(truncated < low, low, truncated))
+    bounds = []
+    for c, label in enumerate("ab"):
+        lo = Signal(len(umax) + 1, name=f"range_{label}_lo")
+        hi = Signal(len(umax) + 1, name=f"range_{label}_hi")
+        m.d.comb += [
+            lo.eq(Array(Const(int(ranges[p, c, 0]), len(lo)) for p in range(pairs))[pair]),
+            hi.eq(Array(Const(int(ranges[p, c, 1]), len(hi)) for p in range(pairs))[pair]),
+        ]
+        bounds.append((lo, hi))
+    return pair, bounds
+
+
+def _inside(ucodes, lo, hi) -> list:
+    return [(u >= lo) & (u < hi) for u in ucodes]
+
+
+def _two_stage_choice(counts, pair, umax):
+    """Stage 2 of NUMERICS 2.2: B (odd id) only with strictly more codes in its range; all-zero -> 0."""
+    choice = Cat(counts[1] > counts[0], pair)
+    return Mux(umax == 0, 0, choice)

@@ -24,7 +24,13 @@ full, the buffer read waits until the read bank is full; the MAC array never sta
 FIFO). ``k_blocks`` (<= ``buffer_blocks``) and ``col_groups`` are control inputs, held while streaming.
 
 Formats (``TileFormat``): FB32 (LUT DSU with a SeDA candidate mask per row), DIALECTFP4 (BlockDialect's
-two-stage selector), MXFP4 (sticky front-end + E2M1 encoder). Performance counters: ``perf_mac_beats``
+two-stage selector), MXFP4 (sticky front-end + E2M1 encoder), NVFP4 (pre-quantized activations, E4M3
+scale path), and any dialect format of the registry (``TileFormat("tdit64-q-e4m3")``, a shipped fitted
+book, or a formatbook file by path): a LUT DSU over its table with a SeDA mask per row, on its grid
+(quarter-grid books: 6-bit codes u, 5-bit magnitudes) and with its scale -- E8M0 as FB32, or E4M3:
+the ``hw.scaled_front_end`` quantizer (each block arrives with its E4M3 scale byte and binary32
+reciprocal from the scale pass, NUMERICS 8.3) and NVFP4's E4M3 scale path in the PEs with the tensor
+scales ``tensor_scale_a`` / ``tensor_scale_w``. Performance counters: ``perf_mac_beats``
 counts MAC-array input beats, ``perf_mac_window`` the cycles from the first to the latest MAC beat
 inclusive, so their ratio is the sustained PE utilization.
 """
@@ -33,6 +39,8 @@ from __future__ import annotations
 
 import enum
 import json
+import os
+import re
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
@@ -40,15 +48,18 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import CODE_BITS, EXPONENT_BITS, Formatbook
+from golden.formats import CODE_BITS, EXPONENT_BITS, Formatbook, Grid, Scale
 
 from .common import UnitTiming, register_stage
-from .config import BLOCK_SIZES, Book, ConfigError, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig
+from .config import (BLOCK_SIZES, Book, ConfigError, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig,
+                     ScaledFrontEndConfig, TwoStageConfig)  # fmt: skip
 from .decoder import MultiFormatDecoder
 from .float32 import multiply_binary32
 from .front_end import BlockFrontEnd
 from .layouts import mac_out_layout
+from .layouts import scaled_front_end_in_layout
 from .mac_array import MACArray
+from .scaled_front_end import ScaledFrontEnd
 from .select import DialectSelectUnit, TwoStageSelector
 from .tile_front_end import (
     E2M1Encoder,
@@ -67,20 +78,64 @@ K_BLOCKS_BITS = 16
 
 
 class TileFormat(enum.Enum):
-    """Number format of a tile (names as in ``golden.FORMATS``)."""
+    """Number format of a tile (names as in ``golden.FORMATS``).
+
+    The four members are the built-in tiles; any other dialect format of the registry is a tile
+    format too: ``TileFormat("tdit64-q-e4m3")`` (or a formatbook file's path) returns a member whose
+    value is the registry name (``hw.Book``'s rule; iteration lists the four built-in ones).
+    """
 
     FB32 = "fb32"
     DIALECTFP4 = "dialectfp4"
     MXFP4 = "mxfp4"
     NVFP4 = "nvfp4"
 
+    @classmethod
+    def _missing_(cls, value):
+        if not isinstance(value, (str, os.PathLike)):
+            return None
+        name = Book(value).value  # ConfigError for an unknown or non-dialect format
+        member = cls._value2member_map_.get(name)
+        if member is None:
+            member = object.__new__(cls)
+            member._name_ = re.sub(r"\W", "_", name).upper()
+            member._value_ = name
+            cls._value2member_map_[name] = member
+        return member
+
+    @property
+    def registry(self) -> bool:
+        """A registry dialect format (not one of the four built-in tiles)."""
+        return self not in (TileFormat.FB32, TileFormat.DIALECTFP4, TileFormat.MXFP4, TileFormat.NVFP4)
+
     @property
     def book(self) -> Book:
+        if self.registry:
+            return Book(self.value)
         return {TileFormat.FB32: Book.FB32, TileFormat.DIALECTFP4: Book.DIALECTFP4_16}.get(self, Book.E2M1)
 
     @property
     def formatbook(self) -> Formatbook:
         return self.book.formatbook
+
+    @property
+    def grid(self) -> Grid:
+        return self.book.grid
+
+    @property
+    def ident(self) -> str:
+        """The value as a Verilog identifier piece."""
+        return self.book.ident if self.registry else self.value
+
+    @property
+    def lut(self) -> bool:
+        """Whether the tile selects dialects with the LUT DSU (FB32 and the registry dialect formats)."""
+        return self is TileFormat.FB32 or self.registry
+
+    @property
+    def scaled(self) -> bool:
+        """E4M3 block scales under binary32 tensor scales (NVFP4, E4M3 dialect formats): the PEs' scale path."""
+        return self is TileFormat.NVFP4 or (self.registry and self.book.scale is Scale.E4M3)
 
     @property
     def quantizes(self) -> bool:
@@ -90,7 +145,7 @@ class TileFormat(enum.Enum):
     @property
     def masked(self) -> bool:
         """Whether activation rows carry a SeDA candidate mask (LUT selection only)."""
-        return self is TileFormat.FB32
+        return self.lut
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,8 +154,9 @@ class TileConfig:
 
     - ``quantizers`` (q, divides ``rows``): activation quantizers (front-end + selector) shared by the rows;
     - ``dialects_per_cycle``: the FB32 DSU's area/throughput knob (None: all 32, one block per cycle);
-    - ``dsu_stages``: register cuts of the full-parallel FB32 DSU (``DSUConfig.pipeline_stages``); a
-      multi-pass DSU (``dialects_per_cycle`` set) is the two-register unit, so it is stored as None;
+    - ``dsu_stages``: register cuts of the selector: the full-parallel FB32 DSU (``DSUConfig.pipeline_stages``)
+      or the DialectFP4-16 two-stage selector (``TwoStageConfig.pipeline_stages``); None: the two-register
+      unit; a multi-pass DSU (``dialects_per_cycle`` set) is the two-register unit, so it is stored as None;
     - ``interleave``: the MAC array's C-slow factor L (outputs per PE in flight, adder stages);
     - ``buffer_blocks``: K blocks per bank of the quantized-activation buffer (the largest ``k_blocks``);
     - ``output_depth``: the MAC array's output FIFO beats (None: its latency + 1; ``interleave + 1``
@@ -138,19 +194,21 @@ class TileConfig:
             raise ConfigError(f"an MXFP4 tile uses blocks of 32 (OCP MX), got {self.block}")
         if self.format is TileFormat.NVFP4 and self.block != 16:
             raise ConfigError(f"an NVFP4 tile uses blocks of 16, got {self.block}")
-        if self.dialects_per_cycle is not None and self.format is not TileFormat.FB32:
-            raise ConfigError(f"dialects_per_cycle applies to the FB32 DSU only, not to {self.format.value!r}")
+        if self.dialects_per_cycle is not None and not self.format.lut:
+            raise ConfigError(f"dialects_per_cycle applies to the FB32 DSU only (and the LUT DSU of registry books), not to {self.format.value!r}")
         if self.dialects_per_cycle is not None and self.dsu_stages is not None:
             object.__setattr__(self, "dsu_stages", None)  # a multi-pass DSU is the two-register unit
         if self.buffer_blocks >= 1 << K_BLOCKS_BITS:
             raise ConfigError(f"buffer_blocks must be below {1 << K_BLOCKS_BITS}, got {self.buffer_blocks}")
         self.selector_config  # validates dialects_per_cycle / dsu_stages
+        self.front_end_config  # validates the input word format against the grid
 
     @property
     def name(self) -> str:
         dsu = "" if self.dialects_per_cycle is None else f"_p{self.dialects_per_cycle}"
-        stages = "" if self.dsu_stages is None or self.format is not TileFormat.FB32 else f"_s{self.dsu_stages}"
-        return (f"tile_{self.format.value}_{self.input.value}_r{self.rows}_c{self.cols}_b{self.block}{dsu}{stages}"
+        staged = self.format.lut or self.format is TileFormat.DIALECTFP4
+        stages = "" if self.dsu_stages is None or not staged else f"_s{self.dsu_stages}"
+        return (f"tile_{self.format.ident}_{self.input.value}_r{self.rows}_c{self.cols}_b{self.block}{dsu}{stages}"
                 f"_q{self.quantizers}_l{self.interleave}_k{self.buffer_blocks}"
                 f"{'' if self.output_depth is None else f'_o{self.output_depth}'}")  # fmt: skip
 
@@ -162,18 +220,21 @@ class TileConfig:
     def selector_config(self) -> DSUConfig | TwoStageConfig | E2M1EncoderConfig | None:
         if self.format is TileFormat.NVFP4:
             return None
-        if self.format is TileFormat.FB32:
-            return DSUConfig(book=Book.FB32, block=self.block, dialects_per_cycle=self.dialects_per_cycle,
+        if self.format.lut:
+            return DSUConfig(book=self.format.book, block=self.block, dialects_per_cycle=self.dialects_per_cycle,
                              pipeline_stages=self.dsu_stages)  # fmt: skip
         if self.format is TileFormat.DIALECTFP4:
-            return TwoStageConfig(block=self.block)
+            return TwoStageConfig(block=self.block, pipeline_stages=self.dsu_stages)
         return E2M1EncoderConfig(block=self.block)
 
     @property
-    def front_end_config(self) -> FrontEndConfig | FloatFrontEndConfig:
+    def front_end_config(self) -> FrontEndConfig | FloatFrontEndConfig | ScaledFrontEndConfig:
+        if self.format.scaled and self.format.quantizes:  # E4M3 dialect formats
+            return ScaledFrontEndConfig(block=self.block, grid=self.format.grid, input=self.input.value)
         if self.input is InputFloat.BF16 and self.format is not TileFormat.MXFP4:
-            return FrontEndConfig(block=self.block)
-        return FloatFrontEndConfig(block=self.block, input=self.input, inexact=self.format is TileFormat.MXFP4)
+            return FrontEndConfig(block=self.block, grid=self.format.grid)
+        return FloatFrontEndConfig(block=self.block, input=self.input, inexact=self.format is TileFormat.MXFP4,
+                                   grid=self.format.grid)  # fmt: skip
 
     @property
     def decoder_config(self) -> DecoderConfig:
@@ -182,12 +243,12 @@ class TileConfig:
     @property
     def mac_config(self) -> MACArrayConfig:
         return MACArrayConfig(rows=self.rows, cols=self.cols, block=self.block, interleave=self.interleave,
-                              output_depth=self.output_depth, nvfp4=self.format is TileFormat.NVFP4)  # fmt: skip
+                              output_depth=self.output_depth, nvfp4=self.format.scaled, grid=self.format.grid)  # fmt: skip
 
     def to_dict(self) -> dict:
         return {
             "unit": "tile",
-            "format": self.format.value,
+            "format": self.format.book.ref if self.format.registry else self.format.value,
             "rows": self.rows,
             "cols": self.cols,
             "block": self.block,
@@ -217,12 +278,17 @@ class TileConfig:
 
 def tile_a_layout(config: TileConfig) -> data.StructLayout:
     """Activation beat: ``blocks[j]`` raw words of one K block of row ``g * q + j`` (row group ``g``);
-    ``masks[j]`` its candidate mask (FB32). NVFP4: ``blocks[j]`` is the pre-quantized block (E4M3 scale
-    byte in ``exponent``, E2M1 codes)."""
+    ``masks[j]`` its candidate mask (LUT DSU tiles). NVFP4: ``blocks[j]`` is the pre-quantized block (E4M3
+    scale byte in ``exponent``, E2M1 codes). E4M3 dialect formats: ``blocks[j]`` is ``words``, ``block_scale``
+    and ``reciprocal`` (``hw.layouts.scaled_front_end_in_layout``)."""
     q = config.quantizers
     if not config.format.quantizes:
         return data.StructLayout({"blocks": data.ArrayLayout(encoded_block_layout(config.block, config.format.formatbook.id_bits), q)})
-    fields = {"blocks": data.ArrayLayout(data.ArrayLayout(config.input.width, config.block), q)}
+    fe = config.front_end_config
+    if isinstance(fe, ScaledFrontEndConfig):  # E4M3 dialects: raw words + the block's scale byte and reciprocal
+        fields = {"blocks": data.ArrayLayout(scaled_front_end_in_layout(fe), q)}
+    else:
+        fields = {"blocks": data.ArrayLayout(data.ArrayLayout(config.input.width, config.block), q)}
     if config.format.masked:
         fields["masks"] = data.ArrayLayout(config.format.formatbook.num_dialects, q)
     return data.StructLayout(fields)
@@ -265,7 +331,7 @@ class Tile(wiring.Component):
     def unit_timings(cls, config: TileConfig) -> dict[str, UnitTiming]:
         """Latency and initiation interval of each unit: the quantizer path, then the array path."""
         fe = config.front_end_config
-        front_end = (BlockFrontEnd if isinstance(fe, FrontEndConfig) else FloatFrontEnd).timing(fe)
+        front_end = {FrontEndConfig: BlockFrontEnd, ScaledFrontEndConfig: ScaledFrontEnd}.get(type(fe), FloatFrontEnd).timing(fe)
         sel = config.selector_config
         if sel is None:  # NVFP4: a register stage in place of the quantizer
             front_end, selector = UnitTiming(0, 1), UnitTiming(1, 1)
@@ -313,7 +379,7 @@ class Tile(wiring.Component):
                 "o": Out(stream.Signature(mac_out_layout(config.mac_config))),
                 "k_blocks": In(unsigned(K_BLOCKS_BITS)),
                 "col_groups": In(unsigned(K_BLOCKS_BITS)),
-                **({"tensor_scale_a": In(32), "tensor_scale_w": In(32)} if not config.format.quantizes else {}),
+                **({"tensor_scale_a": In(32), "tensor_scale_w": In(32)} if config.format.scaled else {}),
                 "perf_mac_beats": Out(unsigned(PERF_COUNTER_BITS)),
                 "perf_mac_window": Out(unsigned(PERF_COUNTER_BITS)),
             }
@@ -321,7 +387,7 @@ class Tile(wiring.Component):
 
     def _front_end(self):
         fe = self.config.front_end_config
-        return BlockFrontEnd(fe) if isinstance(fe, FrontEndConfig) else FloatFrontEnd(fe)
+        return {FrontEndConfig: BlockFrontEnd, ScaledFrontEndConfig: ScaledFrontEnd}.get(type(fe), FloatFrontEnd)(fe)
 
     def _selector(self):
         sel = self.config.selector_config
@@ -359,7 +425,7 @@ class Tile(wiring.Component):
         depth = 2 * cfg.buffer_blocks
         factory = None
         if self.pe_factory is not None:
-            factory = lambda block, slots: self.pe_factory(block, slots, cfg.format is TileFormat.NVFP4)  # noqa: E731
+            factory = lambda block, slots: self.pe_factory(block, slots, cfg.mac_config.nvfp4, cfg.mac_config.grid)  # noqa: E731
         mac = MACArray(cfg.mac_config, pe_factory=factory)
         m.submodules.mac_array = mac
 
@@ -400,6 +466,7 @@ class Tile(wiring.Component):
                 m.d.comb += lane_in.payload.eq(self.a.payload.blocks[j])
                 a_sinks.append(lane_in)
                 selected.append(lane_out)
+        if cfg.format.scaled:
             # T = fl32(t_a * t_w), once, registered (the control inputs are static while streaming).
             product = multiply_binary32(m, self.tensor_scale_a, self.tensor_scale_w, "tensor_scale")
             tensor_scale = Signal(32, name="tensor_scale")
@@ -502,7 +569,7 @@ class Tile(wiring.Component):
         m.d.comb += fire.eq(mac.i.valid & mac.i.ready)
 
         wiring.connect(m, wiring.flipped(self.o), mac.o)
-        if not cfg.format.quantizes:
+        if cfg.format.scaled:
             m.d.comb += mac.tensor_scale.eq(tensor_scale)
 
         # Performance counters: MAC beats, and the window from the first MAC beat to the latest.

@@ -2,6 +2,7 @@
 
     sdialect synth                      # every design of DESIGNS, both flows (make synth)
     sdialect synth --profile quick      # the units and the 1 x 1 tiles only
+    sdialect synth --profile builtin    # FB32, DialectFP4-16, MXFP4, NVFP4 only (no registry variants)
     sdialect synth --only tile_mxfp4    # designs whose name contains a substring
     sdialect synth --flows generic      # skip the ECP5 flow
     sdialect synth --readme README.md   # also rewrite the README's hardware table from hw.json
@@ -27,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthesize only designs whose name contains TEXT (repeatable)")  # fmt: skip
     parser.add_argument("--flows", default=",".join(FLOWS), help="comma-separated subset of: generic, ecp5")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per tool run (default 3600)")
-    parser.add_argument("--profile", choices=("full", "quick"), default="full",
-                        help="full: tiles at 1x1, 4x4, 16x16 and every unit; quick: units and 1x1 tiles")  # fmt: skip
+    parser.add_argument("--profile", choices=("full", "quick", "builtin", "builtin-quick"), default="full",
+                        help="full: tiles at 1x1, 4x4, 16x16 and every unit; quick: units and 1x1 tiles; "
+                        "builtin(-quick): the same without the registry variant formats")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=2, help="tool runs at a time (default 2)")
     parser.add_argument("--place-max-luts", type=int, default=None, metavar="N",
                         help="place and route a tile array only up to N LUT4s (default rtl_gen.synth_report.PLACE_LUT_BUDGET)")  # fmt: skip

@@ -70,7 +70,7 @@ def build_design(config, *, hierarchical: bool = False):
 
     factory = ProcessingElementInstance if hierarchical else None
     if isinstance(config, MACArrayConfig):
-        pe = None if factory is None else (lambda block, slots: factory(block, slots, config.nvfp4))
+        pe = None if factory is None else (lambda block, slots: factory(block, slots, config.nvfp4, config.grid))
         return MACArray(config, pe_factory=pe)
     if isinstance(config, TileConfig):
         return Tile(config, pe_factory=factory)
@@ -102,7 +102,9 @@ def _pe_config(config):
 
     if isinstance(config, TileConfig):
         config = config.mac_config
-    return (config.block, config.interleave, config.nvfp4) if isinstance(config, MACArrayConfig) else None
+    if not isinstance(config, MACArrayConfig):
+        return None
+    return (config.block, config.interleave, config.nvfp4, config.grid.value)
 
 
 def write_design(config, out_dir: str | os.PathLike, *, hierarchical: bool = False) -> Path:
@@ -114,6 +116,7 @@ def write_design(config, out_dir: str | os.PathLike, *, hierarchical: bool = Fal
     """
     from amaranth.back import verilog
 
+    from golden.formats import Grid
     from hw.mac_array import NVFP4ProcessingElement, ProcessingElement
 
     out_dir = Path(out_dir)
@@ -125,7 +128,7 @@ def write_design(config, out_dir: str | os.PathLike, *, hierarchical: bool = Fal
         return path
     verilog_text = verilog.convert(build_design(config, hierarchical=pe is not None), name=config.name, emit_src=False)
     if pe is not None:
-        element = (NVFP4ProcessingElement if pe[2] else ProcessingElement)(pe[0], pe[1])
+        element = (NVFP4ProcessingElement if pe[2] else ProcessingElement)(pe[0], pe[1], Grid(pe[3]))
         verilog_text = verilog.convert(element, name=element.name, emit_src=False) + "\n" + verilog_text
     _write_atomic(path, verilog_text)
     _write_atomic(stamp, text)

@@ -1,7 +1,7 @@
 """The designs ``make synth`` measures, and the cost report (``build/report/hw.md`` and ``hw.json``).
 
 Tiles at 1 x 1, 4 x 4 and 16 x 16 PEs in every tile format, B = 32, bfloat16 activations, one
-shared quantizer, C-slow L = 6 (``tile_config``; NVFP4: B = 16), plus each unit on its own (for its Fmax). Every
+shared quantizer, C-slow L = 8 (``TILE_PARAMETERS``; NVFP4: B = 16), plus each unit on its own (for its Fmax). Every
 design is synthesized, none extrapolated: with the hierarchy kept, the PE is one Verilog module that
 the array instantiates ``rows x cols`` times (``rtl_gen.synth.write_design(hierarchical=True)``), so
 Yosys synthesizes it once and the totals multiply each module's local cost by its instance count in
@@ -36,20 +36,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hw import Book, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig
+from golden.formats import Grid
+from hw import Book, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, ScaledFrontEndConfig, TwoStageConfig
 from hw.tile import TileConfig, TileFormat
 from hw.tile_front_end import E2M1EncoderConfig, FloatFrontEndConfig, InputFloat
 
 from .synth import SynthError, SynthResult, _write_atomic, synthesize_ecp5, synthesize_generic, write_design
 
-__all__ = ["DESIGNS", "Design", "PROFILES", "readme_table", "run_report", "tile_config", "update_readme"]
+__all__ = ["DESIGNS", "Design", "PROFILES", "VARIANT_TILES", "readme_table", "run_report", "tile_config", "tile_formats",
+           "update_readme"]
 
 #: Bump when the tool scripts in ``rtl_gen.synth`` change, so cached results are not reused.
 FLOW_VERSION = 3
 TILE_BLOCK = 32
 SIZES = ((1, 1), (4, 4), (16, 16))
 #: The tile parameters every cost configuration shares (hw/TILE.md explains each).
-TILE_PARAMETERS = {"quantizers": 1, "interleave": 6, "buffer_blocks": 4, "output_depth": 7, "dsu_stages": 6}
+TILE_PARAMETERS = {"quantizers": 1, "interleave": 8, "buffer_blocks": 4, "output_depth": 9, "dsu_stages": 8}
 #: LFE5U-85F resources (nextpnr ``--85k``).
 ECP5_LUTS = 83_640
 ECP5_FFS = 83_640
@@ -62,6 +64,19 @@ ANCHORS = {
     "two_stage_over_exhaustive_selector": (0.1, "BlockDialect: two-stage selector about 1/10 of an exhaustive MSE selector"),
     "mx_extension_area": (1.06, "MX dot-product extensions: +5 % to +7 % area (midpoint 1.06)"),
 }
+
+
+#: Registry dialect formats whose tiles are costed beside the built-in ones (issue 16: the fitted books on
+#: the quarter grid with the E4M3 block scale); one line per format: name -> label.
+VARIANT_TILES = {
+    "tdit64-q-e4m3": "tdit64-q-e4m3 (64 fitted dialects, quarter grid, E4M3 scale, LUT DSU)",
+    "tdit-q-e4m3": "tdit-q-e4m3 (32 fitted dialects, quarter grid, E4M3 scale, LUT DSU)",
+}
+
+
+def tile_formats() -> tuple[TileFormat, ...]:
+    """The built-in tile formats, then the registry formats of ``VARIANT_TILES``."""
+    return (*TileFormat, *(TileFormat(name) for name in VARIANT_TILES))
 
 
 def tile_config(fmt: TileFormat, rows: int, cols: int) -> TileConfig:
@@ -88,15 +103,22 @@ class Design:
         return self.config.name
 
 
+def _mac_unit(block: int, nvfp4: bool = False, grid: Grid = Grid.HALF) -> MACArrayConfig:
+    """The MAC array of the cost tiles on its own (1 x 1 PE), for its Fmax."""
+    return MACArrayConfig(rows=1, cols=1, block=block, interleave=TILE_PARAMETERS["interleave"],
+                          output_depth=TILE_PARAMETERS["output_depth"], nvfp4=nvfp4, grid=grid)  # fmt: skip
+
+
 def _designs() -> tuple[Design, ...]:
     out = []
     labels = {TileFormat.FB32: "FB32 (LUT DSU, SeDA mask)", TileFormat.DIALECTFP4: "DialectFP4-16 (two-stage)",
               TileFormat.MXFP4: "MXFP4 (E2M1 encoder)", TileFormat.NVFP4: "NVFP4 (B = 16, scale path, pre-quantized activations)"}  # fmt: skip
+    labels.update({TileFormat(name): label for name, label in VARIANT_TILES.items()})
     for rows, cols in SIZES:
-        for fmt in TileFormat:
+        for fmt in tile_formats():
             out.append(Design(f"{labels[fmt]} tile {rows} x {cols}", tile_config(fmt, rows, cols), "fits", fmt.value,
                               "tile", rows, cols))  # fmt: skip
-    stages = TILE_PARAMETERS["dsu_stages"]
+    stages, slots = TILE_PARAMETERS["dsu_stages"], TILE_PARAMETERS["interleave"]
     units = [
         ("bfloat16 block front-end", FrontEndConfig(block=TILE_BLOCK), "any", "front_end"),
         ("bfloat16 front-end with sticky bits (MXFP4)", FloatFrontEndConfig(block=TILE_BLOCK, input=InputFloat.BF16, inexact=True),
@@ -105,25 +127,36 @@ def _designs() -> tuple[Design, ...]:
          "fb32", "dsu"),
         (f"DialectFP4-16 exhaustive LUT DSU ({stages} stages; area only)",
          DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK, pipeline_stages=stages), "dialectfp4", "dsu", False),
-        ("DialectFP4-16 two-stage selector", TwoStageConfig(block=TILE_BLOCK), "dialectfp4", "two_stage"),
+        (f"DialectFP4-16 two-stage selector ({stages} stages)", TwoStageConfig(block=TILE_BLOCK, pipeline_stages=stages),
+         "dialectfp4", "two_stage"),
         ("E2M1 encoder (MXFP4)", E2M1EncoderConfig(block=TILE_BLOCK), "mxfp4", "e2m1_encoder"),
         ("FB32 decoder (32 lanes)", DecoderConfig(books=(Book.FB32,), lanes=TILE_BLOCK), "fb32", "decoder"),
         ("DialectFP4-16 decoder (32 lanes)", DecoderConfig(books=(Book.DIALECTFP4_16,), lanes=TILE_BLOCK), "dialectfp4", "decoder"),
         ("E2M1 decoder (32 lanes)", DecoderConfig(books=(Book.E2M1,), lanes=TILE_BLOCK), "e2m1", "decoder"),
-        ("MAC array 1 x 1 (C-slow L = 6)", MACArrayConfig(rows=1, cols=1, block=TILE_BLOCK, interleave=6, output_depth=7),
-         "any", "mac_array"),
-        ("NVFP4 MAC array 1 x 1 (B = 16, scale path, L = 6)",
-         MACArrayConfig(rows=1, cols=1, block=16, interleave=6, output_depth=7, nvfp4=True), "nvfp4", "mac_array"),
+        (f"MAC array 1 x 1 (C-slow L = {slots})", _mac_unit(TILE_BLOCK), "any", "mac_array"),
+        (f"NVFP4 MAC array 1 x 1 (B = 16, scale path, L = {slots})", _mac_unit(16, nvfp4=True), "nvfp4", "mac_array"),
+        # The variant units of VARIANT_TILES (quarter grid, E4M3 scale).
+        ("E4M3 front-end (bfloat16, quarter grid: fl32(|x| r) -> 6-bit u)",
+         ScaledFrontEndConfig(block=TILE_BLOCK, grid=Grid.QUARTER, input=InputFloat.BF16.value), "tdit64-q-e4m3", "scaled_front_end"),
+        (f"tdit64-q-e4m3 DSU (LUT, 64 dialects per cycle, quarter grid, {stages} stages)",
+         DSUConfig(book=Book("tdit64-q-e4m3"), block=TILE_BLOCK, pipeline_stages=stages), "tdit64-q-e4m3", "dsu"),
+        ("tdit64-q-e4m3 decoder (32 lanes, 5-bit quarter-unit magnitudes)",
+         DecoderConfig(books=(Book("tdit64-q-e4m3"),), lanes=TILE_BLOCK), "tdit64-q-e4m3", "decoder"),
+        (f"E4M3 quarter-grid MAC array 1 x 1 (B = 32, scale path, L = {slots})",
+         _mac_unit(TILE_BLOCK, nvfp4=True, grid=Grid.QUARTER), "tdit64-q-e4m3", "mac_array"),
     ]  # fmt: skip
     out += [Design(u[0], u[1], u[4] if len(u) > 4 else True, u[2], u[3]) for u in units]
     return tuple(out)
 
 
 DESIGNS: tuple[Design, ...] = _designs()
-#: ``quick``: the units and the 1 x 1 tiles (minutes from a warm cache); ``full``: everything.
+#: ``quick``: the units and the 1 x 1 tiles (minutes from a warm cache); ``full``: everything;
+#: ``builtin`` / ``builtin-quick``: the same without the ``VARIANT_TILES`` formats and their units.
 PROFILES = {
     "full": lambda d: True,
     "quick": lambda d: d.rows * d.cols == 1,
+    "builtin": lambda d: d.format not in VARIANT_TILES,
+    "builtin-quick": lambda d: d.format not in VARIANT_TILES and d.rows * d.cols == 1,
 }
 
 #: Tile submodule name pieces -> unit role in the report (first match wins).
@@ -268,13 +301,19 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
     ratios = {}
     for rows, cols in SIZES:
         base = tiles.get(("mxfp4", rows))
-        for fmt in ("fb32", "dialectfp4", "nvfp4"):
+        for fmt in ("fb32", "dialectfp4", "nvfp4", *VARIANT_TILES):
             tile = tiles.get((fmt, rows))
             if tile is None or base is None:
                 continue
             ratios[f"{fmt}_over_mxfp4_{rows}x{cols}"] = {
                 key: _ratio(tile[key], base[key]) for key in ("transistors_with_ff", "transistors", "lut4", "ff", "fmax_mhz")
             }
+        for fmt in ("fb32", *VARIANT_TILES):  # the dialect tiles against the strongest peer, NVFP4
+            tile, nvfp4 = tiles.get((fmt, rows)), tiles.get(("nvfp4", rows))
+            if tile is not None and nvfp4 is not None:
+                ratios[f"{fmt}_over_nvfp4_{rows}x{cols}"] = {
+                    key: _ratio(tile[key], nvfp4[key]) for key in ("transistors_with_ff", "transistors", "lut4", "ff", "fmax_mhz")
+                }
         fb32 = tiles.get(("fb32", rows))
         if fb32 and fb32["transistors_with_ff"]:
             ratios[f"dsu_share_of_fb32_tile_{rows}x{cols}"] = {
@@ -285,12 +324,12 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
     def unit(name):
         return by_name.get(name)
 
-    two_stage, exhaustive = unit(TwoStageConfig(block=TILE_BLOCK).name), unit(
+    two_stage, exhaustive = unit(TwoStageConfig(block=TILE_BLOCK, pipeline_stages=TILE_PARAMETERS["dsu_stages"]).name), unit(
         DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK, pipeline_stages=TILE_PARAMETERS["dsu_stages"]).name)
     if two_stage and exhaustive and two_stage["transistors_with_ff"] and exhaustive["transistors_with_ff"]:
         ratios["two_stage_over_exhaustive_selector"] = {
             k: _ratio(two_stage[k], exhaustive[k]) for k in ("transistors_with_ff", "lut4")}
-    pe = unit(MACArrayConfig(rows=1, cols=1, block=TILE_BLOCK, interleave=6, output_depth=7).name)
+    pe = unit(_mac_unit(TILE_BLOCK).name)
     decoders = {b: unit(DecoderConfig(books=(b,), lanes=TILE_BLOCK).name) for b in Book}
     if pe and all(d and d["transistors_with_ff"] for d in decoders.values()) and pe["units"].get("PEs"):
         pe_cost = pe["units"]["PEs"]["transistors_with_ff"]
@@ -365,7 +404,7 @@ def readme_table(data: dict) -> str:
     tiles = {(r["format"], r["rows"]): r for r in data["designs"] if r["unit"] == "tile"}
     for rows, cols in SIZES:
         base = tiles.get(("mxfp4", rows))
-        for fmt in ("fb32", "dialectfp4", "mxfp4", "nvfp4"):
+        for fmt in ("fb32", "dialectfp4", "mxfp4", "nvfp4", *VARIANT_TILES):
             r = tiles.get((fmt, rows))
             if r is None:
                 continue

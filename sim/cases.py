@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw import DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig, UnitConfig, unit_timing
+from hw import DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, ScaledFrontEndConfig, TwoStageConfig, UnitConfig, unit_timing
 from hw.layouts import (
     decoder_in_layout,
     decoder_out_layout,
@@ -21,6 +21,7 @@ from hw.layouts import (
     front_end_out_layout,
     mac_in_layout,
     mac_out_layout,
+    scaled_front_end_in_layout,
     selector_in_layout,
     selector_out_layout,
 )
@@ -103,14 +104,32 @@ class _OneToOne:
 
 class FrontEndCase(_OneToOne):
     def __init__(self, config: FrontEndConfig) -> None:
-        super().__init__(config, front_end_in_layout(config), front_end_out_layout(config.block))
+        super().__init__(config, front_end_in_layout(config), front_end_out_layout(config.block, config.grid))
 
     def stimulus(self, rng, n) -> Batch:
         bits, names = stimulus.bf16_blocks(rng, n, self.config.block)
         return self._batch({"": bits}, names)
 
     def expected(self, fields):
-        return reference.front_end_reference(fields[""])
+        return reference.front_end_reference(fields[""], self.config.grid)
+
+
+class ScaledFrontEndCase(_OneToOne):
+    """E4M3 front-end: golden's scale bytes and reciprocals in; the scoreboard checks the unit against
+    the step-4 expression and that expression against golden's own codes (``golden.*`` fields)."""
+
+    def __init__(self, config: ScaledFrontEndConfig) -> None:
+        super().__init__(config, scaled_front_end_in_layout(config), front_end_out_layout(config.block, config.grid))
+
+    def stimulus(self, rng, n) -> Batch:
+        fields, names = stimulus.scaled_blocks(rng, n, self.config)
+        return self._batch(fields, names)
+
+    def expected(self, fields):
+        out = reference.scaled_front_end_reference(self.config, fields)
+        if "golden.ucodes" in fields:
+            assert np.array_equal(out["ucodes"], fields["golden.ucodes"]), "step 4 disagrees with golden's u"
+        return out
 
 
 class SelectorCase(_OneToOne):
@@ -187,6 +206,7 @@ class MACArrayCase:
 def unit_case(config: UnitConfig):
     cases = {
         FrontEndConfig: FrontEndCase,
+        ScaledFrontEndConfig: ScaledFrontEndCase,
         DSUConfig: SelectorCase,
         TwoStageConfig: SelectorCase,
         DecoderConfig: DecoderCase,

@@ -16,6 +16,9 @@ from amaranth.lib import data
 
 __all__ = ["PayloadCodec"]
 
+#: Fields wider than this are packed through Python integers (object arrays) instead of int64.
+WIDE_BITS = 62
+
 
 @dataclass(frozen=True)
 class _Group:
@@ -61,12 +64,17 @@ class PayloadCodec:
         n = len(next(iter(values.values())))
         bits = np.zeros((n, self.size), dtype=np.uint8)
         for key, group in self.groups.items():
-            arr = np.asarray(values[key], dtype=np.int64).reshape(n, -1)
+            wide = group.width > WIDE_BITS  # beyond int64 (a 64-dialect mask): Python integers
+            arr = np.asarray(values[key], dtype=object if wide else np.int64).reshape(n, -1)
             if arr.shape[1] != len(group.offsets):
                 raise ValueError(f"field {key!r} needs {len(group.offsets)} values per row, got {arr.shape[1]}")
             if (arr < 0).any() or (arr >> group.width).any():
                 raise ValueError(f"field {key!r} holds a value that does not fit {group.width} bits")
-            leaf_bits = (arr[:, :, None] >> np.arange(group.width)) & 1
+            if wide:
+                leaf_bits = np.array([[(int(v) >> b) & 1 for b in range(group.width)] for v in arr.ravel()],
+                                     dtype=np.uint8).reshape(n, -1, group.width)  # fmt: skip
+            else:
+                leaf_bits = (arr[:, :, None] >> np.arange(group.width)) & 1
             cols = group.offsets[:, None] + np.arange(group.width)
             bits[:, cols.ravel()] = leaf_bits.reshape(n, -1)
         packed = np.packbits(bits, axis=1, bitorder="little")
@@ -81,7 +89,12 @@ class PayloadCodec:
         out = {}
         for key, group in self.groups.items():
             cols = group.offsets[:, None] + np.arange(group.width)
-            leaf = (bits[:, cols.ravel()].reshape(n, len(group.offsets), group.width) << np.arange(group.width)).sum(-1)
+            leaf_bits = bits[:, cols.ravel()].reshape(n, len(group.offsets), group.width)
+            if group.width > WIDE_BITS:
+                weights = np.array([1 << b for b in range(group.width)], dtype=object)
+                leaf = (leaf_bits.astype(object) * weights).sum(-1)
+            else:
+                leaf = (leaf_bits << np.arange(group.width)).sum(-1)
             out[key] = leaf.reshape(n, *group.dims)
         return out
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 import golden
-from golden.formats import CODE_BITS, EXPONENT_BIAS, FB32, NUM_UCODES
+from golden.formats import CODE_BITS, EXPONENT_BIAS, FB32
 from hw.config import DecoderConfig, DSUConfig, MACArrayConfig, TwoStageConfig
 
 #: Sign bit of a 4-bit element code (NUMERICS 2.1 step 5).
@@ -22,6 +22,7 @@ __all__ = [
     "decoder_exhaustive",
     "mac_beats",
     "mac_jobs",
+    "scaled_blocks",
     "selector_blocks",
 ]
 
@@ -46,24 +47,32 @@ def _float_blocks(rng: np.random.Generator, kind: str, n: int, block: int) -> np
     return x * np.exp2(rng.integers(-20, 20, (n, 1)))
 
 
-def _front_end_fields(x: np.ndarray) -> dict[str, np.ndarray]:
-    e, u, sign = golden.front_end(torch.from_numpy(x.astype(np.float32)))
+def _front_end_fields(x: np.ndarray, grid=golden.Grid.HALF) -> dict[str, np.ndarray]:
+    e, u, sign = golden.front_end(torch.from_numpy(x.astype(np.float32)), grid=grid)
     return {"exponent": (e + EXPONENT_BIAS).numpy(), "signs": sign.numpy(), "ucodes": u.numpy()}
+
+
+def _mask_dtype(num_dialects: int):
+    """int64, or Python integers for masks of more than 62 dialects (a 64-dialect book)."""
+    return object if num_dialects > 62 else np.int64
 
 
 def _random_masks(rng: np.random.Generator, n: int, num_dialects: int, mode: str) -> np.ndarray:
     full = (1 << num_dialects) - 1
+    dtype = _mask_dtype(num_dialects)
     if mode == "none":
-        return np.full(n, full, dtype=np.int64)
+        return np.full(n, full, dtype=dtype)
     if mode == "random":
-        masks = np.array([int(rng.integers(1, 1 << 62)) for _ in range(n)], dtype=object)
-        return np.array([(m & full) or 1 for m in masks], dtype=np.int64)
+        masks = [int(rng.integers(1, 1 << 62)) for _ in range(n)]
+        if num_dialects > 62:
+            masks = [m | (int(rng.integers(0, 1 << 62)) << 62) for m in masks]
+        return np.array([(m & full) or 1 for m in masks], dtype=dtype)
     if mode == "family":
         size = 8 if num_dialects % 8 == 0 else num_dialects
         family = rng.integers(0, num_dialects // size, n)
-        return (((1 << size) - 1) << (family * size)).astype(np.int64)
+        return np.array([((1 << size) - 1) << (int(f) * size) for f in family], dtype=dtype)
     if mode == "single":
-        return (1 << rng.integers(0, num_dialects, n)).astype(np.int64)
+        return np.array([1 << int(d) for d in rng.integers(0, num_dialects, n)], dtype=dtype)
     raise ValueError(f"unknown mask mode {mode!r}")
 
 
@@ -75,6 +84,7 @@ def selector_blocks(
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """``n`` random selector inputs, spread over ``DISTRIBUTIONS`` (and mask modes for the DSU)."""
     block = config.block
+    num_ucodes = config.book.formatbook.num_ucodes
     parts, names = [], []
     per = -(-n // len(DISTRIBUTIONS))
     for kind in DISTRIBUTIONS:
@@ -82,24 +92,24 @@ def selector_blocks(
             fields = {
                 "exponent": rng.integers(0, 256, per),
                 "signs": rng.integers(0, 2, (per, block)),
-                "ucodes": rng.integers(0, NUM_UCODES, (per, block)),
+                "ucodes": rng.integers(0, num_ucodes, (per, block)),
             }
         elif kind == "narrow_codes":  # few distinct codes in a small range: many cost ties
-            top = rng.integers(1, NUM_UCODES, (per, 1))
+            top = rng.integers(1, num_ucodes, (per, 1))
             fields = {
                 "exponent": rng.integers(0, 256, per),
                 "signs": rng.integers(0, 2, (per, block)),
                 "ucodes": np.minimum(top, rng.integers(0, 4, (per, block)) * rng.integers(1, 9, (per, 1))),
             }
         else:
-            fields = _front_end_fields(_float_blocks(rng, kind, per, block))
+            fields = _front_end_fields(_float_blocks(rng, kind, per, block), config.grid)
         parts.append(fields)
         names += [kind] * per
     fields = {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
     names = names[:n]
     if isinstance(config, DSUConfig):
         modes = rng.integers(0, len(MASK_MODES), n)
-        masks = np.zeros(n, dtype=np.int64)
+        masks = np.zeros(n, dtype=_mask_dtype(config.num_dialects))
         for j, mode in enumerate(MASK_MODES):
             sel = modes == j
             masks[sel] = _random_masks(rng, int(sel.sum()), config.num_dialects, mode)
@@ -111,6 +121,7 @@ def selector_blocks(
 def selector_corners(config: DSUConfig | TwoStageConfig) -> tuple[dict[str, np.ndarray], list[str]]:
     """Named corner cases: all-zero, all-equal (every code), saturation, exponent extremes, cost ties."""
     block = config.block
+    num_ucodes = config.book.formatbook.num_ucodes  # 32 on the half grid, 64 on the quarter grid
     rows, names = [], []
 
     def add(name, ucodes, signs=0, exponent=EXPONENT_BIAS):
@@ -119,16 +130,16 @@ def selector_corners(config: DSUConfig | TwoStageConfig) -> tuple[dict[str, np.n
 
     add("all-zero", 0)
     add("all-zero-negative", 0, signs=1)
-    for v in range(NUM_UCODES):
+    for v in range(num_ucodes):
         add(f"all-equal-{v}", v)
-    add("saturation-all-31", NUM_UCODES - 1, signs=1)
-    add("saturation-half-31", np.where(np.arange(block) % 2, NUM_UCODES - 1, 3))
-    ramp = np.arange(block) % NUM_UCODES
+    add(f"saturation-all-{num_ucodes - 1}", num_ucodes - 1, signs=1)
+    add(f"saturation-half-{num_ucodes - 1}", np.where(np.arange(block) % 2, num_ucodes - 1, 3))
+    ramp = np.arange(block) % num_ucodes
     for exponent in (0, 1, 2 * EXPONENT_BIAS, 2 * EXPONENT_BIAS + 1):
         add(f"exponent-{exponent}", ramp, signs=np.arange(block) % 2, exponent=exponent)
     # Cost ties: blocks whose minimum LUT cost is shared by two or more dialects.
     rng = np.random.default_rng(1234)
-    pool = np.minimum(NUM_UCODES - 1, rng.integers(0, 3, (4096, block)) * rng.integers(1, 12, (4096, 1)))
+    pool = np.minimum(num_ucodes - 1, rng.integers(0, 3, (4096, block)) * rng.integers(1, 12, (4096, 1)))
     costs = golden.lut_costs(torch.from_numpy(pool), config.book.formatbook).numpy()
     tied = np.flatnonzero((costs == costs.min(-1, keepdims=True)).sum(-1) >= 2)
     for j in tied[:24]:
@@ -145,7 +156,7 @@ def selector_corners(config: DSUConfig | TwoStageConfig) -> tuple[dict[str, np.n
         n = len(names)
         fields = {k: np.concatenate([v, v]) for k, v in fields.items()}
         full, upper = (1 << d) - 1, ((1 << d) - 1) ^ ((1 << (d // 2)) - 1)
-        fields["mask"] = np.array([full] * n + [upper] * n, dtype=np.int64)
+        fields["mask"] = np.array([full] * n + [upper] * n, dtype=_mask_dtype(d))
         names = names + [f"{x}/mask-upper" for x in names]
     return fields, names
 
@@ -179,6 +190,59 @@ def bf16_blocks(rng: np.random.Generator, n: int, block: int) -> tuple[np.ndarra
     x = np.concatenate(blocks)[:n]
     bits = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     return bits, names[:n]
+
+
+def scaled_blocks(rng: np.random.Generator, n: int, config) -> tuple[dict[str, np.ndarray], list[str]]:
+    """E4M3 front-end inputs: ``n`` blocks from "tensors" of a few blocks each (the tensor scale ``t``
+    varies from tensor to tensor: tiny tensors at the 2^-120 floor, huge ones, zero blocks inside a
+    tensor, subnormal and signed-zero elements), with golden's block scale byte and reciprocal
+    ``r = fl32(fl32(1 / t) / s)`` (``golden.e4m3_dialect_front_end``, NUMERICS 8.3 steps 1-3).
+
+    Returns fields ``words``, ``block_scale``, ``reciprocal`` and golden's ``ucodes`` / ``signs``."""
+    from golden.quantize import e4m3_dialect_front_end
+
+    block, grid = config.block, config.grid
+    per_tensor = 4
+    tensors, names = [], []
+    kinds = ("gaussian", "laplace", "student_t", "outlier", "sparse")
+    specials = {
+        "zero-block": lambda x: x * np.array([1, 0, 1, 1])[:, None],
+        "tiny-tensor": lambda x: x * 2.0**-130,
+        "huge-tensor": lambda x: x * 2.0**90,
+        "subnormal-elements": lambda x: np.where(np.abs(x) < 0.3, x * 2.0**-140, x),
+        "signed-zeros": lambda x: np.where(np.abs(x) < 0.5, -0.0, x),
+    }
+    for j in range(-(-n // per_tensor)):
+        kind = kinds[j % len(kinds)]
+        x = _float_blocks(rng, kind, per_tensor, block)
+        label = kind
+        if j % 3 == 1:
+            label = list(specials)[(j // 3) % len(specials)]
+            x = specials[label](x)
+        tensors.append(x)
+        names += [label] * per_tensor
+    words, scales, recips, ucodes, signs = [], [], [], [], []
+    for x in tensors:
+        x32 = torch.from_numpy(x.astype(np.float32))
+        if config.input == "bf16":
+            x32 = x32.to(torch.bfloat16).to(torch.float32)
+        if not (x32 != 0).any():
+            x32[0, 0] = 1.0
+        t, s_bits, u, sign = e4m3_dialect_front_end(x32, grid)
+        r = (1.0 / t) / s_bits.view(torch.float8_e4m3fn).to(torch.float32)
+        if config.input == "bf16":
+            w = x32.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).astype(np.int64)
+        else:
+            w = x32.view(torch.int32).numpy().view(np.uint32).astype(np.int64)
+        words.append(w)
+        scales.append(s_bits.numpy().astype(np.int64))
+        recips.append(r.view(torch.int32).numpy().view(np.uint32).astype(np.int64))
+        ucodes.append(u.numpy())
+        signs.append(sign.numpy())
+    fields = {"words": np.concatenate(words)[:n], "block_scale": np.concatenate(scales)[:n],
+              "reciprocal": np.concatenate(recips)[:n]}  # fmt: skip
+    golden_fields = {"ucodes": np.concatenate(ucodes)[:n], "signs": np.concatenate(signs)[:n]}
+    return {**fields, **{f"golden.{k}": v for k, v in golden_fields.items()}}, names[:n]
 
 
 def decoder_exhaustive(config: DecoderConfig) -> dict[str, np.ndarray]:

@@ -56,14 +56,15 @@ def check_mac(config, *, seed=0, valid=None, ready=None):
 
 C_SLOW = [MACArrayConfig(rows=2, cols=2, block=16, interleave=4), MACArrayConfig(rows=1, cols=2, block=32, interleave=5),
           MACArrayConfig(rows=2, cols=1, block=16, interleave=2), MACArrayConfig(rows=1, cols=1, block=16, interleave=7),
-          MACArrayConfig(rows=1, cols=2, block=16, interleave=3), MACArrayConfig(rows=2, cols=2, block=16, interleave=6)]  # fmt: skip
+          MACArrayConfig(rows=1, cols=2, block=16, interleave=3), MACArrayConfig(rows=2, cols=2, block=16, interleave=6),
+          MACArrayConfig(rows=1, cols=2, block=32, interleave=8), MACArrayConfig(rows=2, cols=1, block=16, interleave=9)]  # fmt: skip
 
 
 @pytest.mark.parametrize("config", C_SLOW, ids=[c.name for c in C_SLOW])
 def test_c_slow_mac_array_is_bit_exact_at_full_rate(config):
     run, last_beats = check_mac(config)
     latency = unit_timing(config).latency
-    assert latency == 7 + config.interleave
+    assert latency == 9 + config.interleave
     assert [run.out_cycles[j] - run.in_cycles[b] for j, b in enumerate(last_beats)] == [latency] * len(last_beats)
     assert set(np.diff(run.in_cycles).tolist()) == {1}, "initiation interval 1 (every cycle a beat)"
 

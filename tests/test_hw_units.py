@@ -30,6 +30,8 @@ CONFIGS = [
     (DSUConfig(book=Book.DIALECTFP4_16, block=16, pipeline_stages=20), 80),
     (TwoStageConfig(block=32), 150),
     (TwoStageConfig(block=64), 60),
+    (TwoStageConfig(block=32, pipeline_stages=8), 150),
+    (TwoStageConfig(block=16, pipeline_stages=20), 60),
     (DecoderConfig(lanes=3), 0),
     (DecoderConfig(books=(Book.E2M1,), lanes=8), 0),
     (MACArrayConfig(rows=1, cols=2, block=16), 30),

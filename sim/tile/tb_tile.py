@@ -61,6 +61,8 @@ async def _stream(dut, work, a_payloads, w_payloads, latency, patterns=None, sto
     a_valid, w_valid, o_ready = patterns or (None, None, None)
     dut.k_blocks.value = work.k_blocks
     dut.col_groups.value = work.col_groups
+    if work.tensor_scales is not None:  # E4M3 scale path (NVFP4, E4M3 dialect formats): t_a, t_w
+        dut.tensor_scale_a.value, dut.tensor_scale_w.value = work.tensor_scales
     a_driver = StreamDriver(dut, "a", dut.clk, PERIOD_NS, valid=a_valid)
     w_driver = StreamDriver(dut, "w", dut.clk, PERIOD_NS, valid=w_valid)
     monitor = StreamMonitor(dut, "o", dut.clk, PERIOD_NS, ready=o_ready)

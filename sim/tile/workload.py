@@ -136,8 +136,8 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
         if masks:
             masks.append(record.candidate_mask[s])
         expected.append(_matmul_bits(record.residual, weight))
-    if not config.format.quantizes and record.residual is not None:
-        raise CaptureMismatch("an NVFP4 tile replays one activation tensor scale per pass; this capture has AD residual rows")
+    if config.format.scaled and record.residual is not None:
+        raise CaptureMismatch(f"an {config.format.value} tile replays one activation tensor scale per pass; this capture has AD residual rows")
     values = torch.nn.functional.pad(torch.cat(floats), (0, kp - x.shape[1]))
     if k_blocks > config.buffer_blocks:
         raise CaptureMismatch(
@@ -158,7 +158,18 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
         return padded.reshape(row_tiles, groups, q, k_blocks, per_block).transpose(0, 3, 1, 2, 4).reshape(-1, q, per_block)
 
     tensor_scales = None
-    if config.format.quantizes:
+    if config.format.scaled and config.format.quantizes:  # E4M3 dialects: words + golden's scale byte and reciprocal
+        s_bits = act.block_scale.reshape(tile_rows, -1)
+        t = act.tensor_scale.to(torch.float32)
+        r = (1.0 / t) / s_bits.view(torch.float8_e4m3fn).to(torch.float32)
+        if t == 0:  # all-zero tensor: scale bytes 0, u = 0
+            r = torch.zeros_like(r)
+        a_fields = {
+            "blocks.words": activation_field(_bits(values, config), block),
+            "blocks.block_scale": activation_field(s_bits.numpy().astype(np.int64), 1)[..., 0],
+            "blocks.reciprocal": activation_field(r.view(torch.int32).numpy().view(np.uint32).astype(np.int64), 1)[..., 0],
+        }
+    elif config.format.quantizes:
         a_fields = {"blocks": activation_field(_bits(values, config), block)}
     else:  # NVFP4: the captured quantized activation itself (scale bytes and codes)
         a_fields = {
@@ -166,14 +177,17 @@ def record_workload(config: TileConfig, record, name: str = "") -> RecordWorkloa
             "blocks.dialect": activation_field(np.zeros((tile_rows, k_blocks), dtype=np.int64), 1)[..., 0],
             "blocks.codes": activation_field(act.codes.reshape(tile_rows, -1).numpy(), block),
         }
+    if config.format.scaled:
         tensor_scales = tuple(int(t.to(torch.float32).reshape(1).view(torch.int32).item()) & 0xFFFFFFFF
                               for t in (act.tensor_scale, weight.tensor_scale))  # fmt: skip
     if config.format.masked:
         num = config.format.formatbook.num_dialects
-        mask_bits = np.full(row_tiles * rows, (1 << num) - 1, dtype=np.int64)
+        dtype = object if num > 62 else np.int64  # a 64-dialect mask does not fit int64
+        mask_bits = np.full(row_tiles * rows, (1 << num) - 1, dtype=dtype)
         if masks:
-            allowed = torch.cat(masks).numpy().astype(np.int64)
-            mask_bits[:tile_rows] = (allowed << np.arange(num)).sum(-1)
+            allowed = torch.cat(masks).numpy().astype(np.int64).astype(dtype)
+            weights = np.array([1 << d for d in range(num)], dtype=dtype)
+            mask_bits[:tile_rows] = (allowed * weights).sum(-1)
         per_row = mask_bits.reshape(row_tiles, 1, groups, q)
         a_fields["masks"] = np.broadcast_to(per_row, (row_tiles, k_blocks, groups, q)).reshape(-1, q)
 
@@ -232,8 +246,8 @@ def save_workloads(path, workloads: list[RecordWorkload]) -> None:
     arrays = {"manifest": np.frombuffer(json.dumps([{k: getattr(w, k) for k in _SCALARS} for w in workloads]).encode(), np.uint8)}
     for i, w in enumerate(workloads):
         arrays.update({f"r{i}.{k}": getattr(w, k) for k in _ARRAYS})
-        arrays.update({f"r{i}.a.{k}": v for k, v in w.a_fields.items()})
-        arrays.update({f"r{i}.w.{k}": v for k, v in w.w_fields.items()})
+        arrays.update(_storable(f"r{i}.a.{k}", v) for k, v in w.a_fields.items())
+        arrays.update(_storable(f"r{i}.w.{k}", v) for k, v in w.w_fields.items())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
@@ -255,7 +269,28 @@ def load_workloads(path) -> list[RecordWorkload]:
         out = []
         for i, meta in enumerate(manifest):
             fields = {k: data[f"r{i}.{k}"] for k in _ARRAYS}
-            a = {k.split(".", 2)[2]: data[k] for k in data.files if k.startswith(f"r{i}.a.")}
-            w = {k.split(".", 2)[2]: data[k] for k in data.files if k.startswith(f"r{i}.w.")}
+            a = dict(_loaded(k.split(".", 2)[2], data[k]) for k in data.files if k.startswith(f"r{i}.a."))
+            w = dict(_loaded(k.split(".", 2)[2], data[k]) for k in data.files if k.startswith(f"r{i}.w."))
             out.append(RecordWorkload(**meta, **fields, a_fields=a, w_fields=w))
         return out
+
+
+#: Suffix of a field of integers wider than int64 (a 64-dialect mask), stored as little-endian bytes.
+_WIDE = ".wide_bytes"
+
+
+def _storable(key: str, values: np.ndarray) -> tuple[str, np.ndarray]:
+    """``(key, values)``, or for an object array of Python integers its little-endian bytes (npz without pickle)."""
+    if values.dtype != object:
+        return key, values
+    nbytes = max(1, (max((int(v).bit_length() for v in values.ravel()), default=0) + 7) // 8)
+    raw = np.frombuffer(b"".join(int(v).to_bytes(nbytes, "little") for v in values.ravel()), np.uint8)
+    return key + _WIDE, raw.reshape(*values.shape, nbytes)
+
+
+def _loaded(key: str, values: np.ndarray) -> tuple[str, np.ndarray]:
+    """Inverse of ``_storable``."""
+    if not key.endswith(_WIDE):
+        return key, values
+    flat = [int.from_bytes(row.tobytes(), "little") for row in values.reshape(-1, values.shape[-1])]
+    return key[: -len(_WIDE)], np.array(flat, dtype=object).reshape(values.shape[:-1])
