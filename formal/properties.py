@@ -86,7 +86,7 @@ CONTRACT_CONFIGS: tuple[UnitConfig, ...] = (
     MACArrayConfig(rows=1, cols=1, block=16),
     # Issue 10's pipelined units: the free-running DSU with its skid FIFO, the C-slow MAC array.
     DSUConfig(book=Book.DIALECTFP4_16, block=16, pipeline_stages=3),
-    MACArrayConfig(rows=1, cols=1, block=16, interleave=2),
+    MACArrayConfig(rows=1, cols=1, block=16, interleave=2, output_depth=2),  # a short FIFO: its credit bites
 )
 
 
