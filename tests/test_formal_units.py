@@ -87,3 +87,15 @@ def test_the_argmin_proof_catches_ties_to_the_highest_id(tmp_path, monkeypatch):
 def test_every_property_is_proved(prop, tmp_path):
     outcome = prove(prop, root=tmp_path)
     assert outcome.status == "PASS", f"{prop.name}: {outcome.status}, see {outcome.directory}/sby.log"
+
+
+def test_the_readme_lists_every_property_with_its_depth():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "formal" / "README.md").read_text().splitlines()
+    for prop in PROPERTIES:
+        rows = [line for line in readme if line.startswith(f"| `{prop.name}`")]
+        assert rows, f"formal/README.md has no row for {prop.name}"
+        cells = [c.strip() for c in rows[0].split("|")]
+        assert ("unbounded" in cells[2]) == (prop.mode == "prove"), f"{prop.name}: mode {prop.mode} vs {cells[2]!r}"
+        assert str(prop.depth) in cells[3].split(" ")[0:3], f"{prop.name}: depth {prop.depth} vs {cells[3]!r}"
