@@ -6,6 +6,7 @@ return int64 dialect ids of shape ``(..., nblocks)``; ties always go to the lowe
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import torch
@@ -15,17 +16,24 @@ from .formats import DIALECTFP4_16, NUM_UCODES, Formatbook, FormatError, Grid
 __all__ = ["check_candidate_mask", "code_histogram", "device_table", "lut_costs", "select_lut", "select_mse", "select_mse_reference", "select_two_stage"]
 
 
-_DEVICE_TABLES: dict[tuple, torch.Tensor] = {}
+#: Most recently used device tables kept (formatbook fitting builds many short-lived books).
+_DEVICE_TABLES_KEPT = 256
+_DEVICE_TABLES: collections.OrderedDict[tuple, torch.Tensor] = collections.OrderedDict()
 
 
 def device_table(owner, name: str, device: torch.device | str, build) -> torch.Tensor:
     """The table ``build()`` (derived from ``owner``, e.g. a formatbook, on the CPU) on ``device``,
-    built and moved there once and then reused: a model on a GPU reads every table from the GPU,
-    with no copy per call. ``name`` tells apart the tables of one owner."""
+    built and moved there once and then reused (the last ``_DEVICE_TABLES_KEPT`` of them): a model
+    on a GPU reads every table from the GPU, with no copy per call. ``name`` tells apart the tables
+    of one owner."""
     key = (owner, name, torch.device(device))
     table = _DEVICE_TABLES.get(key)
     if table is None:
         table = _DEVICE_TABLES[key] = build().to(device)
+        if len(_DEVICE_TABLES) > _DEVICE_TABLES_KEPT:
+            _DEVICE_TABLES.popitem(last=False)
+    else:
+        _DEVICE_TABLES.move_to_end(key)
     return table
 
 
@@ -46,6 +54,8 @@ def lut_costs(u: torch.Tensor, book: Formatbook) -> torch.Tensor:
     summation order.
     """
     # Computed as an embedding-bag sum of ERR's columns (the same exact integers as ERR @ H).
+    if u.dtype not in (torch.int32, torch.int64):
+        u = u.to(torch.int64)
     rows = device_table(book, "err_rows", u.device, lambda: book.err_table.T.to(torch.float32).contiguous())  # (U, D)
     cost = torch.nn.functional.embedding_bag(u.reshape(-1, u.shape[-1]), rows, mode="sum")
     return cost.to(torch.int64).reshape(*u.shape[:-1], book.num_dialects)
@@ -196,7 +206,7 @@ _EXACT_FRACTION_BITS = 8
 _TERM_SPLIT_BITS = 12
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)
 def _exact_term_table_cpu(book: Formatbook) -> torch.Tensor:
     """float32 ``(32 * 2^7, 2 D)``: row k holds ``T[k, d] = (k - 2^8 V_d[k >> 7])^2`` for k >= 128
     (0 below: codes 0, whose value is 0 in every dialect, add the same term to every dialect's
@@ -218,7 +228,7 @@ def _code_bits(num_ucodes: int) -> torch.Tensor:
     return bits
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)
 def _differing_codes_cpu(book: Formatbook) -> torch.Tensor:
     """int64 ``(D, D)``: bit c of ``[w, d]`` set where dialects w and d give code c different values."""
     values = book.half_units.gather(1, book.idx_table)
