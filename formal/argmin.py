@@ -36,13 +36,14 @@ import numpy as np
 from amaranth.hdl import Array, Assert, Assume, Cat, Const, Fragment, Module, ResetSignal, Signal
 
 from golden.formats import CODE_BITS
+from hw.common import tree_reduce
 from hw.config import DSUConfig
 from hw.layouts import selector_in_layout
 from hw.select import DialectSelectUnit
 
 from .harness import _past
 
-__all__ = ["dsu_argmin", "dsu_cost_tree", "dsu_err_lookup", "spec_argmin"]
+__all__ = ["dsu_argmin", "dsu_cost_tree", "dsu_costs", "dsu_err_lookup", "spec_argmin"]
 
 
 class _ObservedDSU(DialectSelectUnit):
@@ -226,6 +227,33 @@ def dsu_err_lookup(config: DSUConfig):
             for i in range(config.block):
                 with m.If(held_valid):
                     m.d.comb += Assert(named[f"err_{k}_{i}"] == _err_spec(config, held, step, k, i))
+        return m, [unit.i.valid, unit.i.payload.as_value(), unit.o.ready]
+
+    return build
+
+
+def dsu_costs(config: DSUConfig):
+    """Top module for ``dsu_*:costs``: whenever the cost stage holds a block, each ``cost_k`` equals the
+    exact integer ``sum_i ERR[d][u_i]`` (golden's table, the dialect candidate k costs in this pass).
+
+    The spec evaluates the exact sum in a balanced order (Amaranth's ``+`` widens, so nothing is
+    lost at any order; the total fits the unit's cost width, checked here): integer addition being
+    associative, any evaluation order is the same number, and the balanced one lets the solver match
+    the unit's adder tree term by term instead of rediscovering associativity."""
+
+    def build():
+        m = Module()
+        unit, fragment, named = _elaborate(config)
+        m.submodules.dut = fragment
+        held, held_valid, step = (unit.observed[n] for n in ("held", "held_valid", "step"))
+        width = len(named["cost_0"])
+        limit = int(np.asarray(config.book.formatbook.err_table).max())
+        assert limit * config.block < 1 << width, f"{config.name}: cost width {width} too small"
+        for k in range(config.parallel):
+            terms = [_err_spec(config, held, step, k, i) for i in range(config.block)]
+            exact = tree_reduce(terms, lambda a, b: a + b)
+            with m.If(held_valid):
+                m.d.comb += Assert(named[f"cost_{k}"] == exact)
         return m, [unit.i.valid, unit.i.payload.as_value(), unit.o.ready]
 
     return build

@@ -83,6 +83,24 @@ def test_the_argmin_proof_catches_ties_to_the_highest_id(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_the_costs_proof_catches_one_wrong_err_rom_entry(tmp_path, monkeypatch):
+    import hw.select
+    from formal.argmin import dsu_costs
+
+    class OneWrongEntry(hw.select.Rom):
+        def __init__(self, m, name, values, width):
+            values = list(values)
+            if name == "err_rom_3":
+                values[7] += 1
+            super().__init__(m, name, values, width)
+
+    monkeypatch.setattr(hw.select, "Rom", OneWrongEntry)
+    config = next(c for c in ARGMIN_CONFIGS if c.name == "dsu_dialectfp4_b16_p16")
+    outcome = prove(Property(f"{config.name}:costs", "negative", dsu_costs(config), 2, mode="prove"), root=tmp_path)
+    assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("prop", PROPERTIES, ids=[p.name for p in PROPERTIES])
 def test_every_property_is_proved(prop, tmp_path):
     outcome = prove(prop, root=tmp_path)
