@@ -19,10 +19,13 @@ from amaranth.hdl import Module
 from hw import Book, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig, UnitConfig
 from hw import build_unit, unit_timing
 from hw.layouts import selector_in_layout
+from hw.tile import TileConfig, TileFormat
+from hw.tile_front_end import InputFloat
 
 from .argmin import dsu_argmin, dsu_cost_tree, dsu_costs, dsu_err_lookup
 from .equivalence import lockstep_equivalence
 from .harness import stream_contract
+from .tile import tile_output_contract
 
 __all__ = ["OPEN", "PROPERTIES", "QUICK", "Property"]
 
@@ -138,7 +141,19 @@ ARGMIN_PROPERTIES: tuple[Property, ...] = tuple(_argmin_property(c) for c in ARG
     for c in ARGMIN_CONFIGS
 )
 
-PROPERTIES = PROPERTIES + ARGMIN_PROPERTIES
+#: The tile's output-side contract (formal/tile.py): three streams, not one-to-one.
+TILE_CONFIGS: tuple[TileConfig, ...] = (
+    TileConfig(format=TileFormat.MXFP4, rows=1, cols=1, block=32, input=InputFloat.BF16, buffer_blocks=2, interleave=1),
+)
+TILE_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"tile_{c.format.value}_r{c.rows}_c{c.cols}_b{c.block}:output-contract",
+             "a and w held while stalled (assumed); o held and unchanged while stalled, idle after reset, never more "
+             "output beats than weight beats taken (asserted); k_blocks, col_groups held in range",
+             tile_output_contract(c), 20)
+    for c in TILE_CONFIGS
+)
+
+PROPERTIES = PROPERTIES + ARGMIN_PROPERTIES + TILE_PROPERTIES
 
 #: Stated but not proved by `make formal` (run with ``--only``): the cost adder trees against a plain
 #: left-to-right sum of their (cut, free) ERR terms. Yices had not finished the first step after 7
