@@ -26,18 +26,19 @@ class Preset:
     seeds: int
     steps: int
     ablations: bool = False
+    formatbooks: bool = False  # the fitted formatbooks (evaluation.methods.formatbook_methods)
 
     def describe(self) -> str:
-        extra = " + ablations" if self.ablations else ""
+        extra = (" + fitted formatbooks" if self.formatbooks else "") + (" + ablations" if self.ablations else "")
         return f"{self.samples} clips x {self.seeds} seeds x {self.steps} steps{extra}"
 
 
 #: ``sdialect demo`` (``make demo``): one clip per source video, one seed; intervals over the 4 clips.
-DEFAULT = Preset(name="default", samples=4, seeds=1, steps=8)
+DEFAULT = Preset(name="default", samples=4, seeds=1, steps=8, formatbooks=True)
 #: ``sdialect demo --quick``: one clip, one seed.
 QUICK = Preset(name="quick", samples=1, seeds=1, steps=4)
 #: ``sdialect demo --full``: what the README's tables are produced with.
-FULL = Preset(name="full", samples=4, seeds=3, steps=8, ablations=True)
+FULL = Preset(name="full", samples=4, seeds=3, steps=8, ablations=True, formatbooks=True)
 PRESETS = {p.name: p for p in (DEFAULT, QUICK, FULL)}
 
 
@@ -50,7 +51,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_out: Path |
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (overrides the preset)")
     parser.add_argument("--seed", type=int, default=0, help="first seed of the initial noise")
     parser.add_argument("--ablations", action="store_true", help="also run the one-knob ablations (default with --full)")
-    parser.add_argument("--formatbooks", action="store_true", help="also the fitted formatbooks (quarter grid, E4M3 scale) with AD and SeDA")
+    parser.add_argument("--formatbooks", action=argparse.BooleanOptionalAction, default=None,
+                        help="the fitted formatbooks (quarter grid, E4M3 scale) alone and with AD and SeDA"
+                        " (default: on for `sdialect demo` except --quick; off for `sdialect eval`)")
     parser.add_argument("--no-capture", action="store_true", help="skip the activation capture for the hardware regression")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto = cuda when available")
     parser.add_argument("--out", type=Path, default=default_out, help="report folder: new, empty or an earlier report (replaced atomically)")
@@ -74,8 +77,12 @@ def settings_from(args):
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA GPU is available.")
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
+    # The fitted books were fitted on the embedded model: on by the preset only for `sdialect demo`.
+    formatbooks = args.formatbooks
+    if formatbooks is None:
+        formatbooks = preset.formatbooks and getattr(args, "embedded_model", False)
     settings = Settings(
-        steps=steps, ablations=args.ablations or preset.ablations, formatbooks=args.formatbooks, capture=not args.no_capture
+        steps=steps, ablations=args.ablations or preset.ablations, formatbooks=formatbooks, capture=not args.no_capture
     )
     return samples, tuple(range(args.seed, args.seed + seeds)), settings, device
 

@@ -7,6 +7,7 @@ from .app import DEFAULT_REPORT, add_common_arguments
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser, default_out=DEFAULT_REPORT)
+    parser.set_defaults(embedded_model=True)  # the presets' fitted formatbooks belong to this model
 
 
 def main(args) -> int:

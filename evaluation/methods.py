@@ -158,7 +158,8 @@ def headline_methods() -> tuple[Method, ...]:
 
 
 #: The fitted formatbooks of the embedded model (golden/assets/formatbooks; fitted on clips and a
-#: noise seed the demo never evaluates, docs/ALGORITHMS.md section 6), run by ``--formatbooks``.
+#: noise seed the demo never evaluates, docs/ALGORITHMS.md section 6), run by ``sdialect demo`` (its
+#: default and --full presets; ``--formatbooks`` / ``--no-formatbooks`` override).
 FORMATBOOK_FORMATS = (
     ("tdit-h-e8m0", "Fitted-32 (half, E8M0)"),
     ("tdit-q-e4m3", "Fitted-32 (quarter, E4M3)"),

@@ -119,11 +119,13 @@ def _lut_section(result: dict) -> list[str]:
     lines = [
         "## Lookup-table cost",
         "",
-        "Derivation (docs/NUMERICS.md section 2.1): a block's 5-bit magnitude code u (0..31) indexes, per dialect d,",
-        "IDX[d][u] = #{k in 0..6 : u >= h[k] + h[k+1]} (the nearest of the dialect's 8 magnitudes h, ties up) and",
-        "ERR[d][u] = (2u + 1 - 4 h[IDX[d][u]])^2 (the squared error of the code's bin centre, in 1/64 units); both",
-        "are fixed by the formatbook, computed once (`golden.formats.Formatbook.idx_table`/`err_table`) and",
-        "become ROMs in hardware (`hw/select.py`), so they cost no calibration and do not change at run time.",
+        "Derivation (docs/NUMERICS.md section 2.1): a block's magnitude code u (5 bits, 0..31, on the half grid;",
+        "6 bits, 0..63, on the quarter grid) indexes, per dialect d, IDX[d][u] = #{k in 0..6 : u >= h[k] + h[k+1]}",
+        "(the nearest of the dialect's 8 magnitudes h in grid units, ties up) and ERR[d][u] = (2u + 1 - 4 h[IDX[d][u]])^2",
+        "(the squared error of the code's bin centre, in quarter grid units squared); both are fixed by the",
+        "formatbook (hand-made, or fitted offline by `sdialect formatbook fit`), computed once",
+        "(`golden.formats.Formatbook.idx_table`/`err_table`) and become ROMs in hardware (`hw/select.py`), so",
+        "they cost no calibration at run time and do not change with the activations.",
         "",
         "| formatbook | dialects | IDX entries x bits | IDX bits | ERR entries x bits | ERR bits | ROM bits |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -140,16 +142,70 @@ def _lut_section(result: dict) -> list[str]:
         drift = usage.get("drift")
         if not drift:
             continue
-
-        def mean(values):
-            values = [v for v in values if v is not None]
-            return sum(values) / len(values) if values else None
-
-        changed = mean(drift["changed_block_fraction_per_step"])
+        changed = _mean(drift["changed_block_fraction_per_step"])
         lines.append(
             f"| {result['methods'][key]['label']} | {fmt_number(None if changed is None else 100 * changed, 1)} %"
-            f" | {fmt_number(mean(drift['step_to_step_tv']), 3)} | {fmt_number(mean(drift['frame_to_frame_tv']), 3)} |"
+            f" | {fmt_number(_mean(drift['step_to_step_tv']), 3)} | {fmt_number(_mean(drift['frame_to_frame_tv']), 3)} |"
         )
+    return lines + [""] + _layer_drift_section(result)
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def drift_columns(result: dict) -> list[str]:
+    """The methods the per-layer drift table shows: per formatbook, its headline method with the
+    most of AD and SeDA on (the book's plain LUT method when none has them)."""
+    methods = result["methods"]
+    chosen: dict[str, str] = {}
+    for key, usage in result["dialect_usage"].items():
+        m = methods[key]
+        if m["group"] == Group.ABLATION.value or m.get("baseline") is not None or not (usage.get("drift") or {}).get("per_layer"):
+            continue
+        config = m.get("config") or {}
+        rank = (config.get("decomposition") is not None) + (config.get("seda") is not None)
+        best = chosen.get(usage["formatbook"])
+        if best is None or rank > best[0]:
+            chosen[usage["formatbook"]] = (rank, key)
+    return [key for _, key in chosen.values()]
+
+
+def _layer_drift_section(result: dict) -> list[str]:
+    columns = drift_columns(result)
+    if not columns:
+        return []
+    methods, usage = result["methods"], result["dialect_usage"]
+    per_layer = {k: {e["layer"]: e for e in usage[k]["drift"]["per_layer"]} for k in columns}
+    layers = list(dict.fromkeys(name for k in columns for name in per_layer[k]))
+    lines = [
+        "Per-layer dialect-usage drift (video-token activation blocks of each quantized layer; per cell: the share of"
+        " blocks changing dialect from one step to the next, mean over steps / the histogram TV distance between"
+        " consecutive frames, mean over frame pairs):",
+        "",
+        "| layer | " + " | ".join(methods[k]["label"] for k in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name in layers:
+        cells = []
+        for k in columns:
+            entry = per_layer[k].get(name)
+            if entry is None:
+                cells.append("-")
+                continue
+            changed = _mean(entry["changed_block_fraction_per_step"])
+            cells.append(f"{fmt_number(None if changed is None else 100 * changed, 1)} % / {fmt_number(_mean(entry['frame_to_frame_tv']), 3)}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for k in columns:
+        ranked = [(c, e["layer"]) for e in per_layer[k].values() if (c := _mean(e["changed_block_fraction_per_step"])) is not None]
+        if len(ranked) > 1:
+            lo, hi = min(ranked), max(ranked)
+            lines.append(
+                f"- {methods[k]['label']}: least step-to-step drift in {lo[1]} ({100 * lo[0]:.1f} %), most in {hi[1]}"
+                f" ({100 * hi[0]:.1f} %) of {len(ranked)} layers."
+            )
     return lines + [""]
 
 

@@ -156,9 +156,9 @@ def calibration_amax(workload: Workload, settings: Settings) -> dict[str, torch.
 
 class DialectDrift:
     """How the chosen dialects change over denoising steps and frames (an observer of the quantized
-    linears of video tokens): per step, per layer and per frame histograms, and the fraction of the
-    very same activation blocks (layer, sample, token, block) whose dialect changed from one step
-    to the next."""
+    linears of video tokens): per step and per frame histograms, and the fraction of the very same
+    activation blocks (layer, sample, token, block) whose dialect changed from one step to the next;
+    all of it summed over the layers and, in ``per_layer``, for each layer on its own."""
 
     def __init__(self, num_dialects: int, batch: int) -> None:
         self.num_dialects = num_dialects
@@ -168,6 +168,10 @@ class DialectDrift:
         self.per_frame: dict[int, torch.Tensor] = {}
         self.previous: dict[str, tuple[int, torch.Tensor]] = {}
         self.changed: dict[int, list[int]] = {}  # step -> [changed blocks, compared blocks]
+        # The same per quantized layer (model order): name -> step -> counts / [changed, compared].
+        self.layer_step: dict[str, dict[int, torch.Tensor]] = {}
+        self.layer_frame: dict[str, dict[int, torch.Tensor]] = {}
+        self.layer_changed: dict[str, dict[int, list[int]]] = {}
 
     def observe(self, layer, rows, act, plan, y) -> None:
         dialect = act.main.dialect
@@ -178,16 +182,22 @@ class DialectDrift:
         ids = dialect.reshape(self.batch, -1, dialect.shape[-1])[:, : call.num_video_tokens].to(torch.int64)
         counts = torch.bincount(ids.reshape(-1), minlength=self.num_dialects).cpu()
         self.per_step[self.step] = self.per_step.get(self.step, 0) + counts
+        layer_step = self.layer_step.setdefault(layer.name, {})
+        layer_step[self.step] = layer_step.get(self.step, 0) + counts
         _, rows_, cols = call.grid
         frames = ids.reshape(self.batch, call.grid[0], rows_ * cols, -1)
+        layer_frame = self.layer_frame.setdefault(layer.name, {})
         for f in range(call.grid[0]):
             c = torch.bincount(frames[:, f].reshape(-1), minlength=self.num_dialects).cpu()
             self.per_frame[f] = self.per_frame.get(f, 0) + c
+            layer_frame[f] = layer_frame.get(f, 0) + c
         previous = self.previous.get(layer.name)
         if previous is not None and previous[0] == self.step - 1 and previous[1].shape == ids.shape:
-            entry = self.changed.setdefault(self.step, [0, 0])
-            entry[0] += int((previous[1] != ids).sum())
-            entry[1] += ids.numel()
+            changed = int((previous[1] != ids).sum())
+            for entry in (self.changed.setdefault(self.step, [0, 0]),
+                          self.layer_changed.setdefault(layer.name, {}).setdefault(self.step, [0, 0])):  # fmt: skip
+                entry[0] += changed
+                entry[1] += ids.numel()
         self.previous[layer.name] = (self.step, ids)
 
     def as_dict(self) -> dict:
@@ -195,16 +205,25 @@ class DialectDrift:
             pa, pb = a.double() / max(1, int(a.sum())), b.double() / max(1, int(b.sum()))
             return float(0.5 * (pa - pb).abs().sum())
 
-        steps = sorted(self.per_step)
-        frames = sorted(self.per_frame)
+        def changed_fraction(changed: dict[int, list[int]], steps: list[int]) -> list[float | None]:
+            return [changed[s][0] / changed[s][1] if s in changed and changed[s][1] else None for s in steps[1:]]
+
+        def drift(per_step: dict, per_frame: dict, changed: dict) -> dict:
+            steps, frames = sorted(per_step), sorted(per_frame)
+            return {
+                "step_to_step_tv": [tv(per_step[a], per_step[b]) for a, b in zip(steps, steps[1:])],
+                "frame_to_frame_tv": [tv(per_frame[a], per_frame[b]) for a, b in zip(frames, frames[1:])],
+                "changed_block_fraction_per_step": changed_fraction(changed, steps),
+            }
+
         return {
-            "per_step_histogram": [self.per_step[s].tolist() for s in steps],
-            "per_frame_histogram": [self.per_frame[f].tolist() for f in frames],
-            "step_to_step_tv": [tv(self.per_step[a], self.per_step[b]) for a, b in zip(steps, steps[1:])],
-            "frame_to_frame_tv": [tv(self.per_frame[a], self.per_frame[b]) for a, b in zip(frames, frames[1:])],
-            "changed_block_fraction_per_step": [
-                self.changed[s][0] / self.changed[s][1] if s in self.changed and self.changed[s][1] else None
-                for s in steps[1:]
+            "per_step_histogram": [self.per_step[s].tolist() for s in sorted(self.per_step)],
+            "per_frame_histogram": [self.per_frame[f].tolist() for f in sorted(self.per_frame)],
+            **drift(self.per_step, self.per_frame, self.changed),
+            # The same three drift measures for each quantized layer of video tokens, in model order.
+            "per_layer": [
+                {"layer": name, **drift(self.layer_step[name], self.layer_frame[name], self.layer_changed.get(name, {}))}
+                for name in self.layer_step
             ],
         }
 

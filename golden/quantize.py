@@ -23,7 +23,7 @@ from .formats import (
     Selection,
     get_format,
 )
-from .select import select_lut, select_mse, select_two_stage
+from .select import device_table, select_lut, select_mse, select_two_stage
 
 __all__ = [
     "E4M3_MAX",
@@ -33,6 +33,7 @@ __all__ = [
     "dialect_ucodes",
     "e2m1_encode",
     "e4m3_dialect_front_end",
+    "fake_quantize",
     "quantize",
 ]
 
@@ -84,11 +85,12 @@ class QuantizedTensor:
         book = self.spec.formatbook
         codes = self.codes.to(torch.int64).unflatten(-1, (self.num_blocks, self.block))
         index = codes & MAGNITUDE_MASK
+        units = device_table(book, "units", codes.device, lambda: book.units)
         if self.dialect is not None:
-            table = book.units[self.dialect.to(torch.int64)]  # (..., nblocks, 8)
+            table = units[self.dialect.to(torch.int64)]  # (..., nblocks, 8)
             magnitude = torch.gather(table, -1, index)
         else:
-            magnitude = book.units[0][index]
+            magnitude = units[0][index]
         return torch.where(codes & SIGN_BIT != 0, -magnitude, magnitude)
 
     def signed_half_units(self) -> torch.Tensor:
@@ -141,7 +143,7 @@ def e2m1_encode(v: torch.Tensor) -> torch.Tensor:
     Returns uint8 codes (bit 3 = the sign bit of ``v``). Exact for float32/float64 ``v``.
     """
     magnitude = v.abs()
-    midpoints = _E2M1_MIDPOINTS.to(v.dtype)
+    midpoints = device_table("e2m1", str(v.dtype), v.device, lambda: _E2M1_MIDPOINTS.to(v.dtype))
     index = torch.bucketize(magnitude, midpoints)  # number of midpoints strictly below
     # On a midpoint, bucketize picked the lower code; an odd lower code rounds up to the even one.
     at_tie = midpoints[index.clamp(max=len(midpoints) - 1)] == magnitude
@@ -159,31 +161,82 @@ def e4m3_encode(v: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+#: Blocks per chunk of the E8M0 dialect paths on a CPU: every block is quantized on its own, so
+#: the work runs over rows of blocks in chunks whose temporaries (a few bytes per element) stay in
+#: cache. Other devices take chunks ``ACCELERATOR_CHUNK_FACTOR`` times larger (fewer kernel launches).
+CHUNK_BLOCKS = 1 << 12
+ACCELERATOR_CHUNK_FACTOR = 64
+
+
+def _row_chunks(num_rows: int, blocks_per_row: int, device: torch.device):
+    """Slices of whole rows holding about ``CHUNK_BLOCKS`` blocks each (one row at least)."""
+    target = CHUNK_BLOCKS if device.type == "cpu" else CHUNK_BLOCKS * ACCELERATOR_CHUNK_FACTOR
+    step = max(1, target // max(1, blocks_per_row))
+    for start in range(0, num_rows, step):
+        yield slice(start, min(num_rows, start + step))
+
+
+def _row_mask(mask: torch.Tensor | None, batch: tuple[int, ...], book, select: Selection) -> torch.Tensor | None:
+    """The candidate mask validated and viewed as ``(rows, nblocks, D)`` (None without one)."""
+    if mask is None:
+        return None
+    if select is Selection.TWO_STAGE:
+        raise FormatError("a candidate mask needs LUT or MSE selection, not two-stage")
+    from .select import check_candidate_mask
+
+    return check_candidate_mask(mask, batch, book).reshape(-1, batch[-1], book.num_dialects)
+
+
+def _select(select: Selection, blocks, e, u, book, mask):
+    if select is Selection.LUT:
+        return select_lut(u, book, mask)
+    if select is Selection.MSE:
+        return select_mse(blocks, e, u, book, mask)
+    return select_two_stage(u, book)
+
+
 def _quantize_dialect(
     blocked: BlockedTensor, spec: FormatSpec, select: Selection, mask: torch.Tensor | None
 ) -> dict[str, torch.Tensor]:
     book = spec.formatbook
     if spec.scale is Scale.E4M3:
         return _quantize_dialect_e4m3(blocked, spec, select, mask)
-    e, u, sign = front_end(blocked.values, blocked.amax, book.grid)
-    if select is Selection.LUT:
-        dialect = select_lut(u, book, mask)
-    elif select is Selection.MSE:
-        dialect = select_mse(blocked.values, e, u, book, mask)
-    else:
-        if mask is not None:
-            raise FormatError("a candidate mask needs LUT or MSE selection, not two-stage")
-        dialect = select_two_stage(u, book)
+    batch, block = blocked.values.shape[:-1], blocked.block
+    nblocks = batch[-1]
+    rows = blocked.values.reshape(-1, nblocks, block)
+    amax = blocked.amax.reshape(-1, nblocks)
+    masks = _row_mask(mask, batch, book, select)
+    codes = torch.empty(rows.shape, dtype=torch.uint8, device=rows.device)
+    exponent = torch.empty(amax.shape, dtype=torch.uint8, device=rows.device)
+    dialect = torch.empty(amax.shape, dtype=torch.uint8, device=rows.device)
+    for r in _row_chunks(rows.shape[0], nblocks, rows.device):
+        blocks = rows[r].reshape(-1, block)
+        e, u = _front_end_int32(blocks, amax[r].reshape(-1), book.grid)
+        chosen = _select(select, blocks, e, u, book, None if masks is None else masks[r].reshape(-1, book.num_dialects))
+        codes[r] = _dialect_codes(book, chosen, u, torch.signbit(blocks)).view(-1, nblocks, block)
+        exponent[r] = (e + EXPONENT_BIAS).to(torch.uint8).view(-1, nblocks)
+        dialect[r] = chosen.to(torch.uint8).view(-1, nblocks)
     return {
-        "codes": _dialect_codes(book.idx_table, dialect, u, sign),
-        "exponent": (e + EXPONENT_BIAS).to(torch.uint8),
-        "dialect": dialect.to(torch.uint8),
+        "codes": codes.reshape(*batch[:-1], nblocks * block),
+        "exponent": exponent.reshape(batch),
+        "dialect": dialect.reshape(batch),
     }
 
 
-def _dialect_codes(idx_table: torch.Tensor, dialect: torch.Tensor, u: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
-    index = torch.gather(idx_table[dialect], -1, u)  # (..., nblocks, B)
-    return ((sign << 3) | index).flatten(-2).to(torch.uint8)
+def _front_end_int32(blocks: torch.Tensor, amax: torch.Tensor, grid: Grid) -> tuple[torch.Tensor, torch.Tensor]:
+    """``front_end``'s (e, u) of blocks ``(n, B)``, with u as int32 (the same steps; cheaper to
+    index with than int64)."""
+    e = shared_exponent(blocks, amax)
+    scaled = exact_ldexp(blocks.abs(), (grid.shift + 1 - e)[:, None])
+    return e, scaled.clamp_(max=grid.num_ucodes - 1).to(torch.int32)
+
+
+def _dialect_codes(book, dialect: torch.Tensor, u: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """uint8 codes ``(..., nblocks * B)``: IDX[dialect][u] with the sign (0/1 or bool) in bit 3."""
+    flat_idx = device_table(book, "flat_idx", u.device, lambda: book.idx_table.to(torch.uint8).reshape(-1))  # (D * U,)
+    index = u + (dialect * book.num_ucodes).to(u.dtype)[..., None]  # (..., nblocks, B)
+    codes = flat_idx.index_select(0, index.reshape(-1)).view(index.shape)
+    return (codes | (sign.to(torch.uint8) << 3)).flatten(-2)
 
 
 #: Smallest tensor scale of an E4M3 dialect format: NVFP4's floor (docs/NUMERICS.md section 3.4).
@@ -225,9 +278,9 @@ def _quantize_dialect_e4m3(
         sign = torch.signbit(x32).to(torch.int64)
         return {
             "codes": (sign << 3).flatten(-2).to(torch.uint8),
-            "dialect": torch.zeros(batch, dtype=torch.uint8),
-            "block_scale": torch.zeros(batch, dtype=torch.uint8),
-            "tensor_scale": torch.tensor(0.0),
+            "dialect": torch.zeros(batch, dtype=torch.uint8, device=x32.device),
+            "block_scale": torch.zeros(batch, dtype=torch.uint8, device=x32.device),
+            "tensor_scale": torch.tensor(0.0, device=x32.device),
         }
     t, s_bits, u, sign = e4m3_dialect_front_end(x32, book.grid)
     if select is Selection.LUT:
@@ -236,7 +289,7 @@ def _quantize_dialect_e4m3(
         step = (t * s_bits.view(torch.float8_e4m3fn).to(torch.float32)).to(torch.float64) * 2.0**-book.grid.shift
         dialect = select_mse(x32, None, u, book, mask, step=step)
     return {
-        "codes": _dialect_codes(book.idx_table, dialect, u, sign),
+        "codes": _dialect_codes(book, dialect, u, sign),
         "dialect": dialect.to(torch.uint8),
         "block_scale": s_bits,
         "tensor_scale": t,
@@ -267,11 +320,11 @@ def _quantize_nvfp4(blocked: BlockedTensor, four_over_six: bool) -> dict[str, to
     largest_target = FOUR_OVER_SIX_MAX if four_over_six else E2M1_MAX
     shape = x32.shape
     if amax_tensor == 0:  # torchao gives NaN here; the contract says t = 0, bytes 0, codes 0
-        zeros = torch.zeros(shape[:-1], dtype=torch.uint8)
+        zeros = torch.zeros(shape[:-1], dtype=torch.uint8, device=x32.device)
         return {
-            "codes": torch.zeros(shape, dtype=torch.uint8).flatten(-2),
+            "codes": torch.zeros(shape, dtype=torch.uint8, device=x32.device).flatten(-2),
             "block_scale": zeros,
-            "tensor_scale": torch.tensor(0.0),
+            "tensor_scale": torch.tensor(0.0, device=x32.device),
         }
     # Floored so that a near-zero tensor's scale never underflows (NUMERICS.md section 3.4); a
     # no-op, and so torchao's result, for every tensor with amax >= 448 * target * 2**-120.
@@ -311,8 +364,97 @@ def dialect_ucodes(
         return front_end(blocked.values, blocked.amax, spec.grid)[1]
     x32 = blocked.values.to(torch.float32)
     if not (x32 != 0).any():
-        return torch.zeros(x32.shape, dtype=torch.int64)
+        return torch.zeros(x32.shape, dtype=torch.int64, device=x32.device)
     return e4m3_dialect_front_end(x32, spec.grid)[2]
+
+
+def _dequantized_magnitudes(book, device) -> torch.Tensor:
+    """float32 ``(D * U,)``: the magnitude, in grid units, that code u takes in dialect d."""
+    return device_table(book, "dequantized_magnitudes", device,
+                        lambda: book.units.gather(1, book.idx_table).to(torch.float32).reshape(-1))  # fmt: skip
+
+
+def _lut_cost_rows(book, device) -> torch.Tensor:
+    """float32 ``(U, D)``: ERR transposed, so that a block's LUT costs are the sum of its codes' rows."""
+    return device_table(book, "err_rows", device, lambda: book.err_table.T.to(torch.float32).contiguous())
+
+
+def _fake_quantize_blocks(
+    v: torch.Tensor, book, select: Selection, mask: torch.Tensor | None, out: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """``dequantize(quantize(.))`` of float32 blocks ``(n, B)`` of an E8M0 dialect format with LUT or
+    two-stage selection, into ``out`` if given (None if a block is not finite). The steps of
+    ``front_end``, ``select_lut`` / ``select_two_stage`` and ``fast_dequantize``, without forming
+    the codes, on int32 indices."""
+    grid, device = book.grid, v.device
+    magnitude = v.abs()
+    amax = magnitude.amax(-1)
+    if not bool(torch.isfinite(amax).all()):
+        return None
+    e = shared_exponent(v, amax)
+    # front_end's u. Its clamp to U - 1 never acts on finite float32 data (amax < 2^(e+3), so
+    # |x| 2^(g+1-e) < U), and the cast truncates a non-negative value: the floor.
+    u = exact_ldexp(magnitude, (grid.shift + 1 - e)[:, None]).to(torch.int32)
+    if select is Selection.LUT:
+        # ERR sums are integers below 2^24 (select.lut_costs), exact in float32 whatever the order.
+        cost = torch.nn.functional.embedding_bag(u, _lut_cost_rows(book, device), mode="sum").to(torch.int32)
+        if mask is not None:
+            cost = cost.masked_fill_(~mask, torch.iinfo(torch.int32).max)
+        dialect = cost.argmin(-1)  # first minimum: ties to the lowest id
+    else:
+        dialect = select_two_stage(u.to(torch.int64), book)
+    index = u.add_((dialect.to(torch.int32) * grid.num_ucodes)[:, None])
+    values = _dequantized_magnitudes(book, device).index_select(0, index.view(-1)).view(v.shape)
+    scale = torch.pow(2.0, (e - grid.shift).to(torch.float32))  # exact powers of two, as fast_dequantize
+    return torch.copysign(values.mul_(scale[:, None]), v, out=out)
+
+
+def fake_quantize(
+    x: torch.Tensor,
+    format: str | FormatSpec = "fb32",
+    *,
+    block: int | None = None,
+    select: Selection | str | None = None,
+    mask: torch.Tensor | None = None,
+    pad: bool = False,
+) -> torch.Tensor:
+    """``quantize(x, ...).dequantize()`` bit for bit (float32, shape of ``x``), faster.
+
+    E8M0 dialect formats with LUT or two-stage selection and float16/bfloat16/float32 input run
+    block-parallel over chunks of rows that stay in cache, straight from ``x`` to the dequantized
+    values (no codes are formed); everything else, and any input ``quantize`` would refuse (whose
+    error it then raises), goes through ``quantize(...).dequantize()``.
+    """
+    spec = get_format(format)
+    block = spec.check_block(block)
+    select = spec.check_select(select)
+    fast = (
+        spec.kind is FormatKind.DIALECT and spec.scale is Scale.E8M0 and select is not Selection.MSE
+        and isinstance(x, torch.Tensor) and x.dtype in (torch.float16, torch.bfloat16, torch.float32)
+        and x.dim() > 0 and x.numel() > 0 and (pad or x.shape[-1] % block == 0)
+    )  # fmt: skip
+    if not fast:
+        return quantize(x, spec, block=block, select=select, mask=mask, pad=pad).dequantize()
+    book = spec.formatbook
+    length = x.shape[-1]
+    nblocks = -(-length // block)
+    rows = x.detach().reshape(-1, length)
+    masks = _row_mask(mask, (*x.shape[:-1], nblocks), book, select)
+    out = torch.empty(rows.shape, dtype=torch.float32, device=x.device)
+    for r in _row_chunks(rows.shape[0], nblocks, rows.device):
+        chunk = rows[r].to(torch.float32)
+        if length % block:
+            chunk = torch.nn.functional.pad(chunk, (0, nblocks * block - length))
+        target = None if length % block else out[r].view(-1, block)  # unpadded: write in place
+        values = _fake_quantize_blocks(
+            chunk.reshape(-1, block), book, select,
+            None if masks is None else masks[r].reshape(-1, book.num_dialects), out=target,
+        )  # fmt: skip
+        if values is None:  # a NaN or an infinity: quantize names the block
+            return quantize(x, spec, block=block, select=select, mask=mask, pad=pad).dequantize()
+        if target is None:
+            out[r] = values.view(-1, nblocks * block)[:, :length]
+    return out.reshape(x.shape)
 
 
 def quantize(

@@ -195,7 +195,7 @@ class TileConfig:
         if self.format is TileFormat.NVFP4 and self.block != 16:
             raise ConfigError(f"an NVFP4 tile uses blocks of 16, got {self.block}")
         if self.dialects_per_cycle is not None and not self.format.lut:
-            raise ConfigError(f"dialects_per_cycle applies to the LUT DSU (FB32, registry books) only, not to {self.format.value!r}")
+            raise ConfigError(f"dialects_per_cycle applies to the FB32 DSU only (and the LUT DSU of registry books), not to {self.format.value!r}")
         if self.dialects_per_cycle is not None and self.dsu_stages is not None:
             object.__setattr__(self, "dsu_stages", None)  # a multi-pass DSU is the two-register unit
         if self.buffer_blocks >= 1 << K_BLOCKS_BITS:
@@ -233,9 +233,8 @@ class TileConfig:
             return ScaledFrontEndConfig(block=self.block, grid=self.format.grid, input=self.input.value)
         if self.input is InputFloat.BF16 and self.format is not TileFormat.MXFP4:
             return FrontEndConfig(block=self.block, grid=self.format.grid)
-        if self.format.grid is not Grid.HALF:
-            raise ConfigError(f"a quarter-grid E8M0 tile ({self.format.value!r}) takes bfloat16 input, got {self.input.value}")
-        return FloatFrontEndConfig(block=self.block, input=self.input, inexact=self.format is TileFormat.MXFP4)
+        return FloatFrontEndConfig(block=self.block, input=self.input, inexact=self.format is TileFormat.MXFP4,
+                                   grid=self.format.grid)  # fmt: skip
 
     @property
     def decoder_config(self) -> DecoderConfig:

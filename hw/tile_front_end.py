@@ -14,6 +14,7 @@ For input field widths (exponent ``X`` bits, bias ``b``, mantissa ``F`` bits), i
 - an element is ``sig * 2^(ex - b - F)`` with ``ex = max(Ex, 1)`` and the hidden bit in ``sig``, so
   ``u = floor(|x| 2^(2 - e)) = sig >> (E - ex + F + b - 127 - SCALE_OFFSET)``; the shift is never
   negative because ``E >= Ex_max - b - SCALE_OFFSET + 127``. ``u <= 31`` always (``|x| < 2^(e + 3)``).
+  On the quarter grid (``FloatFrontEndConfig.grid``) ``u = floor(|x| 2^(3 - e)) <= 63``: a shift one less.
 
 ``E2M1Encoder`` turns ``(exponent, signs, u, inexact)`` into MXFP4 element codes (NUMERICS 3): with
 ``v = |x| 2^-e`` in ``[0, 8)`` and the E2M1 midpoints ``t_k = (h_k + h_(k+1)) / 4`` (``h``: E2M1 half
@@ -35,7 +36,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.formats import CODE_BITS, E2M1, EXPONENT_BIAS, EXPONENT_BITS, UCODE_BITS
+from golden.formats import CODE_BITS, E2M1, EXPONENT_BIAS, EXPONENT_BITS, Grid
 
 from .common import UnitTiming, register_stage, tree_reduce
 from .config import BLOCK_SIZES, ConfigError
@@ -83,11 +84,13 @@ def _check_block(block: int) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class FloatFrontEndConfig:
-    """``block`` input words of format ``input``; ``inexact`` adds the per-element sticky bits."""
+    """``block`` input words of format ``input``; ``inexact`` adds the per-element sticky bits; ``grid``
+    quarter gives 6-bit codes ``u = floor(|x| 2^(3 - e))`` (NUMERICS 8.2; one bit less of shift)."""
 
     block: int = 32
     input: InputFloat = InputFloat.FP32
     inexact: bool = False
+    grid: Grid = Grid.HALF
 
     def __post_init__(self) -> None:
         _check_block(self.block)
@@ -95,14 +98,18 @@ class FloatFrontEndConfig:
             raise ConfigError(f"input must be an hw.tile_front_end.InputFloat, got {self.input!r}")
         if not isinstance(self.inexact, bool):
             raise ConfigError(f"inexact must be True or False, got {self.inexact!r}")
+        if not isinstance(self.grid, Grid):
+            raise ConfigError(f"grid must be a golden.formats.Grid, got {self.grid!r}")
 
     @property
     def name(self) -> str:
-        return f"float_front_end_{self.input.value}_b{self.block}{'_sticky' if self.inexact else ''}"
+        grid = "" if self.grid is Grid.HALF else "_q"
+        return f"float_front_end_{self.input.value}_b{self.block}{grid}{'_sticky' if self.inexact else ''}"
 
     def to_json(self) -> str:
+        extra = {} if self.grid is Grid.HALF else {"grid": self.grid.value}
         return json.dumps({"unit": "float_front_end", "block": self.block, "input": self.input.value,
-                           "inexact": self.inexact}, sort_keys=True)  # fmt: skip
+                           "inexact": self.inexact, **extra}, sort_keys=True)  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,12 +134,13 @@ def float_front_end_in_layout(config: FloatFrontEndConfig) -> data.ArrayLayout:
     return data.ArrayLayout(config.input.width, config.block)
 
 
-def float_front_end_out_layout(block: int, inexact: bool) -> data.StructLayout:
-    """Biased exponent byte, signs, 5-bit codes u, and (``inexact``) one sticky bit per element."""
+def float_front_end_out_layout(block: int, inexact: bool, grid: Grid = Grid.HALF) -> data.StructLayout:
+    """Biased exponent byte, signs, 5-bit codes u (6-bit on the quarter grid), and (``inexact``) one
+    sticky bit per element."""
     fields = {
         "exponent": unsigned(EXPONENT_BITS),
         "signs": data.ArrayLayout(1, block),
-        "ucodes": data.ArrayLayout(UCODE_BITS, block),
+        "ucodes": data.ArrayLayout(grid.ucode_bits, block),
     }
     if inexact:
         fields["inexact"] = data.ArrayLayout(1, block)
@@ -167,7 +175,7 @@ class FloatFrontEnd(wiring.Component):
         super().__init__(
             {
                 "i": In(stream.Signature(float_front_end_in_layout(config))),
-                "o": Out(stream.Signature(float_front_end_out_layout(config.block, config.inexact))),
+                "o": Out(stream.Signature(float_front_end_out_layout(config.block, config.inexact, config.grid))),
             }
         )
 
@@ -181,7 +189,7 @@ class FloatFrontEnd(wiring.Component):
         # E = Ex_max - (bias + SCALE_OFFSET - EXPONENT_BIAS) for a normal amax, clamped at 0.
         exponent_shift = fmt.bias + SCALE_OFFSET - EXPONENT_BIAS
         # u = sig >> (E - ex + shift_offset)
-        shift_offset = mantissa + fmt.bias - EXPONENT_BIAS - SCALE_OFFSET
+        shift_offset = mantissa + fmt.bias - EXPONENT_BIAS - SCALE_OFFSET - (cfg.grid.shift - Grid.HALF.shift)
 
         words = [self.i.payload[k] for k in range(cfg.block)]
         amax = Signal(magnitude_bits, name="amax")
@@ -190,7 +198,7 @@ class FloatFrontEnd(wiring.Component):
         exponent = Signal(EXPONENT_BITS, name="exponent")
         m.d.comb += exponent.eq(Mux(amax_exp > exponent_shift, amax_exp - exponent_shift, 0))
 
-        out = Signal(float_front_end_out_layout(cfg.block, cfg.inexact), name="result")
+        out = Signal(float_front_end_out_layout(cfg.block, cfg.inexact, cfg.grid), name="result")
         m.d.comb += out.exponent.eq(exponent)
         # Shifts of significand_bits or more leave nothing: clamp so the shifters stay narrow.
         limit = significand_bits
@@ -204,7 +212,7 @@ class FloatFrontEnd(wiring.Component):
             m.d.comb += raw_shift.eq(exponent - ex + shift_offset)
             shift = Signal(range(limit + 1), name=f"shift_{k}")
             m.d.comb += shift.eq(Mux(raw_shift > limit, limit, raw_shift))
-            truncated = Signal(UCODE_BITS, name=f"ucode_{k}")
+            truncated = Signal(cfg.grid.ucode_bits, name=f"ucode_{k}")
             m.d.comb += truncated.eq(significand >> shift)
             m.d.comb += [out.signs[k].eq(word[-1]), out.ucodes[k].eq(truncated)]
             if cfg.inexact:

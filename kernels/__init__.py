@@ -15,6 +15,7 @@ _EXPORTS = {
     "GemmMode": "gemm",
     "fast_mode_error_bound": "gemm",
     "w4a4_gemm": "gemm",
+    "tuned_config": "gemm",
     "w4a4_gemm_scatter_add": "gemm",
     "w4a4_gemm_scatter_add_torch": "gemm",
     "w4a4_gemm_torch": "gemm",

@@ -181,7 +181,7 @@ def _run(args: argparse.Namespace, shapes: list[tuple[int, int]]) -> dict:
     import torch.nn.functional as F
     import triton
 
-    from kernels import GemmMode, quantize_activations, w4a4_gemm, w4a4_linear
+    from kernels import GemmMode, quantize_activations, tuned_config, w4a4_gemm, w4a4_linear
     from kernels.fast import fast_weight, launch_fast, prepare_activations
     from kernels.gemm import DEFAULT_CONFIGS
 
@@ -235,6 +235,10 @@ def _run(args: argparse.Namespace, shapes: list[tuple[int, int]]) -> dict:
                     ms, mem = _measure(partial(w4a4_gemm, a_q, w_q, mode=gemm_mode), args.rep_ms)
                     moved = (m + n) * row_bytes + 4 * m * n
                     record(m, k, n, "w4a4_gemm", ms, mem, moved, "int8", format=format_name, mode=mode)
+                    tuned = tuned_config(a_q, w_q, gemm_mode, out_dtype=torch.float32)
+                    ms, mem = _measure(partial(w4a4_gemm, a_q, w_q, mode=gemm_mode, config=tuned), args.rep_ms)
+                    record(m, k, n, "w4a4_gemm_autotuned", ms, mem, moved, "int8", format=format_name, mode=mode,
+                           config=repr(tuned))  # fmt: skip
                     if gemm_mode is GemmMode.FAST:
                         # The main kernel alone, on operands prepared once (int8 activations, fast weight).
                         config = DEFAULT_CONFIGS[gemm_mode]

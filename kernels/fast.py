@@ -41,10 +41,29 @@ import triton.language as tl
 from golden.blocks import InputError
 from golden.formats import EXPONENT_BIAS
 
-from .gemm import _FAST_HALF_OFFSET, GemmConfig, GemmMode, _align, _epilogue, _load_tile, _per_byte, _pow2, _to_out
+from .gemm import (
+    _FAST_HALF_OFFSET,
+    GemmConfig,
+    GemmMode,
+    _align,
+    _epilogue,
+    _load_tile,
+    _per_byte,
+    _pow2,
+    _scale,
+    _to_out,
+)
 from .launch import LAUNCH_OPTIONS, interpreting
 from .packed import PackedOperand
-from .tables import ALIGN_BITS, NUM_ALIGN_SHIFTS, align_half_units, fast_tables, format_tables
+from .tables import (
+    ALIGN_BITS,
+    FLOAT32_BIAS,
+    FLOAT32_MANTISSA_BITS,
+    NUM_ALIGN_SHIFTS,
+    align_half_units,
+    fast_tables,
+    format_tables,
+)
 
 __all__ = [
     "DECODE_PTX",
@@ -96,6 +115,12 @@ _DECODE_PTX = tl.constexpr(DECODE_PTX)
 _MAGIC_INT = tl.constexpr(0x4B400000)
 _NEG_MAGIC_FLOAT = tl.constexpr(-12582912.0)
 _NUM_SHIFTS = tl.constexpr(NUM_ALIGN_SHIFTS)
+#: Exact mode's common path needs t = acc p_a exact and M' p_a finite: p_a <= 2^104 (|acc| < 2^19).
+_EXACT_SPLIT_MAX = tl.constexpr(2.0**104)
+_TWO_64 = tl.constexpr(2.0**64)
+_SMALLEST_NORMAL = tl.constexpr(2.0 ** (1 - FLOAT32_BIAS))
+_MANTISSA_BITS = tl.constexpr(FLOAT32_MANTISSA_BITS)
+_FLOAT_BIAS = tl.constexpr(FLOAT32_BIAS)
 _MAX_SHIFT = tl.constexpr(NUM_ALIGN_SHIFTS - 1)
 
 
@@ -393,6 +418,52 @@ def _rescale(acc, p_a, p_w, y):
 
 
 @triton.jit
+def _power_exponent(p):
+    """k for a float32 power of two p = 2^k >= 2^-149 (subnormal included); -191 for p = 0."""
+    normal = (p.to(tl.int32, bitcast=True) >> _MANTISSA_BITS) - _FLOAT_BIAS
+    scaled_up = ((p * _TWO_64).to(tl.int32, bitcast=True) >> _MANTISSA_BITS) - (_FLOAT_BIAS + 64)
+    return tl.where(p >= _SMALLEST_NORMAL, normal, scaled_up)
+
+
+#: How _main_loop adds a tile's int32 sum: fast mode's one rounding, exact mode's two-multiply
+#: term (then an addition), or exact mode's general per-element split (huge activation exponents).
+_TERM_FAST = tl.constexpr(0)
+_TERM_EXACT = tl.constexpr(1)
+_TERM_EXACT_SPLIT = tl.constexpr(2)
+
+
+@triton.jit
+def _main_loop(a_ptr, a_scale_ptr, stride_a, stride_a_scale, w_codes_ptr, w_table_ptr, w_scale_ptr,
+               stride_w_codes, stride_w_table, stride_w_scale, tables_ptr, rows64, cols64, num_words, num_tiles,
+               BLOCK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TILE_K: tl.constexpr,
+               NUM_STAGES: tl.constexpr, USE_PTX: tl.constexpr, TERM: tl.constexpr):  # fmt: skip
+    """y (BLOCK_M, BLOCK_N) float32 summed over the K tiles, from +0.0 in increasing K order.
+
+    Exact terms (one block per tile; acc is 64 times the exact block sum, |acc| < 2^19):
+    ``_TERM_EXACT`` needs every p_a <= 2^104: ``t = float(acc) p_a`` is exact (a multiple of
+    2^-125 below 2^123) and ``t p_w`` is the single rounding; ``_TERM_EXACT_SPLIT``
+    is ``gemm._scale``'s general per-element split. Then ``y = fl32(y + term)``.
+    """
+    k = tl.arange(0, TILE_K)
+    y = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+    for tile in tl.range(0, num_tiles, num_stages=NUM_STAGES):
+        kk = tl.max_contiguous(tl.multiple_of(tile * TILE_K + k, TILE_K), TILE_K)
+        a = tl.load(a_ptr + rows64[:, None] * stride_a + kk[None, :])  # operands padded: no masks
+        w = _decode_weights(w_codes_ptr, w_table_ptr, stride_w_codes, stride_w_table, tables_ptr, cols64, tile,
+                            num_words, TILE_K, BLOCK, USE_PTX)  # fmt: skip
+        acc = tl.dot(a, tl.trans(w), out_dtype=tl.int32)
+        p_a = tl.load(a_scale_ptr + tile * stride_a_scale + rows64)
+        p_w = tl.load(w_scale_ptr + tile * stride_w_scale + cols64)
+        if TERM == _TERM_FAST:
+            y = _rescale(acc, p_a, p_w, y)
+        elif TERM == _TERM_EXACT:
+            y = y + (acc.to(tl.float32) * p_a[:, None]) * p_w[None, :]
+        else:
+            y = y + _scale(acc, _power_exponent(p_a)[:, None] + _power_exponent(p_w)[None, :])
+    return y
+
+
+@triton.jit
 def _w4a4_fast_kernel(
     a_ptr, a_scale_ptr, stride_a, stride_a_scale,
     w_codes_ptr, w_table_ptr, w_scale_ptr, stride_w_codes, stride_w_table, stride_w_scale,
@@ -407,10 +478,16 @@ def _w4a4_fast_kernel(
     HAS_BIAS: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr,
     USE_PTX: tl.constexpr,
+    EXACT: tl.constexpr = False,
 ):  # fmt: skip
-    """One (BLOCK_M, BLOCK_N) tile of y = A @ W.T in fast mode, with the fused epilogue."""
+    """One (BLOCK_M, BLOCK_N) tile of y = A @ W.T in fast mode, with the fused epilogue.
+
+    ``EXACT`` (with one block per K tile, where the alignment is exact): exact mode instead, each
+    block's term rounded once and then added, ``y = fl32(y + fl32(acc 2^(e_a + e_w - 2)))``.
+    """
     TILE_K: tl.constexpr = TILE_BLOCKS * BLOCK
     tl.static_assert(TILE_K >= 32, "an int8 tl.dot needs K >= 32")
+    tl.static_assert(not EXACT or TILE_BLOCKS == 1, "exact mode rounds every block's term")
     # Grouped launch order: GROUP_M row tiles share each column tile while it is hot in L2.
     pid = tl.program_id(0)
     tiles_m = tl.cdiv(num_rows, BLOCK_M)
@@ -426,17 +503,24 @@ def _w4a4_fast_kernel(
     col_ok = cols < num_cols
     rows64 = rows.to(tl.int64)
     cols64 = cols.to(tl.int64)
-    k = tl.arange(0, TILE_K)
-    y = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-    for tile in tl.range(0, num_tiles, num_stages=NUM_STAGES):
-        kk = tl.max_contiguous(tl.multiple_of(tile * TILE_K + k, TILE_K), TILE_K)
-        a = tl.load(a_ptr + rows64[:, None] * stride_a + kk[None, :])  # operands padded: no masks
-        w = _decode_weights(w_codes_ptr, w_table_ptr, stride_w_codes, stride_w_table, tables_ptr, cols64, tile,
-                            num_words, TILE_K, BLOCK, USE_PTX)  # fmt: skip
-        acc = tl.dot(a, tl.trans(w), out_dtype=tl.int32)
-        p_a = tl.load(a_scale_ptr + tile * stride_a_scale + rows64)
-        p_w = tl.load(w_scale_ptr + tile * stride_w_scale + cols64)
-        y = _rescale(acc, p_a, p_w, y)
+    if EXACT:
+        # One uniform choice per program: its rows' largest grid step over all of K decides whether
+        # every term can take the two-multiply path (NUMERICS 4 exactly either way).
+        p_max = tl.zeros((BLOCK_M,), tl.float32)
+        for tile in range(0, num_tiles):
+            p_max = tl.maximum(p_max, tl.load(a_scale_ptr + tile * stride_a_scale + rows64))
+        if tl.max(p_max, axis=0) <= _EXACT_SPLIT_MAX:
+            y = _main_loop(a_ptr, a_scale_ptr, stride_a, stride_a_scale, w_codes_ptr, w_table_ptr, w_scale_ptr,
+                           stride_w_codes, stride_w_table, stride_w_scale, tables_ptr, rows64, cols64, num_words,
+                           num_tiles, BLOCK, BLOCK_M, BLOCK_N, TILE_K, NUM_STAGES, USE_PTX, _TERM_EXACT)
+        else:
+            y = _main_loop(a_ptr, a_scale_ptr, stride_a, stride_a_scale, w_codes_ptr, w_table_ptr, w_scale_ptr,
+                           stride_w_codes, stride_w_table, stride_w_scale, tables_ptr, rows64, cols64, num_words,
+                           num_tiles, BLOCK, BLOCK_M, BLOCK_N, TILE_K, NUM_STAGES, USE_PTX, _TERM_EXACT_SPLIT)
+    else:
+        y = _main_loop(a_ptr, a_scale_ptr, stride_a, stride_a_scale, w_codes_ptr, w_table_ptr, w_scale_ptr,
+                       stride_w_codes, stride_w_table, stride_w_scale, tables_ptr, rows64, cols64, num_words,
+                       num_tiles, BLOCK, BLOCK_M, BLOCK_N, TILE_K, NUM_STAGES, USE_PTX, _TERM_FAST)
     out_mask = row_ok[:, None] & col_ok[None, :]
     y = _epilogue(y, rows, cols64, row_ok, col_ok, bias_ptr, residual_ptr, stride_residual, slot_ptr,
                   HAS_BIAS, HAS_RESIDUAL)  # fmt: skip
@@ -445,8 +529,12 @@ def _w4a4_fast_kernel(
 
 
 def launch_fast(a: FastActivation, w: FastWeight, config: GemmConfig, out: torch.Tensor,
-                bias: torch.Tensor | None, residual: torch.Tensor | None, slot: torch.Tensor | None) -> None:  # fmt: skip
-    """Launch the fast kernel into ``out`` ``(M, N)`` (any float dtype); arguments already checked."""
+                bias: torch.Tensor | None, residual: torch.Tensor | None, slot: torch.Tensor | None,
+                exact: bool = False) -> None:  # fmt: skip
+    """Launch the fast kernel into ``out`` ``(M, N)`` (any float dtype); arguments already checked.
+
+    ``exact``: operands prepared with one block per K tile, and exact mode's per-block rounding.
+    """
     if a.rows == 0 or w.rows == 0:
         return
     if a.values.shape[0] % config.block_m or w.codes.shape[0] % config.block_n:
@@ -470,6 +558,6 @@ def launch_fast(a: FastActivation, w: FastWeight, config: GemmConfig, out: torch
         num_rows=a.rows, num_cols=w.rows, num_blocks=num_blocks, num_words=w.codes.shape[1] // 4, num_tiles=triton.cdiv(num_blocks, tile_blocks),
         BLOCK=a.block, BLOCK_M=config.block_m, BLOCK_N=config.block_n, TILE_BLOCKS=tile_blocks,
         GROUP_M=config.group_m, NUM_STAGES=config.num_stages, HAS_BIAS=bias is not None,
-        HAS_RESIDUAL=residual is not None, USE_PTX=not interpreting(),
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        HAS_RESIDUAL=residual is not None, USE_PTX=not interpreting(), EXACT=exact,
+        num_warps=config.num_warps, num_stages=config.num_stages, **LAUNCH_OPTIONS,
     )  # fmt: skip

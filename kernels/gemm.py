@@ -38,7 +38,9 @@ from .packed import PackedOperand
 from .tables import ALIGN_BITS, FLOAT32_BIAS, FLOAT32_MANTISSA_BITS, MAGNITUDE_BITS, NUM_CODES, format_tables
 
 __all__ = [
+    "AUTOTUNE_CONFIGS",
     "DEFAULT_CONFIGS",
+    "PER_BLOCK_CONFIG",
     "GemmConfig",
     "GemmMode",
     "fast_mode_error_bound",
@@ -46,6 +48,7 @@ __all__ = [
     "w4a4_gemm_scatter_add",
     "w4a4_gemm_scatter_add_torch",
     "w4a4_gemm_torch",
+    "tuned_config",
 ]
 
 
@@ -127,9 +130,29 @@ class GemmConfig:
 #: (64 accumulator rows each), three pipeline stages, K tiles of 256 (the largest whose int32 sums
 #: stay below 2^22; it halves the per-tile rescale against 128, see kernels/README.md).
 DEFAULT_CONFIGS = {
-    GemmMode.EXACT: GemmConfig(),
+    GemmMode.EXACT: GemmConfig(block_m=128, block_n=128, num_warps=8, num_stages=3),
     GemmMode.FAST: GemmConfig(block_m=128, block_n=128, fast_tile_k=256, num_warps=8, num_stages=3),
 }
+#: The per-block exact kernel (blocks of 16, scatter-add): its production tiles.
+PER_BLOCK_CONFIG = GemmConfig()
+#: A small autotuning set per mode, the production configuration first: deeper pipelines, a
+#: 64-row tile (one warp group) and, for fast mode, K tiles of 128. ``tuned_config`` times them on
+#: the GPU; ``python -m kernels.aot`` compiles every one (no spills, main-loop budget).
+AUTOTUNE_CONFIGS = {
+    GemmMode.FAST: (
+        DEFAULT_CONFIGS[GemmMode.FAST],
+        GemmConfig(block_m=128, block_n=128, fast_tile_k=256, num_warps=8, num_stages=4),
+        GemmConfig(block_m=64, block_n=128, fast_tile_k=128, num_warps=4, num_stages=4),
+        GemmConfig(block_m=128, block_n=128, fast_tile_k=128, num_warps=8, num_stages=4),
+    ),
+    GemmMode.EXACT: (
+        DEFAULT_CONFIGS[GemmMode.EXACT],
+        GemmConfig(block_m=128, block_n=128, num_warps=8, num_stages=4),
+        GemmConfig(block_m=64, block_n=128, num_warps=4, num_stages=4),
+    ),
+}
+#: Fastest configuration per (mode, format, block, M rounded up to a power of two, N, K, dtype).
+_TUNED: dict[tuple, GemmConfig] = {}
 #: Output dtypes of the GEMM epilogue.
 OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -398,14 +421,24 @@ def gemm_into(a, w, mode: GemmMode, config: GemmConfig, out, *, bias=None, resid
     """
     if a.rows == 0 or w.rows == 0:
         return
-    if mode is GemmMode.FAST:
+    if mode is GemmMode.FAST or a.block >= MIN_DOT_K:
         from .fast import fast_weight, launch_fast, prepare_activations
 
-        a_fast = prepare_activations(a, config.fast_tile_k, config.block_m)
-        w_fast = fast_weight(w, config.fast_tile_k, config.block_n)
-        launch_fast(a_fast, w_fast, config, out, bias, residual, slot)
+        # Exact mode on the fast kernel: one block per K tile, where the alignment is exact.
+        tile_k = config.fast_tile_k if mode is GemmMode.FAST else a.block
+        a_fast = prepare_activations(a, tile_k, config.block_m)
+        w_fast = fast_weight(w, tile_k, config.block_n)
+        launch_fast(a_fast, w_fast, config, out, bias, residual, slot, exact=mode is GemmMode.EXACT)
         return
-    _launch_exact(a, w, config, out, None, False, bias, residual, slot)
+    _launch_exact(a, w, per_block_config(config), out, None, False, bias, residual, slot)
+
+
+def per_block_config(config: GemmConfig) -> GemmConfig:
+    """The per-block exact kernel's tiles (blocks of 16, scatter-add): at most 64 x 64 with 4 warps
+    (it keeps the decode of both operands, an int32 and a float32 tile live at once)."""
+    if config.block_m <= PER_BLOCK_CONFIG.block_m and config.block_n <= PER_BLOCK_CONFIG.block_n:
+        return config
+    return PER_BLOCK_CONFIG
 
 
 def _launch_exact(a, w, config, out, out_rows, scatter, bias=None, residual=None, slot=None):
@@ -457,6 +490,28 @@ def w4a4_gemm(
     return out
 
 
+def tuned_config(a: PackedOperand, w: PackedOperand, mode: GemmMode | str = GemmMode.EXACT, *,
+                 out_dtype: torch.dtype = torch.bfloat16) -> GemmConfig:  # fmt: skip
+    """The fastest of ``AUTOTUNE_CONFIGS[mode]`` for this shape, timed once on the GPU and cached.
+
+    Timing launches every candidate (compiling it the first time) and synchronises with the GPU,
+    so call it ahead of the hot path (or of a CUDA-graph capture). Without a GPU (the interpreter)
+    it returns the production configuration untimed.
+    """
+    mode = _check_operands(a, w, mode)
+    if a.codes.device.type != "cuda":
+        return DEFAULT_CONFIGS[mode]
+    key = (mode, a.format, a.block, 1 << max(a.rows - 1, 0).bit_length(), w.rows, a.length, out_dtype)
+    if key not in _TUNED:
+        from triton.testing import do_bench
+
+        out = torch.empty(a.rows, w.rows, dtype=out_dtype, device=a.device)
+        candidates = [c for c in AUTOTUNE_CONFIGS[mode] if mode is GemmMode.EXACT or c.fast_tile_k % a.block == 0]
+        times = [do_bench(lambda c=c: gemm_into(a, w, mode, c, out)) for c in candidates]
+        _TUNED[key] = candidates[times.index(min(times))]
+    return _TUNED[key]
+
+
 def w4a4_gemm_scatter_add(
     a: PackedOperand,
     w: PackedOperand,
@@ -483,7 +538,7 @@ def w4a4_gemm_scatter_add(
         gemm_into(a, w, mode, config, y)
         out[rows] = out[rows] + y
         return
-    _launch_exact(a, w, config, out, rows, True)
+    _launch_exact(a, w, per_block_config(config), out, rows, True)
 
 
 # --------------------------------------------------------------------------------------------

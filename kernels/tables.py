@@ -34,6 +34,7 @@ from golden.quantize import e2m1_encode
 __all__ = [
     "ALIGN_BITS",
     "ERR_SPLIT",
+    "HISTOGRAM_BINS",
     "NUM_ALIGN_SHIFTS",
     "MAGNITUDE_BITS",
     "FLOAT32_BIAS",
@@ -45,6 +46,7 @@ __all__ = [
     "fast_tables",
     "format_tables",
     "kernel_format",
+    "moebius_transform",
 ]
 
 #: 4-bit element codes: a sign bit and a 3-bit magnitude index.
@@ -54,6 +56,11 @@ MAGNITUDE_BITS = MAX_HALF_UNITS.bit_length()
 assert MAGNITUDE_BITS * MAGNITUDE_CODES == 32
 #: The quantizer's cost dot splits each LUT error e = ERR_SPLIT * hi + lo into two int8 parts.
 ERR_SPLIT = 128
+#: The bin (u) counted at each position of the quantizer's histogram: word ``u >> 3`` counts ``u``
+#: in nibble ``u & 7``, and the even and odd nibbles of each word are widened to bytes separately,
+#: so position ``8 w + 4 s + k`` holds bin ``8 w + 2 k + s``. ``err_split``'s columns follow it.
+HISTOGRAM_BINS = tuple((p & ~7) | ((p & 3) << 1) | ((p >> 2) & 1) for p in range(NUM_UCODES))
+assert sorted(HISTOGRAM_BINS) == list(range(NUM_UCODES))
 #: binary32 layout, used by the kernels' integer front-end (value = M * 2^(F - bias - mantissa bits)).
 FLOAT32_MANTISSA_BITS = int(numpy.finfo(numpy.float32).nmant)
 FLOAT32_BIAS = int(numpy.finfo(numpy.float32).maxexp) - 1
@@ -112,7 +119,12 @@ class FormatTables:
     in bits ``4k .. 4k + 3`` (``MAGNITUDE_BITS`` each), so a kernel decodes a whole block from one
     load. ``idx`` / ``err``: int32 ``(D, 32)``, the NUMERICS 2.2 IDX and ERR tables.
     ``err_split``: int8 ``(2, D', 32)``, ERR as ``ERR_SPLIT * [1] + [0]`` with D padded to a power of
-    two of at least 16 (zeros), the operands of the quantizer's histogram-form cost dot.
+    two of at least 16 (zeros) and the columns in ``HISTOGRAM_BINS`` order, the operands of the
+    quantizer's histogram-form cost dot.
+    ``subset_split``: int8 ``(2, D', 32)`` or None, the Moebius transform ``W`` of ERR over the 5
+    bits of u (``ERR[d][u] = sum of W[d][s] over the subsets s of u's bits``) split the same way,
+    ``W = ERR_SPLIT * [1] + [0]`` with ``[0]`` in 0..127: the operands of the quantizer's
+    subset-count cost dot (None when some ``|W|`` needs more than a signed int8 high part).
     ``two_stage``: int32 ``(P, 2, 2)`` half-open u ranges (DialectFP4-16; empty otherwise).
     ``mx_round``: int32 ``(2, 32)``, the E2M1 magnitude code of a value in quarter units: row 0 for
     a value strictly inside ``(u, u + 1)``, row 1 for a value exactly ``u``.
@@ -124,6 +136,7 @@ class FormatTables:
     idx: torch.Tensor
     err: torch.Tensor
     err_split: torch.Tensor
+    subset_split: torch.Tensor | None
     two_stage: torch.Tensor
     mx_round: torch.Tensor
     #: Two-stage stage 1: pair p = pair_top - clamp(max(u) >> 1, pair_top - P + 1, pair_top).
@@ -147,7 +160,15 @@ def format_tables(format_name: str, device: torch.device | str) -> FormatTables:
         raise FormatError(f"formatbook {book.name!r} has LUT errors of {int(err.max())}, too large for the kernels")
     padded = max(16, 1 << (book.num_dialects - 1).bit_length())
     err_split = torch.zeros(2, padded, NUM_UCODES, dtype=torch.int64)
-    err_split[:, : book.num_dialects] = torch.stack((err % ERR_SPLIT, err // ERR_SPLIT))
+    in_bin_order = err[:, list(HISTOGRAM_BINS)]
+    err_split[:, : book.num_dialects] = torch.stack((in_bin_order % ERR_SPLIT, in_bin_order // ERR_SPLIT))
+    moebius = moebius_transform(err)
+    subset_split = None
+    if moebius.abs().max() < ERR_SPLIT * 128:
+        subset_split = torch.zeros(2, padded, NUM_UCODES, dtype=torch.int64)
+        low = moebius % ERR_SPLIT
+        subset_split[:, : book.num_dialects] = torch.stack((low, (moebius - low) // ERR_SPLIT))
+        subset_split = subset_split.to(torch.int8).to(device)
     return FormatTables(
         num_dialects=book.num_dialects,
         decode=signed.to(torch.int8).to(device),
@@ -155,11 +176,21 @@ def format_tables(format_name: str, device: torch.device | str) -> FormatTables:
         idx=book.idx_table.to(torch.int32).to(device),
         err=book.err_table.to(torch.int32).to(device),
         err_split=err_split.to(torch.int8).to(device),
+        subset_split=subset_split,
         two_stage=pair_ranges.to(torch.int32).to(device),
         mx_round=mx_round.to(torch.int32).to(device),
         pair_top=DIALECTFP4_16.dialects[0][-1],
         num_pairs=DIALECTFP4_16.num_dialects // 2,
     )
+
+
+def moebius_transform(err: torch.Tensor) -> torch.Tensor:
+    """int64 ``(D, 32)`` ``W`` with ``err[d][u] = sum of W[d][s] over the subsets s of u's bits``."""
+    w = err.long().clone()
+    for bit in range(NUM_UCODES.bit_length() - 1):
+        has = (torch.arange(NUM_UCODES) >> bit) & 1 == 1
+        w[:, has] -= w[:, torch.arange(NUM_UCODES)[has] ^ (1 << bit)]
+    return w
 
 
 def align_half_units(h: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:

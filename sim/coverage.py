@@ -168,8 +168,10 @@ def _mask_class(masks: np.ndarray, num_dialects: int) -> list[str]:
 def _sample_dsu(cov: Coverage, config: DSUConfig, fields, expected) -> None:
     book = config.book.formatbook
     costs = golden.lut_costs(torch.from_numpy(np.asarray(fields["ucodes"], dtype=np.int64)), book).numpy()
-    masks = np.asarray(fields["mask"], dtype=np.int64)
-    allowed = ((masks[:, None] >> np.arange(book.num_dialects)) & 1).astype(bool)
+    from .reference import mask_to_bool
+
+    masks = np.asarray(fields["mask"], dtype=object if book.num_dialects > 62 else np.int64)  # 64 dialects: Python ints
+    allowed = mask_to_bool(masks, book.num_dialects).numpy()
     masked_costs = np.where(allowed, costs, np.iinfo(np.int64).max)
     best = masked_costs.min(-1, keepdims=True)
     ties = (masked_costs == best).sum(-1)
@@ -281,7 +283,7 @@ def sample_batch(cov: Coverage, config: UnitConfig, batch, expected: dict | None
         else:
             _sample_two_stage(cov, config, fields, expected)
     elif isinstance(config, FrontEndConfig):
-        _sample_front_end(cov, fields, expected or reference.front_end_reference(fields[""]))
+        _sample_front_end(cov, fields, expected or reference.front_end_reference(fields[""], config.grid))
     elif isinstance(config, DecoderConfig):
         _sample_decoder(cov, config, fields, expected)
     elif isinstance(config, MACArrayConfig):

@@ -119,6 +119,9 @@ def test_metrics_carry_statistics_strata_lut_cost_and_drift(result):
     drift = result["dialect_usage"]["fb32+ad+seda"]["drift"]
     assert len(drift["per_step_histogram"]) == STEPS and len(drift["changed_block_fraction_per_step"]) == STEPS - 1
     assert all(0 <= f <= 1 for f in drift["changed_block_fraction_per_step"])
+    layers = {entry["layer"] for entry in drift["per_layer"]}
+    assert layers and layers <= {layer["name"] for layer in result["methods"]["fb32+ad+seda"]["layer_sqnr"]["per_layer"]}
+    assert all(len(e["changed_block_fraction_per_step"]) == STEPS - 1 for e in drift["per_layer"])
     assert result["methods"]["fb32+ad"]["step_time_s_after_warmup"] > 0
     svd = result["methods"]["svdquant-nvfp4-r4"]
     assert svd["weight_bits_per_element_effective"] > 4.5 and svd["activation_bits_per_element_effective"] > 4.5

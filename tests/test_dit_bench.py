@@ -50,6 +50,9 @@ def test_bench_model_at_a_real_configuration_reports_quantize_and_forward_ratio(
     q = result["quantize"]
     assert q["quantized_layers"] == 10 and q["wall_time_s"] > 0
     assert q["quantized_weight_elements"] == 8 * 1536 * 1536 + 2 * 1536 * 8960  # attn1, attn2 (on projected text), FFN
+    identity = q["bit_identical_to_reference_selection"]
+    assert identity["checked"] and identity["mismatches"] == 0 and identity["layers"] == 10
+    assert identity["sampled_blocks"] == 4 * (9 * 1536 + 8960) // 32  # 4 rows of each linear
     f = result["forward_s"]
     assert result["ratio_fake_quant_over_float_fp32"] == pytest.approx(f["fake_quant"] / f["float_fp32"])
 

@@ -231,3 +231,32 @@ def test_fast_dequantize_is_golden_dequantize_bit_for_bit(fmt):
         x = x[2:4]  # one tensor scale: keep the range NVFP4 can hold
     q = quantize(x, fmt, pad=True)
     assert torch.equal(fast_dequantize(q).view(torch.int32), q.dequantize().view(torch.int32))
+
+
+@pytest.mark.parametrize("fmt", ["fb32", "dialectfp4", "mxfp4", "nvfp4"])
+def test_fake_quant_forward_without_codes_is_the_decomposed_path_bit_for_bit(fmt):
+    """A fake-quant forward on the torch backend with no observer quantizes activations with
+    golden.fake_quantize (no codes); it equals decomposed_matmul over quantize_activation exactly,
+    salient rows and (fb32) SeDA masks included, in bfloat16 as in a real model."""
+    from golden.dit.linear import FakeQuantActivation, fake_quantize_activation
+
+    cfg = QuantConfig(format=fmt, decomposition=DecompositionConfig())
+    linear = torch.nn.Linear(96, 24).to(torch.bfloat16)
+    layer = QuantizedLinear.from_linear(linear, name="probe", config=cfg)
+    x, _ = _data(10, 96, 1, seed=8)
+    x = x.to(torch.bfloat16)
+    mask = None
+    if fmt == "fb32":
+        mask = torch.ones(10, FB32.num_dialects, dtype=torch.bool)
+        mask[2], mask[5] = FB32.family_mask(2), FB32.family_mask(1)
+    plan = ActivationPlan(salient_rows=torch.tensor([2, 6]), candidate_mask=mask)
+    layer.plan = lambda x: plan
+    fake = fake_quantize_activation(x, cfg, plan)
+    assert isinstance(fake, FakeQuantActivation)
+    reference = decomposed_matmul(quantize_activation(x, cfg, plan), layer.weight_q, execution=Execution.FAKE_QUANT)
+    expected = (reference + linear.bias.detach().float()).to(torch.bfloat16)
+    assert torch.equal(layer(x[None])[0].view(torch.int16), expected.view(torch.int16))
+    seen = []
+    layer.observers.append(lambda layer, rows, act, plan, y: seen.append(type(act)))
+    assert torch.equal(layer(x[None])[0].view(torch.int16), expected.view(torch.int16))
+    assert seen == [type(quantize_activation(x, cfg, plan))]  # observers still get the codes

@@ -147,3 +147,103 @@ def test_lut_cost_counts_the_tables_bits():
     assert fb32["rom_bits"] == fb32["idx_table_bits"] + fb32["err_table_bits"]
     assert lut_cost(DIALECTFP4_16)["idx_entries"] == 16 * 32
     assert int(FB32.err_table.max()).bit_length() == FB32.err_bits
+
+
+def _target(gain, *, noisy=False, tce_worse=False):
+    from evaluation.analysis import TARGET_BASELINE
+
+    spread = [(-1) ** i * 2.0 for i in range(N)] if noisy else None
+    methods = {
+        TARGET_BASELINE: entry("NVFP4-4/6", "baseline", 30.0, spread=[0.0] * N, tce=0.010),
+        "fb32": entry("FB32", "proposed", 30.0 + gain, spread=spread, tce=0.012 if tce_worse else 0.009, fmt="fb32"),
+        # Best on PSNR, but a low-rank branch: not a SemanticDialect configuration for the target.
+        "fb32+lowrank-r4": {**entry("FB32+low-rank r=4", "proposed", 40.0, fmt="fb32"), "baseline": "svdquant"},
+    }
+    return next(line for line in analyze(result(methods))["verdict"] if line.startswith("- **Target**"))
+
+
+def test_target_line_follows_the_gain_and_its_interval():
+    line = _target(0.8)
+    assert "FB32 (4.25 effective bits) vs NVFP4-4/6" in line and "low-rank r=4 (" not in line
+    assert "**met**" in line and ": PSNR +0." in line and "better on 4 of 4 clips" in line
+    assert _target(0.3).count("**not met**") == 1  # a win, but less than +0.5 dB
+    assert _target(0.8, noisy=True).count("**not met**") == 1  # +0.8 dB inside the noise
+    assert _target(0.8, tce_worse=True).count("**not met**") == 1  # temporal error worse beyond noise
+
+
+def test_per_layer_drift_table_has_one_column_per_formatbook():
+    methods = {k: {**entry(label, "proposed", 30.0, fmt="fb32"), "baseline": None, "config": config}
+               for k, label, config in (("fb32", "FB32", {"decomposition": None, "seda": None}),
+                                        ("fb32+ad+seda", "FB32+AD+SeDA", {"decomposition": {}, "seda": {}}))}  # fmt: skip
+    layer = {"changed_block_fraction_per_step": [0.25, 0.75], "step_to_step_tv": [0.1, 0.1], "frame_to_frame_tv": [0.02]}
+    drift = {"per_step_histogram": [], "per_frame_histogram": [], "changed_block_fraction_per_step": [0.5, 0.5],
+             "step_to_step_tv": [0.1], "frame_to_frame_tv": [0.02],
+             "per_layer": [{"layer": "blocks.0.q", **layer}, {"layer": "blocks.1.q", **layer, "changed_block_fraction_per_step": [0.1, None]}]}  # fmt: skip
+    r = result(methods)
+    r["dialect_usage"] = {k: {"formatbook": "FB32", "drift": drift} for k in methods}
+    r = analyze(r)
+    text = "\n".join(summary_lines({**r, "lut_cost": [lut_cost(FB32)]}, strip_files=[]))
+    assert "| layer | FB32+AD+SeDA |" in text  # the book's method with AD and SeDA stands for it
+    assert "| blocks.0.q | 50.0 % / 0.020 |" in text and "| blocks.1.q | 10.0 % / 0.020 |" in text
+    assert "least step-to-step drift in blocks.1.q (10.0 %), most in blocks.0.q (50.0 %) of 2 layers" in text
+
+
+def test_dialect_drift_counts_changes_per_layer_and_in_total():
+    from types import SimpleNamespace
+
+    import torch
+
+    from evaluation.runner import DialectDrift
+
+    call = SimpleNamespace(num_video_tokens=4, grid=(2, 1, 2))  # 2 frames of 1 x 2 tokens
+    drift = DialectDrift(num_dialects=4, batch=1)
+
+    def layer(name):
+        return SimpleNamespace(name=name, role=SimpleNamespace(value="video"),
+                               block_state=SimpleNamespace(model=SimpleNamespace(call=call)))  # fmt: skip
+
+    def observe(name, ids):
+        act = SimpleNamespace(main=SimpleNamespace(dialect=torch.tensor(ids).reshape(4, 1)))
+        drift.observe(layer(name), None, act, None, None)
+
+    observe("a", [0, 1, 2, 3]); observe("b", [0, 0, 0, 0])  # fmt: skip
+    drift.step = 1
+    observe("a", [0, 1, 2, 0]); observe("b", [1, 1, 1, 1])  # fmt: skip
+    out = drift.as_dict()
+    assert out["changed_block_fraction_per_step"] == [5 / 8]
+    per_layer = {e["layer"]: e for e in out["per_layer"]}
+    assert per_layer["a"]["changed_block_fraction_per_step"] == [0.25]
+    assert per_layer["b"]["changed_block_fraction_per_step"] == [1.0]
+    assert per_layer["b"]["step_to_step_tv"] == [1.0] and per_layer["b"]["frame_to_frame_tv"] == [0.0]
+    # Frame 0 used {0, 1} twice, frame 1 {2, 3} then {2, 0}: TV 0.5 (0.25 + 0.5 + 0.5 + 0.25) = 0.75.
+    assert per_layer["a"]["frame_to_frame_tv"] == [0.75]
+
+
+def test_clip_level_interval_averages_each_clips_seeds_first():
+    # fb32 is +1 dB on clips a and b and +3 dB on c and d, the same for every seed.
+    gain = {"clip a": 1.0, "clip b": 1.0, "clip c": 3.0, "clip d": 3.0}
+    spread = [gain[u["clip"]] for u in UNITS]
+    r = result({"mxfp4": entry("MXFP4", "baseline", 30.0, spread=[0.0] * N),
+                "fb32": entry("FB32", "proposed", 30.0, spread=spread, fmt="fb32")})  # fmt: skip
+    d = difference(r, "fb32", "mxfp4", CRITERIA[0])
+    clips = d["over_clips"]
+    assert clips["n"] == len(CLIPS) and clips["mean"] == pytest.approx(2.0) and clips["better_clips"] == 4
+    half = stats.t975(3) * math.sqrt(4 / 3) / 2  # sd of (1, 1, 3, 3) is sqrt(4/3)
+    assert clips["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
+    assert d["n"] == N and d["ci95"][1] - d["ci95"][0] < clips["ci95"][1] - clips["ci95"][0]
+
+
+def test_reanalyze_rewrites_only_the_derived_fields(tmp_path, capsys):
+    import json
+
+    from evaluation.results import main
+
+    measured = result({"nvfp4-46": entry("NVFP4-4/6", "baseline", 30.0), "fb32": entry("FB32", "proposed", 31.0, fmt="fb32")})
+    stale = {**analyze(measured), "lut_cost": [], "verdict": ["- stale"]}
+    (tmp_path / "metrics.json").write_text(json.dumps(stale))
+    assert main(["--reanalyze", str(tmp_path / "metrics.json")]) == 0
+    fresh = json.loads((tmp_path / "metrics.json").read_text())
+    assert fresh["methods"] == stale["methods"] and fresh["verdict"] != ["- stale"]
+    assert "over_clips" in fresh["paired_differences"][0]
+    assert (tmp_path / "summary.md").read_text().splitlines()[2] == "## Verdict"
+    assert "- **Target**" in capsys.readouterr().out

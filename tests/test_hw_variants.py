@@ -205,18 +205,18 @@ def _tile_configs():
         TileConfig(format=TileFormat("tdit-q-e4m3"), rows=2, cols=1, block=16, input=InputFloat.FP32, buffer_blocks=4,
                    quantizers=2, interleave=2),  # fmt: skip
         TileConfig(format=TileFormat("tdit-h-e8m0"), rows=2, cols=2, input=InputFloat.FP32, buffer_blocks=4),
-        TileConfig(format=TileFormat(quarter_e8m0), rows=1, cols=2, input=InputFloat.BF16, buffer_blocks=4, dsu_stages=2),
+        TileConfig(format=TileFormat(quarter_e8m0), rows=1, cols=2, input=InputFloat.FP32, buffer_blocks=4, dsu_stages=2),
     ]
 
 
 @pytest.mark.parametrize("index", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow),
                                    pytest.param(3, marks=pytest.mark.slow)],
                          ids=["tdit64-q-e4m3", "tdit-q-e4m3-fp32", "tdit-h-e8m0", "quarter-e8m0"])  # fmt: skip
-def test_registry_format_tile_is_bit_exact(index):
+def test_registry_format_tile_is_bit_exact(index, tmp_path):
     """Quantizer (front-end + LUT DSU over the registry table, SeDA mask), buffer, decoders and the PEs of
     the format's grid and scale: the tile's outputs equal golden.quantized_matmul bit for bit."""
     from tests.test_tile_pipeline import _random, run_tile, synthetic_record
-    from sim.tile.workload import record_workload
+    from sim.tile.workload import load_workloads, record_workload, save_workloads
 
     config = _tile_configs()[index]
     record = synthetic_record(config, m=3, n=7, k=2 * config.block * (1 + index % 2), seed=index)
@@ -229,6 +229,8 @@ def test_registry_format_tile_is_bit_exact(index):
         y = golden.quantized_matmul(act, record.weight)
         record.activation, record.candidate_mask, record.y = act, mask, y
     work = record_workload(config, record)
+    save_workloads(tmp_path / "w.npz", [work])  # as the Verilator replay ships it (64-dialect masks: wide ints)
+    work = load_workloads(tmp_path / "w.npz")[0]
     got, beats, window, _ = run_tile(config, work, o_ready=_random(index, 0.8))
     np.testing.assert_array_equal(got, work.expected)
     assert beats == work.beats
@@ -243,10 +245,25 @@ def test_registry_tile_names_and_round_trip():
     assert config.mac_config.nvfp4 and config.mac_config.grid is Grid.QUARTER
     assert config.selector_config.num_dialects == 64
     assert list(TileFormat) == [TileFormat.FB32, TileFormat.DIALECTFP4, TileFormat.MXFP4, TileFormat.NVFP4]
-    with pytest.raises(ConfigError, match="takes bfloat16 input"):
-        from hw.tile_front_end import InputFloat
 
-        TileConfig(format=TileFormat(_quarter_e8m0_format().name), input=InputFloat.FP32)
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp32"])
+def test_quarter_grid_float_front_end_matches_golden(fmt):
+    """The tile's IEEE front-end (bfloat16 or binary32 words) on the quarter grid: 6-bit u = golden's."""
+    from hw.tile_front_end import FloatFrontEnd, FloatFrontEndConfig, InputFloat, float_front_end_in_layout, float_front_end_out_layout
+    from tests.test_tile_units import _blocks, _words
+
+    fmt = InputFloat(fmt)
+    config = FloatFrontEndConfig(block=16, input=fmt, grid=Grid.QUARTER)  # _blocks: B = 16
+    x = _blocks(np.random.default_rng(5), 40, fmt)
+    run = run_stream(FloatFrontEnd(config), PayloadCodec(float_front_end_in_layout(config)).pack({"": _words(x, fmt)}),
+                     ready=itertools.cycle([1, 0, 1]))  # fmt: skip
+    got = PayloadCodec(float_front_end_out_layout(16, False, Grid.QUARTER)).unpack(run.outputs)
+    e, u, sign = golden.front_end(x, grid=Grid.QUARTER)
+    np.testing.assert_array_equal(got["exponent"], (e + 127).numpy())
+    np.testing.assert_array_equal(got["ucodes"], u.numpy())
+    np.testing.assert_array_equal(got["signs"], sign.numpy())
+    assert u.max() == 63
 
 
 def test_sdialect_rtl_generates_a_registry_book_by_name_or_path(tmp_path):

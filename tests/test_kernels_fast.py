@@ -157,8 +157,11 @@ def test_production_fast_tiles_match_the_twin(format, block, k):
     assert (error <= fast_mode_error_bound(a, w)).all() and (error > 0).any()
 
 
-def test_production_exact_tiles_are_bit_identical_with_bias_in_bf16():
-    a, w, a_q, w_q = operands("fb32", 32, 70, 66, 128, spread=3, seed=3)
+@pytest.mark.parametrize(("format", "block"), [("fb32", 32), ("dialectfp4", 16)], ids=["tiled", "per-block"])
+def test_production_exact_tiles_are_bit_identical_with_bias_in_bf16(format, block):
+    """DEFAULT_CONFIGS' exact tiles: 128 x 128 on the tiled kernel (blocks of 32), PER_BLOCK_CONFIG's
+    64 x 64 on the per-block kernel (blocks of 16); M = 70 and N = 66 leave partial tiles."""
+    a, w, a_q, w_q = operands(format, block, 70, 66, 128, spread=3, seed=3)
     bias = torch.randn(66)
     gold = (golden.quantized_matmul(a_q, w_q) + bias).to(torch.bfloat16)
     assert torch.equal(w4a4_gemm(a, w, bias=bias, out_dtype=torch.bfloat16), gold)

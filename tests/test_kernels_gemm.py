@@ -61,17 +61,19 @@ def test_exact_mode_is_bit_identical_on_ragged_tiles(format, block):
     "ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning"
 )
 @pytest.mark.parametrize(
-    ("k", "a_top"),
-    [(32, 254), (96, 254), (32, 232)],
-    ids=["one-block", "three-blocks", "two-multiply-path"],
+    ("k", "a_top", "block"),
+    [(32, 254, 32), (96, 254, 32), (32, 235, 32), (32, 254, 16), (32, 232, 16)],
+    ids=["one-block", "three-blocks", "two-multiply-path", "per-block-kernel", "per-block-two-multiply"],
 )
-def test_exact_mode_extreme_exponents(k, a_top):
+def test_exact_mode_extreme_exponents(k, a_top, block):
     """Random exponent bytes: terms round to subnormals, to zero and to infinity.
 
-    With every activation byte <= 232 (a half unit of at most 2^104) the kernel takes its
-    two-multiply scaling path, subnormal powers included; larger bytes force the general split.
+    Blocks of 32 run on the tiled kernel: with every activation byte of a program <= 235 (a grid
+    step of at most 2^104) it takes the two-multiply path, subnormal powers included; larger bytes
+    force the general split. Blocks of 16 run on the per-block kernel, whose two-multiply path
+    holds up to byte 232 (a half unit of at most 2^104).
     """
-    a_q, w_q = operands("fb32", 32, 33, 33, k, spread=2, seed=7)
+    a_q, w_q = operands("fb32", block, 33, 33, k, spread=2, seed=7)
     g = torch.Generator().manual_seed(k + a_top)
     a_exponent = torch.randint(0, a_top + 1, a_q.exponent.shape, generator=g).to(torch.uint8)
     w_exponent = torch.randint(0, 255, w_q.exponent.shape, generator=g).to(torch.uint8)
@@ -158,3 +160,17 @@ def test_errors_are_one_sentence():
         w4a4_gemm_scatter_add(a, w, torch.zeros(8, 4), torch.tensor([1, 9, 2, 3]))
     with pytest.raises(InputError, match="power of two"):
         GemmConfig(block_m=24)
+
+
+def test_autotune_set_starts_with_production_and_falls_back_without_a_gpu():
+    """Each mode's autotuning set leads with its production configuration and every candidate fits
+    blocks of 32; without a GPU tuned_config returns the production configuration untimed."""
+    from kernels.gemm import AUTOTUNE_CONFIGS, DEFAULT_CONFIGS, tuned_config
+
+    for mode, candidates in AUTOTUNE_CONFIGS.items():
+        assert candidates[0] == DEFAULT_CONFIGS[mode] and len(set(candidates)) == len(candidates) >= 3
+        for config in candidates:
+            config.tile_blocks(mode, 32)
+    a, w = (PackedOperand.from_quantized(q) for q in operands("fb32", 32, 8, 8, 64, spread=1, seed=1))
+    for mode in GemmMode:
+        assert tuned_config(a, w, mode) == DEFAULT_CONFIGS[mode]

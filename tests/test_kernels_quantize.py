@@ -8,7 +8,7 @@ import torch
 import golden
 from golden.blocks import InputError
 from golden.formats import FormatError
-from kernels import PackedOperand, quantize_activations, quantize_activations_torch
+from kernels import PackedOperand, QuantizeConfig, quantize_activations, quantize_activations_torch
 
 CONFIG = kernels_interpret.SMALL.quantize
 #: (format, block) pairs the kernel supports: every dialect block size, and MXFP4's only one.
@@ -75,6 +75,73 @@ def test_named_corner_blocks(format, block):
 @pytest.mark.parametrize("format", ["fb32", "dialectfp4", "mxfp4"])
 def test_half_precision_inputs(format, dtype):
     check_quantize(wide_range_rows(11, 64, seed=3).clamp(-6e4, 6e4).to(dtype), format)
+
+
+def binade_rows(block):
+    """For every shared exponent e of a normal block maximum, rows of values just at, above and below
+    each whole number of quarter units u * 2^(e - 2): the kernel's two scaling multiplies must give
+    every u (and MXFP4's exactness flag) of the integer definition, down to subnormal values."""
+    u = torch.arange(block, dtype=torch.float64) % 32
+    rows = []
+    for e in range(-129, 126):  # -128 and -129: block maxima of exponent field 1 and 0 (clamped to -127)
+        for fraction in (0.0, 0.5, 1 - 2.0**-18):
+            value = (u + fraction) * 2.0 ** (e - 2)
+            value[block // 2] = 31.5 * 2.0 ** (e - 2)  # the block maximum: exponent e
+            rows.append(torch.where(torch.arange(block) % 3 == 1, -value, value))
+    return torch.stack(rows).to(torch.float32)
+
+
+@pytest.mark.parametrize(("format", "block"), [("fb32", 32), ("dialectfp4", 16), ("mxfp4", 32)])
+def test_every_binade_and_quarter_unit(format, block):
+    check_quantize(binade_rows(block), format, block)
+
+
+@pytest.mark.parametrize(
+    ("format", "block", "dtype"),
+    [("fb32", 32, torch.bfloat16), ("fb32", 16, torch.float32), ("dialectfp4", 32, torch.float16), ("mxfp4", 32, torch.bfloat16)],
+)  # fmt: skip
+def test_production_launch_shape(format, block, dtype):
+    """The default QuantizeConfig (rows per program from the block size, as the AOT report compiles
+    it), on a ragged number of rows: more than one program, the last one partial."""
+    x = wide_range_rows(QuantizeConfig().rows_for(block) + 37, 2 * block, seed=8).clamp(-6e4, 6e4).to(dtype)
+    kernel = quantize_activations(x, format, block=block)
+    gold = PackedOperand.from_quantized(golden.quantize(x, format, block=block))
+    for name in ("codes", "exponent", "dialect"):
+        k, g = getattr(kernel, name), getattr(gold, name)
+        assert (k is None and g is None) or torch.equal(k, g), name
+
+
+@pytest.mark.parametrize("format", ["fb32", "dialectfp4", "tdit-h-e8m0"])
+def test_subset_cost_tables_reconstruct_err(format):
+    """The subset-count cost: ERR[d][u] is the sum of the Moebius coefficients W[d][s] over the
+    subsets s of u's bits, and the kernel's int8 split of W (subset_split) is exact."""
+    from kernels.tables import NUM_UCODES, format_tables, moebius_transform
+
+    tables = format_tables(format, "cpu")
+    w = moebius_transform(tables.err)
+    u, s = torch.arange(NUM_UCODES)[:, None], torch.arange(NUM_UCODES)[None, :]
+    within = (s & ~u) == 0  # (u, s): s's bits are all in u
+    assert torch.equal(w @ within.T.long(), tables.err.long())
+    split = tables.subset_split.long()[:, : tables.num_dialects]
+    assert torch.equal(split[1] * 128 + split[0], w) and (split[0] >= 0).all()
+
+
+@pytest.mark.parametrize("block", [16, 32, 64])
+def test_nibble_histogram_fallback(block, monkeypatch):
+    """The LUT cost's fallback for books whose Moebius coefficients do not split into int8: the
+    nibble-counter histogram against the ERR table, forced here for fb32."""
+    import kernels.quantize_act
+
+    monkeypatch.setattr(kernels.quantize_act, "uses_subset_counts", lambda *args: False)
+    check_quantize(wide_range_rows(21, 128, seed=block + 1), "fb32", block)
+    mask = torch.rand(32, generator=torch.Generator().manual_seed(2)) < 0.5
+    check_quantize(wide_range_rows(5, 64, seed=block + 2), "fb32", block, mask=mask | (torch.arange(32) == 7))
+
+
+def test_fitted_half_grid_book_runs_from_its_table():
+    """A shipped formatbook file's format (tdit-h-e8m0: half grid, E8M0) gets its kernel tables
+    from the registry like fb32; its LUT selection is bit-identical to golden."""
+    check_quantize(wide_range_rows(19, 96, seed=9).to(torch.bfloat16), "tdit-h-e8m0")
 
 
 def test_leading_axes_are_flattened():

@@ -10,7 +10,11 @@ nothing downloaded), then in one process:
 3. the fake-quant forward of the quantized model on the same inputs (the one-time dequantization of
    the weights for the fake-quant GEMMs is timed separately, before it).
 
-Every forward runs once (at this size one call is seconds to minutes on a CPU). The JSON reports
+``quantize_``'s dialect choices for a few seeded rows of every linear are re-derived with
+``select_mse_reference`` (the definition of MSE selection) and the mismatches counted.
+
+Every timed forward runs once (at this size one call is seconds to minutes on a CPU), after an
+untimed warm-up call of the same variant at ``WARMUP_TOKENS`` tokens. The JSON reports
 the wall times, their ratios and the machine's load average at start and end, because the numbers
 depend on what else runs on the machine.
 """
@@ -29,6 +33,8 @@ WAN_1_3B = {
     "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "rope_max_seq_len": 1024,
 }  # fmt: skip
 TEXT_TOKENS = 512
+#: Video tokens of the untimed warm-up forward each variant runs before its timed one.
+WARMUP_TOKENS = 32
 
 
 def random_wan(seed: int = 0, config: dict | None = None):
@@ -54,6 +60,44 @@ def random_wan(seed: int = 0, config: dict | None = None):
     if buffers:
         raise RuntimeError(f"random_wan does not know how to initialise buffers {buffers}")
     return model.eval()
+
+
+#: Weight rows per linear whose MSE dialects the benchmark re-derives with the reference rule.
+SAMPLE_ROWS = 4
+
+
+def _sample_weight_rows(model, seed: int) -> dict:
+    """A few seeded rows of every linear's weight, kept (small) to check ``quantize_``'s dialects."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed + 2)
+    samples = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            rows = torch.randperm(module.out_features, generator=g)[:SAMPLE_ROWS]
+            samples[name] = (rows, module.weight.detach()[rows].clone())
+    return samples
+
+
+def _check_against_reference(layers: dict, samples: dict, config) -> dict:
+    """The dialect ids ``quantize_`` chose for the sampled rows against ``select_mse_reference``
+    (the one-dialect-at-a-time definition), block by block."""
+    from ..blocks import BlockedTensor, front_end
+    from ..formats import Scale, Selection, get_format
+    from ..select import select_mse_reference
+
+    spec = get_format(config.format)
+    if not spec.is_dialect or config.weight_select is not Selection.MSE or spec.scale is not Scale.E8M0:
+        return {"checked": False, "reason": f"{spec.name} weights are not E8M0 dialects with MSE selection"}
+    blocks = mismatches = 0
+    for name, layer in layers.items():
+        rows, weight = samples[name]
+        blocked = BlockedTensor(weight, config.block, pad=True)
+        e, u, _ = front_end(blocked.values, blocked.amax, spec.grid)
+        reference = select_mse_reference(blocked.values, e, u, spec.formatbook)
+        mismatches += int((layer.weight_q.dialect[rows].to(reference.dtype) != reference).sum())
+        blocks += reference.numel()
+    return {"checked": True, "sampled_blocks": blocks, "layers": len(layers), "mismatches": mismatches}
 
 
 def _latent(tokens: int, patch=(1, 2, 2)) -> tuple[int, int, int]:
@@ -92,21 +136,30 @@ def run(tokens: int, *, seed: int = 0, config: dict | None = None, format: str =
         "encoder_hidden_states": torch.randn(1, TEXT_TOKENS, config["text_dim"], generator=g),
         "timestep": torch.tensor([500.0]),
     }
+    # Each variant first runs once at WARMUP_TOKENS (untimed), so that no timed forward pays for
+    # first-call set-up (kernel selection, thread pools) of its dtype's code paths.
+    warm_frames, warm_height, warm_width = _latent(WARMUP_TOKENS, config["patch_size"])
+    warm = dict(inputs, hidden_states=torch.randn(1, config["in_channels"], warm_frames, warm_height, warm_width, generator=g))
     parameters = sum(p.numel() for p in model.parameters())
+    _timed_forward(model, warm, torch.bfloat16)
     float_bf16 = _timed_forward(model, inputs, torch.bfloat16)
     model.float()
+    _timed_forward(model, warm, torch.float32)
     float_fp32 = _timed_forward(model, inputs, torch.float32)
     model.to(torch.bfloat16)
 
     quant_config = QuantConfig(format=format)
+    samples = _sample_weight_rows(model, seed)
     cpu = time.process_time()
     report = quantize_(model, quant_config)
     quantize_cpu = time.process_time() - cpu
     layers = quantized_layers(model)
+    identity = _check_against_reference(layers, samples, quant_config)
     start = time.perf_counter()
     for layer in layers.values():
         layer.weight_deq  # noqa: B018  (builds the cached dequantized weight)
     dequantize_s = time.perf_counter() - start
+    _timed_forward(model, warm, torch.bfloat16)
     fake_bf16 = _timed_forward(model, inputs, torch.bfloat16)
     quantized_elements = sum(layer.in_features * layer.out_features for layer in layers.values())
     return {
@@ -116,6 +169,7 @@ def run(tokens: int, *, seed: int = 0, config: dict | None = None, format: str =
         "parameters": parameters,
         "quant_config": quant_config.to_json(),
         "video_tokens": tokens,
+        "warmup_tokens": WARMUP_TOKENS,
         "text_tokens": TEXT_TOKENS,
         "latent": [frames, height, width],
         "build_s": build_s,
@@ -127,6 +181,7 @@ def run(tokens: int, *, seed: int = 0, config: dict | None = None, format: str =
             "us_per_weight_element": report.wall_time_s / quantized_elements * 1e6,
             "process_cpu_s": quantize_cpu,
             "target_s": 300.0,
+            "bit_identical_to_reference_selection": identity,
         },
         "forward_s": {
             "float_bf16": float_bf16[0],

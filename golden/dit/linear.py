@@ -19,7 +19,6 @@ rounding of the matmul (README.md, "Fake-quant vs integer tolerance").
 from __future__ import annotations
 
 import enum
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -27,16 +26,20 @@ from torch import nn
 
 from ..formats import FormatError, FormatKind, Scale, get_format
 from ..matmul import quantized_matmul
-from ..quantize import QuantizedTensor, quantize
+from ..quantize import QuantizedTensor, fake_quantize, quantize
+from ..select import device_table
 from .config import Backend, Execution, QuantConfig
 from .saliency import choose_families
 
 __all__ = [
     "ActivationPlan",
     "DecomposedActivation",
+    "FakeQuantActivation",
+    "QUANTIZED_STATE_KEYS",
     "QuantizedLinear",
     "TokenRole",
     "decomposed_matmul",
+    "fake_quantize_activation",
     "fast_dequantize",
     "quantize_activation",
     "quantize_weight",
@@ -64,13 +67,14 @@ class ActivationPlan:
     candidate_mask: torch.Tensor | None = None
 
 
-@functools.cache
-def _signed_values(format_name: str) -> torch.Tensor:
-    """float32 ``(D, 16)``: the value of element code ``c`` in dialect ``d``, in grid units, signed
-    by bit 3 (so code 8 is -0.0)."""
-    book = get_format(format_name).formatbook
-    magnitude = book.units.to(torch.float32)
-    return torch.cat((magnitude, -magnitude), dim=1)
+def _signed_values(format_name: str, device) -> torch.Tensor:
+    """float32 ``(D, 16)`` on ``device``: the value of element code ``c`` in dialect ``d``, in grid
+    units, signed by bit 3 (so code 8 is -0.0)."""
+    def build():
+        magnitude = get_format(format_name).formatbook.units.to(torch.float32)
+        return torch.cat((magnitude, -magnitude), dim=1)
+
+    return device_table(format_name, "signed_values", device, build)
 
 
 def fast_dequantize(q: QuantizedTensor) -> torch.Tensor:
@@ -83,7 +87,7 @@ def fast_dequantize(q: QuantizedTensor) -> torch.Tensor:
     spec = q.spec
     if spec.kind not in (FormatKind.DIALECT, FormatKind.MXFP4) or spec.scale is not Scale.E8M0:
         return q.dequantize()
-    table = _signed_values(spec.name).to(q.codes.device)
+    table = _signed_values(spec.name, q.codes.device)
     codes = q.codes.to(torch.int64).unflatten(-1, (q.num_blocks, q.block))
     if q.dialect is not None:
         codes = codes + (q.dialect.to(torch.int64) * table.shape[1])[..., None]
@@ -106,6 +110,31 @@ class DecomposedActivation:
         if self.residual is not None:
             x_hat[self.salient_rows] = x_hat[self.salient_rows] + fast_dequantize(self.residual)
         return x_hat
+
+
+@dataclass(frozen=True)
+class FakeQuantActivation:
+    """``DecomposedActivation.main`` and ``.residual`` already dequantized (float32 ``(M, K)`` and
+    ``(|S|, K)``): what the fake-quant matmul reads, formed without the codes."""
+
+    main: torch.Tensor
+    residual: torch.Tensor | None = None
+    salient_rows: torch.Tensor | None = None
+
+
+def fake_quantize_activation(x: torch.Tensor, config: QuantConfig, plan: ActivationPlan) -> FakeQuantActivation:
+    """``quantize_activation`` followed by ``fast_dequantize`` of both parts, bit for bit, by
+    ``golden.fake_quantize`` (the fake-quant forward's path)."""
+    mask = None if plan.candidate_mask is None else plan.candidate_mask[:, None, :]
+    select = config.activation_select
+    main = fake_quantize(x, config.format, block=config.block, select=select, mask=mask, pad=True)
+    rows = plan.salient_rows
+    if rows is None or rows.numel() == 0:
+        return FakeQuantActivation(main=main)
+    residual = x[rows].to(torch.float32) - main[rows]
+    residual_mask = None if mask is None else mask[rows]
+    second = fake_quantize(residual, config.format, block=config.block, select=select, mask=residual_mask, pad=True)
+    return FakeQuantActivation(main=main, residual=second, salient_rows=rows)
 
 
 def quantize_weight(weight: torch.Tensor, config: QuantConfig) -> QuantizedTensor:
@@ -136,13 +165,22 @@ def quantize_activation(x: torch.Tensor, config: QuantConfig, plan: ActivationPl
 
 
 def decomposed_matmul(
-    act: DecomposedActivation,
+    act: DecomposedActivation | FakeQuantActivation,
     weight: QuantizedTensor,
     *,
     execution: Execution,
     weight_deq: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``Y = Q1 W ; Y[S] += Q2 W`` as float32 ``(M, N)`` (no bias)."""
+    """``Y = Q1 W ; Y[S] += Q2 W`` as float32 ``(M, N)`` (no bias). A ``FakeQuantActivation``
+    (fake-quant only) gives the same result as the ``DecomposedActivation`` it dequantizes."""
+    if isinstance(act, FakeQuantActivation):
+        if execution is not Execution.FAKE_QUANT:
+            raise FormatError("a FakeQuantActivation holds no codes; the integer path needs a DecomposedActivation")
+        w = fast_dequantize(weight) if weight_deq is None else weight_deq
+        y = act.main @ w.T
+        if act.residual is not None:
+            y[act.salient_rows] = y[act.salient_rows] + act.residual @ w.T
+        return y
     if execution is Execution.INTEGER:
         y = quantized_matmul(act.main, weight)
         if act.residual is not None:
@@ -167,12 +205,27 @@ def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
     return a is b or (a.shape == b.shape and torch.equal(a, b))
 
 
+#: ``QuantizedTensor`` fields a ``QuantizedLinear`` keeps as persistent buffers ``weight_<field>``.
+WEIGHT_FIELDS = ("codes", "exponent", "dialect", "block_scale")
+#: Every state-dict entry of a ``QuantizedLinear`` that holds its quantized weight (``bias`` aside).
+QUANTIZED_STATE_KEYS = (*(f"weight_{f}" for f in WEIGHT_FIELDS), "weight_tensor_scale_bits", "weight_format")
+
+
+def _format_tag(format_name: str, block: int) -> torch.Tensor:
+    """uint8 bytes of ``"<format>/<block>"``: the ``weight_format`` buffer a state dict carries."""
+    return torch.tensor(list(f"{format_name}/{block}".encode()), dtype=torch.uint8)
+
+
 class QuantizedLinear(nn.Module):
     """Drop-in replacement of an ``nn.Linear`` with W4A4 block quantization.
 
-    The quantized weight lives in ``weight_q`` (a ``golden.QuantizedTensor``, not a parameter);
-    ``bias`` stays float. With a ``block_state`` and ``TokenRole.VIDEO`` the layer applies the
-    decomposition and SeDA state its transformer block's attention processor computed.
+    The quantized weight is ``weight_q`` (a ``golden.QuantizedTensor`` view of the layer's
+    buffers ``weight_codes``, ``weight_exponent``, ``weight_dialect``, ``weight_block_scale`` and
+    ``weight_tensor_scale_bits``, the float32 tensor scale as int32 bits so that converting the
+    model's dtype cannot round it), so ``state_dict()`` / ``load_state_dict()`` / ``torch.save``
+    carry it and ``.to(device)`` moves it; a ``weight_format`` buffer names the format and block,
+    checked on load. ``bias`` stays float. With a ``block_state`` and ``TokenRole.VIDEO`` the layer
+    applies the decomposition and SeDA state its transformer block's attention processor computed.
     """
 
     def __init__(
@@ -194,8 +247,14 @@ class QuantizedLinear(nn.Module):
             )
         self.name = name
         self.out_features, self.in_features = weight_q.shape
-        self.weight_q = weight_q
         self.config = config
+        for field in WEIGHT_FIELDS:
+            value = getattr(weight_q, field)
+            self.register_buffer(f"weight_{field}", None if value is None else value.detach())
+        scale = weight_q.tensor_scale
+        bits = None if scale is None else scale.detach().to(torch.float32).reshape(()).clone().view(torch.int32)
+        self.register_buffer("weight_tensor_scale_bits", bits)
+        self.register_buffer("weight_format", _format_tag(config.format, config.block).to(weight_q.codes.device))
         self.role = TokenRole(role)
         self.block_state = block_state
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
@@ -220,6 +279,36 @@ class QuantizedLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, format={self.config.format}, "
             f"block={self.config.block}, role={self.role.value}"
         )
+
+    @property
+    def weight_q(self) -> QuantizedTensor:
+        """The quantized weight, ``(out_features, in_features)``, a view of the layer's buffers."""
+        bits = self.weight_tensor_scale_bits
+        return QuantizedTensor(
+            format=self.config.format, block=self.config.block, length=self.in_features,
+            codes=self.weight_codes, exponent=self.weight_exponent, dialect=self.weight_dialect,
+            block_scale=self.weight_block_scale, tensor_scale=None if bits is None else bits.view(torch.float32),
+        )  # fmt: skip
+
+    def _apply(self, fn, recurse=True):
+        # .to() / .cuda() / .to_empty() move the buffers; what is derived from them follows: the
+        # dequantized weight is rebuilt on first use, the SeDA families (int64) move with fn.
+        super()._apply(fn, recurse)
+        self._weight_deq = None
+        self._families = {slot: (version, fn(families)) for slot, (version, families) in self._families.items()}
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        tag = state_dict.get(prefix + "weight_format")
+        if tag is not None and not torch.equal(tag.cpu(), self.weight_format.cpu()):
+            stored = bytes(tag.cpu().tolist()).decode(errors="replace")
+            raise FormatError(
+                f"layer {self.name!r}: the state dict holds a {stored} weight, the layer is "
+                f"{self.config.format}/{self.config.block}; quantize the model with the checkpoint's config"
+            )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        self._weight_deq = None
+        self._families.clear()
 
     @property
     def weight_deq(self) -> torch.Tensor:
@@ -307,13 +396,23 @@ class QuantizedLinear(nn.Module):
             observer(self, rows, act, plan, y)
         return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
-    def _activation(self, x: torch.Tensor, rows: torch.Tensor, plan: ActivationPlan) -> DecomposedActivation:
-        """``quantize_activation``, reusing the previous layer's result when it quantized the very
-        same input tensor (unmodified) under an equal plan (q/k/v of one attention)."""
+    def _activation(
+        self, x: torch.Tensor, rows: torch.Tensor, plan: ActivationPlan
+    ) -> DecomposedActivation | FakeQuantActivation:
+        """``quantize_activation`` (or, for a fake-quant forward on the torch backend that no
+        observer watches, ``fake_quantize_activation``), reusing the previous layer's result when
+        it quantized the very same input tensor (unmodified) under an equal plan (q/k/v of one
+        attention)."""
+        fake = (
+            self.config.execution is Execution.FAKE_QUANT and self.config.backend is Backend.TORCH
+            and not self.observers
+        )  # fmt: skip
+        kind = FakeQuantActivation if fake else DecomposedActivation
         model = None if self.block_state is None else self.block_state.model
         cached = None if model is None else model.last_activation
         if (
             cached is not None
+            and isinstance(cached[3], kind)
             and cached[0] is x
             and cached[1] == x._version
             and cached[2].config == self.config
@@ -321,7 +420,7 @@ class QuantizedLinear(nn.Module):
             and _same(cached[2].plan.candidate_mask, plan.candidate_mask)
         ):
             return cached[3]
-        act = quantize_activation(rows, self.config, plan)
+        act = (fake_quantize_activation if fake else quantize_activation)(rows, self.config, plan)
         if model is not None:
             model.last_activation = (x, x._version, _CacheKey(config=self.config, plan=plan), act)
         return act

@@ -246,8 +246,8 @@ def save_workloads(path, workloads: list[RecordWorkload]) -> None:
     arrays = {"manifest": np.frombuffer(json.dumps([{k: getattr(w, k) for k in _SCALARS} for w in workloads]).encode(), np.uint8)}
     for i, w in enumerate(workloads):
         arrays.update({f"r{i}.{k}": getattr(w, k) for k in _ARRAYS})
-        arrays.update({f"r{i}.a.{k}": v for k, v in w.a_fields.items()})
-        arrays.update({f"r{i}.w.{k}": v for k, v in w.w_fields.items()})
+        arrays.update(_storable(f"r{i}.a.{k}", v) for k, v in w.a_fields.items())
+        arrays.update(_storable(f"r{i}.w.{k}", v) for k, v in w.w_fields.items())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
@@ -269,7 +269,28 @@ def load_workloads(path) -> list[RecordWorkload]:
         out = []
         for i, meta in enumerate(manifest):
             fields = {k: data[f"r{i}.{k}"] for k in _ARRAYS}
-            a = {k.split(".", 2)[2]: data[k] for k in data.files if k.startswith(f"r{i}.a.")}
-            w = {k.split(".", 2)[2]: data[k] for k in data.files if k.startswith(f"r{i}.w.")}
+            a = dict(_loaded(k.split(".", 2)[2], data[k]) for k in data.files if k.startswith(f"r{i}.a."))
+            w = dict(_loaded(k.split(".", 2)[2], data[k]) for k in data.files if k.startswith(f"r{i}.w."))
             out.append(RecordWorkload(**meta, **fields, a_fields=a, w_fields=w))
         return out
+
+
+#: Suffix of a field of integers wider than int64 (a 64-dialect mask), stored as little-endian bytes.
+_WIDE = ".wide_bytes"
+
+
+def _storable(key: str, values: np.ndarray) -> tuple[str, np.ndarray]:
+    """``(key, values)``, or for an object array of Python integers its little-endian bytes (npz without pickle)."""
+    if values.dtype != object:
+        return key, values
+    nbytes = max(1, (max((int(v).bit_length() for v in values.ravel()), default=0) + 7) // 8)
+    raw = np.frombuffer(b"".join(int(v).to_bytes(nbytes, "little") for v in values.ravel()), np.uint8)
+    return key + _WIDE, raw.reshape(*values.shape, nbytes)
+
+
+def _loaded(key: str, values: np.ndarray) -> tuple[str, np.ndarray]:
+    """Inverse of ``_storable``."""
+    if not key.endswith(_WIDE):
+        return key, values
+    flat = [int.from_bytes(row.tobytes(), "little") for row in values.reshape(-1, values.shape[-1])]
+    return key[: -len(_WIDE)], np.array(flat, dtype=object).reshape(values.shape[:-1])
