@@ -133,8 +133,6 @@ def _linear(
             f"activations of shape {tuple(x.shape)} do not end in the weight's K={w.unpadded_length}"
         )
     mode = _check_operands(w, w, mode)
-    if salient_rows is not None:
-        require_half_e8m0(w.spec, "activation decomposition on the kernels")
     gemm_config = _resolve_config(mode, config.gemm, w.block)
     _check_epilogue(w, bias, out_dtype)
     lead = x.shape[:-1]
