@@ -1,6 +1,9 @@
 """Compile-time evidence for Hopper (sm_90) on this CPU-only machine: every kernel specialization
-compiles; no kernel spills; the GEMM main loops issue int8 wgmma (IGMMA) within an instruction
-budget per MMA; the fast mode's issue-rate ceiling beats bf16 ``F.linear`` by the issue's margin.
+(autotuning candidates included) compiles; no kernel spills; the GEMM main loops issue int8 wgmma
+(IGMMA) within an instruction budget per MMA; the fast mode's issue-rate ceiling beats bf16
+``F.linear`` by the issue's margin; the tiled exact mode reaches 4x the per-block kernel; the
+activation quantizers' issue-rate bound reaches 60 % of H100 HBM bandwidth with every block
+reduction inside a thread.
 
 The interpreter replaces ``@triton.jit``, so the compile runs in a subprocess without TRITON_INTERPRET
 (``python -m kernels.aot`` prints the same report by hand).
