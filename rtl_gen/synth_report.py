@@ -50,8 +50,9 @@ __all__ = ["DESIGNS", "Design", "PROFILES", "VARIANT_TILES", "readme_table", "ru
 FLOW_VERSION = 3
 TILE_BLOCK = 32
 SIZES = ((1, 1), (4, 4), (16, 16))
-#: The tile parameters every cost configuration shares (hw/TILE.md explains each).
-TILE_PARAMETERS = {"quantizers": 1, "interleave": 8, "buffer_blocks": 4, "output_depth": 9, "dsu_stages": 8}
+#: The tile parameters every cost configuration shares (hw/TILE.md explains each). 13 selector stages:
+#: one register per DSU logic level (at 8 the threshold read and the encoder shared a stage: 67 MHz).
+TILE_PARAMETERS = {"quantizers": 1, "interleave": 8, "buffer_blocks": 4, "output_depth": 9, "dsu_stages": 13}
 #: LFE5U-85F resources (nextpnr ``--85k``).
 ECP5_LUTS = 83_640
 ECP5_FFS = 83_640
