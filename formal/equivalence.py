@@ -76,3 +76,44 @@ def lockstep_equivalence(pipelined, reference, in_layout, *, completes=None):
         return m, [valid, payload.as_value(), dut.o.ready, ref.o.ready, pick]
 
     return build
+
+
+def pipelined_dsu_function(pipelined, reference):
+    """Top module for ``dsu_*_s1:same-function``: the one-cut pipelined DSU computes the two-register
+    DSU's function. The pipelined unit's input payload is driven by the reference's cost-stage
+    register ``held`` (its free-running cut register loads every cycle); whenever the reference hands a
+    block to its output register, the pipelined unit's cut register holds, one cycle later, the same
+    output beat (exponent, dialect, codes). Both datapaths read the same signals in the same cycle, so
+    the solver matches the two generators term by term (``_elaborate_pipelined`` against ``choose`` and
+    ``_encode``); k-induction closes it (every value of ``held``). With more cuts the same levels are
+    built with registers between them (``hw.pipeline.Stages.cut``), which the stream contract of the
+    three-cut unit covers as a stream; that a cut only delays is by construction, not proved here."""
+    from amaranth.hdl import Fragment, ResetSignal
+
+    from .argmin import _ObservedDSU, _named
+    from .harness import _past
+
+    if pipelined.pipeline_stages != 1 or reference.pipeline_stages is not None:
+        raise ValueError("pipelined_dsu_function compares a one-cut pipelined DSU with the two-register DSU")
+
+    def build():
+        m = Module()
+        ref = _ObservedDSU(reference)
+        ref_fragment = Fragment.get(ref, None)
+        ref_named = _named(ref_fragment, ["done"])
+        dut = build_unit(pipelined)
+        dut_fragment = Fragment.get(dut, None)
+        cut = _named(dut_fragment, ["dsu_s0_encoded"])["dsu_s0_encoded"]
+        m.submodules.ref = ref_fragment
+        m.submodules.dut = dut_fragment
+        m.d.comb += dut.i.payload.eq(ref.observed["held"])
+        started = Signal(name="started", reset_less=True)
+        m.d.sync += started.eq(1)
+        past_rst = _past(m, ResetSignal(), "past_rst", init=1)
+        past_done = _past(m, ref_named["done"], "past_done")
+        with m.If(started & ~past_rst & past_done):
+            m.d.comb += Assert(cut == ref.o.payload.as_value())
+        m.d.comb += Cover(started & ~past_rst & past_done)
+        return m, [ref.i.valid, ref.i.payload.as_value(), ref.o.ready, dut.i.valid, dut.o.ready]
+
+    return build

@@ -41,7 +41,7 @@ from .launch import validation_default
 from .packed import PackedOperand
 from .quantize_act import QuantizeConfig, quantize_activations, quantize_activations_torch
 from .residual import ResidualConfig, residual_rows, residual_rows_torch
-from .tables import kernel_format
+from .tables import kernel_format, require_half_e8m0
 
 __all__ = ["KernelConfig", "TritonW4A4Linear", "w4a4_linear", "w4a4_linear_op", "w4a4_linear_torch"]
 
@@ -133,6 +133,8 @@ def _linear(
             f"activations of shape {tuple(x.shape)} do not end in the weight's K={w.unpadded_length}"
         )
     mode = _check_operands(w, w, mode)
+    if salient_rows is not None:
+        require_half_e8m0(w.spec, "activation decomposition on the kernels")
     gemm_config = _resolve_config(mode, config.gemm, w.block)
     _check_epilogue(w, bias, out_dtype)
     lead = x.shape[:-1]
@@ -239,6 +241,7 @@ class TritonW4A4Linear(torch.nn.Module):
         if isinstance(weight, QuantizedTensor):
             weight = PackedOperand.from_quantized(weight)
         packed = _weight_operand(weight, torch.device("cpu"))
+        require_half_e8m0(packed.spec, "TritonW4A4Linear")
         try:
             self.mode = GemmMode(mode)
         except ValueError:

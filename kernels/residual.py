@@ -21,7 +21,7 @@ from .gemm import _pow2
 from .launch import LAUNCH_OPTIONS, check_runnable
 from .packed import PackedOperand
 from .quantize_act import KERNEL_DTYPES
-from .tables import NUM_CODES, format_tables
+from .tables import NUM_CODES, format_tables, require_half_e8m0
 
 __all__ = ["ResidualConfig", "residual_rows", "residual_rows_torch"]
 
@@ -96,6 +96,7 @@ def _check(x: torch.Tensor, q1: PackedOperand, rows: torch.Tensor, validate: boo
         )
     if not isinstance(q1, PackedOperand):
         raise InputError(f"the quantized activations must be a PackedOperand, got {type(q1).__name__}")
+    require_half_e8m0(q1.spec, "the residual-rows kernel")
     x2d = x.detach().reshape(-1, x.shape[-1]) if x.dim() else x
     if x2d.dim() != 2 or tuple(x2d.shape) != (q1.rows, q1.length):
         raise InputError(
