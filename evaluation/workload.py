@@ -270,6 +270,7 @@ def _mochi_call(config: dict) -> _LocalCall:
 _LOCAL_CLASSES = {
     "HunyuanVideoTransformer3DModel": _hunyuan_call,
     "WanTransformer3DModel": _wan_call,
+    "SkyReelsV2Transformer3DModel": _wan_call,  # Wan's call signature and latent layout
     "LTXVideoTransformer3DModel": _ltx_call,
     "CogVideoXTransformer3DModel": _cogvideox_call,
     "MochiTransformer3DModel": _mochi_call,

@@ -1,8 +1,9 @@
 """The formal properties of the hardware units: one ``Property`` per (unit configuration, claim).
 
 Each property builds a top-level module: the unit, the generic stream contract of
-``formal.harness`` bound to its ``i``/``o`` ports, and for the DSU the argmin specification
-checked on one solver-chosen block. ``PROPERTIES`` is the list ``make formal`` proves;
+``formal.harness`` bound to its ``i``/``o`` ports; the DSU's selection claim is proved in parts
+(``formal.argmin``: the argmin with the costs as cut points, the ERR lookups), unbounded where
+k-induction closes. ``PROPERTIES`` is the list ``make formal`` proves;
 ``QUICK`` the subset ``make test`` runs. The depth of every bounded proof is part of the property
 (``depth``: cycles from reset, enough for a beat to enter, wait out the longest back-pressure the
 bound allows and leave); formal/README.md lists them.
@@ -13,16 +14,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-from amaranth.hdl import Array, Assert, Cat, Const, Module, Signal
+from amaranth.hdl import Module
 
-from golden.formats import CODE_BITS
 from hw import Book, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, TwoStageConfig, UnitConfig
 from hw import build_unit, unit_timing
-from hw.common import tree_reduce
 from hw.layouts import selector_in_layout
+from hw.tile import TileConfig, TileFormat
+from hw.tile_front_end import InputFloat
 
-from .harness import stream_contract, track_transaction
+from .argmin import dsu_argmin, dsu_cost_tree, dsu_costs, dsu_err_lookup
+from .equivalence import lockstep_equivalence, pipelined_dsu_function
+from .harness import stream_contract
+from .tile import tile_output_contract
 
 __all__ = ["OPEN", "PROPERTIES", "QUICK", "Property"]
 
@@ -35,6 +38,8 @@ class Property:
     depth: int
     mode: str = "bmc"  # "bmc" (bounded, `depth` cycles) or "prove" (k-induction, unbounded)
     engine: str = "smtbmc yices"  # the SymbiYosys engine line
+    #: Yosys selections made formal cut points (``cutpoint``: driven by ``$anyseq``, free every cycle).
+    cutpoints: tuple[str, ...] = ()
 
     @property
     def config_name(self) -> str:
@@ -45,6 +50,8 @@ class Property:
 #: in the cost stage and one in the output register; the MAC array's three stages can each carry a
 #: finished job; the one-register units hold one.
 def _capacity(config: UnitConfig) -> int:
+    if isinstance(config, DSUConfig) and config.pipeline_stages is not None:  # issue 10: the skid FIFO's credit
+        return unit_timing(config).latency + 1
     if isinstance(config, (DSUConfig, TwoStageConfig)):
         return 2
     if isinstance(config, MACArrayConfig):  # issue 10: outputs in flight are bounded by the output FIFO's credit
@@ -70,61 +77,6 @@ def _contract(config: UnitConfig):
     return build
 
 
-def _dsu_argmin(config: DSUConfig):
-    """On any block: the chosen dialect is allowed, costs no more than any allowed dialect and
-    strictly less than every allowed lower id; the codes are ``(s << 3) | IDX[d][u]``; the exponent
-    passes through. (An all-zero mask is outside the contract and gives dialect 0.)"""
-
-    def build():
-        m = Module()
-        m.submodules.dut = unit = build_unit(config)
-        timing = unit_timing(config)
-        contract = stream_contract(m, unit.i, unit.o, latency=timing.latency, capacity=_capacity(config))
-        tracked = track_transaction(m, unit.i, unit.o, contract, selector_in_layout(config))
-        book = config.book.formatbook
-        err, idx = np.asarray(book.err_table), np.asarray(book.idx_table)
-        block = tracked.payload
-        cost_bits = (config.block * int(err.max())).bit_length()
-        costs = []
-        for d in range(book.num_dialects):
-            table = Array(Const(int(v), book.err_bits) for v in err[d])
-            terms = []
-            for i in range(config.block):
-                term = Signal(book.err_bits, name=f"spec_err_{d}_{i}")
-                m.d.comb += term.eq(table[block.ucodes[i]])
-                terms.append(term)
-            cost = Signal(cost_bits, name=f"spec_cost_{d}")
-            m.d.comb += cost.eq(tree_reduce(terms, lambda a, b: a + b))
-            costs.append(cost)
-        chosen = unit.o.payload.dialect
-        chosen_cost = Signal(cost_bits, name="spec_chosen_cost")
-        m.d.comb += chosen_cost.eq(Array(costs)[chosen])
-        with m.If(tracked.arrived & (block.mask != 0)):
-            m.d.comb += Assert(block.mask.bit_select(chosen, 1))
-            for d in range(book.num_dialects):
-                with m.If(block.mask[d]):
-                    m.d.comb += Assert(chosen_cost <= costs[d])
-                    with m.If(chosen > d):
-                        m.d.comb += Assert(chosen_cost < costs[d])
-        with m.If(tracked.arrived):
-            m.d.comb += Assert(unit.o.payload.exponent == block.exponent)
-            # IDX as one table indexed by {dialect, u} (the unit's own encoder ROM is built the same
-            # way from golden's idx_table; here the constants come straight from golden).
-            ubits = len(block.ucodes[0])
-            flat = [0] * (book.num_dialects << ubits)
-            for d in range(book.num_dialects):
-                for u in range(idx.shape[1]):
-                    flat[(d << ubits) | u] = int(idx[d, u])
-            idx_table = Array(Const(v, CODE_BITS - 1) for v in flat)
-            for i in range(config.block):
-                index = Signal(CODE_BITS - 1, name=f"spec_index_{i}")
-                m.d.comb += index.eq(idx_table[Cat(block.ucodes[i], chosen)])
-                m.d.comb += Assert(unit.o.payload.codes[i] == Cat(index, block.signs[i]))
-        return m, _ports(unit) + [tracked.pick]
-
-    return build
-
-
 #: Unit configurations the stream contract is proved on (small blocks keep the solver quick; the
 #: logic is the same generator at every block size).
 CONTRACT_CONFIGS: tuple[UnitConfig, ...] = (
@@ -135,6 +87,9 @@ CONTRACT_CONFIGS: tuple[UnitConfig, ...] = (
     TwoStageConfig(block=16),
     DecoderConfig(lanes=2),
     MACArrayConfig(rows=1, cols=1, block=16),
+    # Issue 10's pipelined units: the free-running DSU with its skid FIFO, the C-slow MAC array.
+    DSUConfig(book=Book.DIALECTFP4_16, block=16, pipeline_stages=3),
+    MACArrayConfig(rows=1, cols=1, block=16, interleave=2, output_depth=2),  # a short FIFO: its credit bites
 )
 
 
@@ -153,17 +108,81 @@ PROPERTIES: tuple[Property, ...] = tuple(
     for c in CONTRACT_CONFIGS
 )
 
-#: Stated but not proved by `make formal`: with the cost sums recomputed from the tracked block,
-#: Yices had not finished BMC step 3 after 10 minutes on the shared machine (the solver must
-#: rediscover that two adder trees over 16 x 16 table lookups agree). Run with ``--only``.
-OPEN: tuple[Property, ...] = (
-    Property(f"{DSUConfig(book=Book.DIALECTFP4_16, block=16).name}:argmin",
-             "the chosen dialect is allowed, of minimum cost among the allowed ones, ties to the lowest id; "
-             "codes (s << 3) | IDX[d][u]; exponent passed through",
-             _dsu_argmin(DSUConfig(book=Book.DIALECTFP4_16, block=16)), 4),
-    Property(f"{DSUConfig(book=Book.FB32, block=16).name}:argmin", "as above, FB32",
-             _dsu_argmin(DSUConfig(book=Book.FB32, block=16)), 4),
+#: The DSU's selection claim, decomposed (formal/argmin.py): the argmin with the costs as free inputs
+#: (cut points), the ERR lookups against golden's table. Both close by k-induction (mode ``prove``:
+#: unbounded) at full parallelism; the 4-pass unit's argmin is bounded (its induction did not close
+#: within 10 minutes), at a depth that takes a block from reset through all four passes to its output.
+ARGMIN_CONFIGS: tuple[DSUConfig, ...] = (
+    DSUConfig(book=Book.FB32, block=16),
+    DSUConfig(book=Book.DIALECTFP4_16, block=16),
+    DSUConfig(book=Book.FB32, block=16, dialects_per_cycle=8),
+)
+COST_CUTS = ("top/w:dut.cost_*",)
+TERM_CUTS = ("top/w:dut.err_*",)
+
+
+def _argmin_property(config: DSUConfig) -> Property:
+    claim = ("costs cut (free ranks): the chosen dialect is allowed, of minimum cost among the allowed ones, "
+             "ties to the lowest id (all-zero mask: 0); the output beat carries it, the exponent and "
+             "(s << 3) | IDX[d][u]; the cost stage holds the accepted beat")
+    if config.passes == 1:
+        return Property(f"{config.name}:argmin", claim, dsu_argmin(config), 3, mode="prove", cutpoints=COST_CUTS)
+    return Property(f"{config.name}:argmin", claim + "; the carried best of earlier passes is their argmin",
+                    dsu_argmin(config), 2 + config.passes + 1, cutpoints=COST_CUTS)
+
+
+ARGMIN_PROPERTIES: tuple[Property, ...] = tuple(_argmin_property(c) for c in ARGMIN_CONFIGS) + tuple(
+    Property(f"{c.name}:err-lookup", "every lane's ERR read is golden's err_table entry of its code, for the "
+             "dialect its candidate costs in this pass", dsu_err_lookup(c), 2, mode="prove")
+    for c in ARGMIN_CONFIGS
+) + tuple(
+    Property(f"{c.name}:costs", "every cost_k is the exact sum of golden's ERR over the held block's codes, for the "
+             "dialect it costs in this pass (balanced evaluation order; no overflow)", dsu_costs(c), 2, mode="prove")
+    for c in ARGMIN_CONFIGS
+)
+
+#: The tile's output-side contract (formal/tile.py): three streams, not one-to-one.
+TILE_CONFIGS: tuple[TileConfig, ...] = (
+    TileConfig(format=TileFormat.MXFP4, rows=1, cols=1, block=32, input=InputFloat.BF16, buffer_blocks=2, interleave=1),
+)
+TILE_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"tile_{c.format.value}_r{c.rows}_c{c.cols}_b{c.block}:output-contract",
+             "a and w held while stalled (assumed); o held and unchanged while stalled, idle after reset, never more "
+             "output beats than weight beats taken (asserted); k_blocks, col_groups held in range",
+             tile_output_contract(c), 20)
+    for c in TILE_CONFIGS
+)
+
+PROPERTIES = PROPERTIES + ARGMIN_PROPERTIES + TILE_PROPERTIES
+
+#: Stated but not proved by `make formal` (run with ``--only``): the cost adder trees against a plain
+#: left-to-right sum of their (cut, free) ERR terms. Yices had not finished the first step after 7
+#: minutes: the miter of a balanced tree and a chain of 16 adders needs associativity, which bit-level
+#: SAT has to rediscover. ``:costs`` proves the same sums against golden's table with a balanced
+#: evaluation order instead (exact integers, so the order is immaterial).
+OPEN: tuple[Property, ...] = tuple(
+    Property(f"{c.name}:cost-tree", "each cost_k is the plain sum of its lanes' ERR terms (terms cut)",
+             dsu_cost_tree(c), 2, mode="prove", cutpoints=TERM_CUTS)
+    for c in ARGMIN_CONFIGS[:2]
+) + (
+    # Issue 10's pipelined DSU against the two-register DSU (formal/equivalence.py): BMC had not
+    # finished step 3, the first compared output, after 10 minutes.
+    Property("dsu_dialectfp4_b16_p16_s1:equivalence",
+             "fed the same beats in the same cycles, under independent back-pressure, the pipelined DSU hands "
+             "out the same output beat as the two-register DSU for any solver-picked input beat",
+             lockstep_equivalence(DSUConfig(book=Book.DIALECTFP4_16, block=16, pipeline_stages=1),
+                                  DSUConfig(book=Book.DIALECTFP4_16, block=16),
+                                  selector_in_layout(DSUConfig(book=Book.DIALECTFP4_16, block=16))), 6),
+    # The same comparison as one combinational function on the same signals (formal/equivalence.py):
+    # the base case passes, the induction step had not finished after 8 minutes (the two generators
+    # truncate their adder trees at different points, so the solver cannot match them term by term).
+    Property("dsu_dialectfp4_b16_p16_s1:same-function",
+             "fed the reference's cost-stage register, the one-cut pipelined DSU's cut register holds the "
+             "reference's output beat one cycle after the reference loads it",
+             pipelined_dsu_function(DSUConfig(book=Book.DIALECTFP4_16, block=16, pipeline_stages=1),
+                                    DSUConfig(book=Book.DIALECTFP4_16, block=16)), 2, mode="prove"),
 )
 
 #: The subset `make test` proves (seconds each).
-QUICK = tuple(p for p in PROPERTIES if p.config_name in ("front_end_b16", "decoder_fb32_dialectfp4_e2m1_l2"))
+QUICK = tuple(p for p in PROPERTIES if p.config_name in ("front_end_b16", "decoder_fb32_dialectfp4_e2m1_l2")
+              or p.name == "dsu_dialectfp4_b16_p16:argmin")

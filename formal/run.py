@@ -51,6 +51,8 @@ class Outcome:
 
 
 def _sby_text(prop: Property) -> str:
+    # Cut points after flattening, so every reader of a cut wire (inside the unit too) sees $anyseq.
+    cuts = "flatten\n" + "".join(f"cutpoint {selection}\n" for selection in prop.cutpoints) if prop.cutpoints else ""
     return f"""[tasks]
 check
 cover
@@ -68,7 +70,7 @@ cover: smtbmc {SOLVER}
 [script]
 read_rtlil top.il
 prep -top top
-memory_map
+{cuts}memory_map
 opt -fast
 async2sync
 dffunmap

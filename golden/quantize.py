@@ -6,7 +6,6 @@ and the per-block metadata; ``QuantizedTensor.dequantize()`` gives float32 value
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +23,7 @@ from .formats import (
     Selection,
     get_format,
 )
-from .select import select_lut, select_mse, select_two_stage
+from .select import device_table, select_lut, select_mse, select_two_stage
 
 __all__ = [
     "E4M3_MAX",
@@ -86,11 +85,12 @@ class QuantizedTensor:
         book = self.spec.formatbook
         codes = self.codes.to(torch.int64).unflatten(-1, (self.num_blocks, self.block))
         index = codes & MAGNITUDE_MASK
+        units = device_table(book, "units", codes.device, lambda: book.units)
         if self.dialect is not None:
-            table = book.units[self.dialect.to(torch.int64)]  # (..., nblocks, 8)
+            table = units[self.dialect.to(torch.int64)]  # (..., nblocks, 8)
             magnitude = torch.gather(table, -1, index)
         else:
-            magnitude = book.units[0][index]
+            magnitude = units[0][index]
         return torch.where(codes & SIGN_BIT != 0, -magnitude, magnitude)
 
     def signed_half_units(self) -> torch.Tensor:
@@ -143,7 +143,7 @@ def e2m1_encode(v: torch.Tensor) -> torch.Tensor:
     Returns uint8 codes (bit 3 = the sign bit of ``v``). Exact for float32/float64 ``v``.
     """
     magnitude = v.abs()
-    midpoints = _E2M1_MIDPOINTS.to(v.dtype)
+    midpoints = device_table("e2m1", str(v.dtype), v.device, lambda: _E2M1_MIDPOINTS.to(v.dtype))
     index = torch.bucketize(magnitude, midpoints)  # number of midpoints strictly below
     # On a midpoint, bucketize picked the lower code; an odd lower code rounds up to the even one.
     at_tie = midpoints[index.clamp(max=len(midpoints) - 1)] == magnitude
@@ -161,14 +161,17 @@ def e4m3_encode(v: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-#: Blocks per chunk of the E8M0 dialect paths: every block is quantized on its own, so the work
-#: runs over rows of blocks in chunks whose temporaries (a few bytes per element) stay in cache.
+#: Blocks per chunk of the E8M0 dialect paths on a CPU: every block is quantized on its own, so
+#: the work runs over rows of blocks in chunks whose temporaries (a few bytes per element) stay in
+#: cache. Other devices take chunks ``ACCELERATOR_CHUNK_FACTOR`` times larger (fewer kernel launches).
 CHUNK_BLOCKS = 1 << 12
+ACCELERATOR_CHUNK_FACTOR = 64
 
 
-def _row_chunks(num_rows: int, blocks_per_row: int):
+def _row_chunks(num_rows: int, blocks_per_row: int, device: torch.device):
     """Slices of whole rows holding about ``CHUNK_BLOCKS`` blocks each (one row at least)."""
-    step = max(1, CHUNK_BLOCKS // max(1, blocks_per_row))
+    target = CHUNK_BLOCKS if device.type == "cpu" else CHUNK_BLOCKS * ACCELERATOR_CHUNK_FACTOR
+    step = max(1, target // max(1, blocks_per_row))
     for start in range(0, num_rows, step):
         yield slice(start, min(num_rows, start + step))
 
@@ -206,7 +209,7 @@ def _quantize_dialect(
     codes = torch.empty(rows.shape, dtype=torch.uint8, device=rows.device)
     exponent = torch.empty(amax.shape, dtype=torch.uint8, device=rows.device)
     dialect = torch.empty(amax.shape, dtype=torch.uint8, device=rows.device)
-    for r in _row_chunks(rows.shape[0], nblocks):
+    for r in _row_chunks(rows.shape[0], nblocks, rows.device):
         blocks = rows[r].reshape(-1, block)
         e, u = _front_end_int32(blocks, amax[r].reshape(-1), book.grid)
         chosen = _select(select, blocks, e, u, book, None if masks is None else masks[r].reshape(-1, book.num_dialects))
@@ -230,7 +233,7 @@ def _front_end_int32(blocks: torch.Tensor, amax: torch.Tensor, grid: Grid) -> tu
 
 def _dialect_codes(book, dialect: torch.Tensor, u: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
     """uint8 codes ``(..., nblocks * B)``: IDX[dialect][u] with the sign (0/1 or bool) in bit 3."""
-    flat_idx = book.idx_table.to(device=u.device, dtype=torch.uint8).reshape(-1)  # (D * U,)
+    flat_idx = device_table(book, "flat_idx", u.device, lambda: book.idx_table.to(torch.uint8).reshape(-1))  # (D * U,)
     index = u + (dialect * book.num_ucodes).to(u.dtype)[..., None]  # (..., nblocks, B)
     codes = flat_idx.index_select(0, index.reshape(-1)).view(index.shape)
     return (codes | (sign.to(torch.uint8) << 3)).flatten(-2)
@@ -275,9 +278,9 @@ def _quantize_dialect_e4m3(
         sign = torch.signbit(x32).to(torch.int64)
         return {
             "codes": (sign << 3).flatten(-2).to(torch.uint8),
-            "dialect": torch.zeros(batch, dtype=torch.uint8),
-            "block_scale": torch.zeros(batch, dtype=torch.uint8),
-            "tensor_scale": torch.tensor(0.0),
+            "dialect": torch.zeros(batch, dtype=torch.uint8, device=x32.device),
+            "block_scale": torch.zeros(batch, dtype=torch.uint8, device=x32.device),
+            "tensor_scale": torch.tensor(0.0, device=x32.device),
         }
     t, s_bits, u, sign = e4m3_dialect_front_end(x32, book.grid)
     if select is Selection.LUT:
@@ -317,11 +320,11 @@ def _quantize_nvfp4(blocked: BlockedTensor, four_over_six: bool) -> dict[str, to
     largest_target = FOUR_OVER_SIX_MAX if four_over_six else E2M1_MAX
     shape = x32.shape
     if amax_tensor == 0:  # torchao gives NaN here; the contract says t = 0, bytes 0, codes 0
-        zeros = torch.zeros(shape[:-1], dtype=torch.uint8)
+        zeros = torch.zeros(shape[:-1], dtype=torch.uint8, device=x32.device)
         return {
-            "codes": torch.zeros(shape, dtype=torch.uint8).flatten(-2),
+            "codes": torch.zeros(shape, dtype=torch.uint8, device=x32.device).flatten(-2),
             "block_scale": zeros,
-            "tensor_scale": torch.tensor(0.0),
+            "tensor_scale": torch.tensor(0.0, device=x32.device),
         }
     # Floored so that a near-zero tensor's scale never underflows (NUMERICS.md section 3.4); a
     # no-op, and so torchao's result, for every tensor with amax >= 448 * target * 2**-120.
@@ -361,20 +364,19 @@ def dialect_ucodes(
         return front_end(blocked.values, blocked.amax, spec.grid)[1]
     x32 = blocked.values.to(torch.float32)
     if not (x32 != 0).any():
-        return torch.zeros(x32.shape, dtype=torch.int64)
+        return torch.zeros(x32.shape, dtype=torch.int64, device=x32.device)
     return e4m3_dialect_front_end(x32, spec.grid)[2]
 
 
-@functools.cache
-def _dequantized_magnitudes(book) -> torch.Tensor:
+def _dequantized_magnitudes(book, device) -> torch.Tensor:
     """float32 ``(D * U,)``: the magnitude, in grid units, that code u takes in dialect d."""
-    return book.units.gather(1, book.idx_table).to(torch.float32).reshape(-1)
+    return device_table(book, "dequantized_magnitudes", device,
+                        lambda: book.units.gather(1, book.idx_table).to(torch.float32).reshape(-1))  # fmt: skip
 
 
-@functools.cache
-def _lut_cost_rows(book) -> torch.Tensor:
+def _lut_cost_rows(book, device) -> torch.Tensor:
     """float32 ``(U, D)``: ERR transposed, so that a block's LUT costs are the sum of its codes' rows."""
-    return book.err_table.T.to(torch.float32).contiguous()
+    return device_table(book, "err_rows", device, lambda: book.err_table.T.to(torch.float32).contiguous())
 
 
 def _fake_quantize_blocks(
@@ -395,14 +397,14 @@ def _fake_quantize_blocks(
     u = exact_ldexp(magnitude, (grid.shift + 1 - e)[:, None]).to(torch.int32)
     if select is Selection.LUT:
         # ERR sums are integers below 2^24 (select.lut_costs), exact in float32 whatever the order.
-        cost = torch.nn.functional.embedding_bag(u, _lut_cost_rows(book).to(device), mode="sum").to(torch.int32)
+        cost = torch.nn.functional.embedding_bag(u, _lut_cost_rows(book, device), mode="sum").to(torch.int32)
         if mask is not None:
             cost = cost.masked_fill_(~mask, torch.iinfo(torch.int32).max)
         dialect = cost.argmin(-1)  # first minimum: ties to the lowest id
     else:
         dialect = select_two_stage(u.to(torch.int64), book)
     index = u.add_((dialect.to(torch.int32) * grid.num_ucodes)[:, None])
-    values = _dequantized_magnitudes(book).to(device).index_select(0, index.view(-1)).view(v.shape)
+    values = _dequantized_magnitudes(book, device).index_select(0, index.view(-1)).view(v.shape)
     scale = torch.pow(2.0, (e - grid.shift).to(torch.float32))  # exact powers of two, as fast_dequantize
     return torch.copysign(values.mul_(scale[:, None]), v, out=out)
 
@@ -439,7 +441,7 @@ def fake_quantize(
     rows = x.detach().reshape(-1, length)
     masks = _row_mask(mask, (*x.shape[:-1], nblocks), book, select)
     out = torch.empty(rows.shape, dtype=torch.float32, device=x.device)
-    for r in _row_chunks(rows.shape[0], nblocks):
+    for r in _row_chunks(rows.shape[0], nblocks, rows.device):
         chunk = rows[r].to(torch.float32)
         if length % block:
             chunk = torch.nn.functional.pad(chunk, (0, nblocks * block - length))

@@ -6,13 +6,35 @@ return int64 dialect ids of shape ``(..., nblocks)``; ties always go to the lowe
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import torch
 
 from .formats import DIALECTFP4_16, NUM_UCODES, Formatbook, FormatError, Grid
 
-__all__ = ["check_candidate_mask", "code_histogram", "lut_costs", "select_lut", "select_mse", "select_mse_reference", "select_two_stage"]
+__all__ = ["check_candidate_mask", "code_histogram", "device_table", "lut_costs", "select_lut", "select_mse", "select_mse_reference", "select_two_stage"]
+
+
+#: Most recently used device tables kept (formatbook fitting builds many short-lived books).
+_DEVICE_TABLES_KEPT = 256
+_DEVICE_TABLES: collections.OrderedDict[tuple, torch.Tensor] = collections.OrderedDict()
+
+
+def device_table(owner, name: str, device: torch.device | str, build) -> torch.Tensor:
+    """The table ``build()`` (derived from ``owner``, e.g. a formatbook, on the CPU) on ``device``,
+    built and moved there once and then reused (the last ``_DEVICE_TABLES_KEPT`` of them): a model
+    on a GPU reads every table from the GPU, with no copy per call. ``name`` tells apart the tables
+    of one owner."""
+    key = (owner, name, torch.device(device))
+    table = _DEVICE_TABLES.get(key)
+    if table is None:
+        table = _DEVICE_TABLES[key] = build().to(device)
+        if len(_DEVICE_TABLES) > _DEVICE_TABLES_KEPT:
+            _DEVICE_TABLES.popitem(last=False)
+    else:
+        _DEVICE_TABLES.move_to_end(key)
+    return table
 
 
 def code_histogram(u: torch.Tensor, num_ucodes: int = NUM_UCODES) -> torch.Tensor:
@@ -20,7 +42,7 @@ def code_histogram(u: torch.Tensor, num_ucodes: int = NUM_UCODES) -> torch.Tenso
     64 for quarter-grid codes)."""
     # One bincount over (block index, code) pairs: faster than a scatter-add per block.
     num_blocks = u[..., 0].numel()
-    pair = (torch.arange(num_blocks).reshape(u.shape[:-1]) * num_ucodes)[..., None] + u
+    pair = (torch.arange(num_blocks, device=u.device).reshape(u.shape[:-1]) * num_ucodes)[..., None] + u
     return torch.bincount(pair.flatten(), minlength=num_blocks * num_ucodes).reshape(*u.shape[:-1], num_ucodes)
 
 
@@ -32,7 +54,9 @@ def lut_costs(u: torch.Tensor, book: Formatbook) -> torch.Tensor:
     summation order.
     """
     # Computed as an embedding-bag sum of ERR's columns (the same exact integers as ERR @ H).
-    rows = book.err_table.T.to(device=u.device, dtype=torch.float32)  # (U, D)
+    if u.dtype not in (torch.int32, torch.int64):
+        u = u.to(torch.int64)
+    rows = device_table(book, "err_rows", u.device, lambda: book.err_table.T.to(torch.float32).contiguous())  # (U, D)
     cost = torch.nn.functional.embedding_bag(u.reshape(-1, u.shape[-1]), rows, mode="sum")
     return cost.to(torch.int64).reshape(*u.shape[:-1], book.num_dialects)
 
@@ -83,7 +107,7 @@ def select_two_stage(u: torch.Tensor, book: Formatbook = DIALECTFP4_16) -> torch
         raise FormatError(f"two-stage selection is defined for DialectFP4-16 only, not {book.name}")
     umax = u.amax(-1)
     pair = 15 - (umax >> 1).clamp(8, 15)
-    ranges = book.two_stage_ranges[pair]  # (..., 2 [A/B], 2 [lo/hi])
+    ranges = device_table(book, "two_stage_ranges", u.device, lambda: book.two_stage_ranges)[pair]  # (..., 2, 2)
     lo, hi = ranges[..., 0][..., None, :], ranges[..., 1][..., None, :]  # (..., 1, 2)
     inside = (u[..., :, None] >= lo) & (u[..., :, None] < hi)  # (..., B, 2)
     count = inside.sum(-2)
@@ -136,11 +160,12 @@ def select_mse(
     flat_blocks = blocks.reshape(-1, block)
     flat_e, flat_u = e.reshape(-1), u.reshape(-1, block)
     flat_allowed = None if allowed is None else allowed.reshape(-1, book.num_dialects)
-    values = book.half_units.to(torch.float64).gather(1, book.idx_table.to(torch.int64)).to(device)  # (D, 32)
-    table = _exact_term_table(book, device) if bool((values[:, 0] == 0).all()) else None
-    differing = None if table is None else _differing_codes_cpu(book).to(device)
+    values = device_table(book, "mse_values", device, lambda: book.half_units.gather(1, book.idx_table).to(torch.float64))
+    exact = bool((book.half_units[:, 0] == 0).all())  # code 0 is 0 in every dialect
+    table = device_table(book, "exact_terms", device, lambda: _exact_term_table_cpu(book)) if exact else None
+    differing = device_table(book, "differing_codes", device, lambda: _differing_codes_cpu(book)) if exact else None
     out = torch.empty(flat_e.shape, dtype=torch.int64, device=device)
-    chunk_blocks = _MSE_CHUNK_BLOCKS if table is None else _MSE_TABLE_CHUNK_BLOCKS
+    chunk_blocks = _MSE_CHUNK_BLOCKS if table is None or device.type != "cpu" else _MSE_TABLE_CHUNK_BLOCKS
     for start in range(0, flat_e.numel(), chunk_blocks):
         rows = slice(start, start + chunk_blocks)
         chunk_allowed = None if flat_allowed is None else flat_allowed[rows]
@@ -181,7 +206,7 @@ _EXACT_FRACTION_BITS = 8
 _TERM_SPLIT_BITS = 12
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)
 def _exact_term_table_cpu(book: Formatbook) -> torch.Tensor:
     """float32 ``(32 * 2^7, 2 D)``: row k holds ``T[k, d] = (k - 2^8 V_d[k >> 7])^2`` for k >= 128
     (0 below: codes 0, whose value is 0 in every dialect, add the same term to every dialect's
@@ -195,10 +220,6 @@ def _exact_term_table_cpu(book: Formatbook) -> torch.Tensor:
     return torch.cat([terms >> _TERM_SPLIT_BITS, terms & ((1 << _TERM_SPLIT_BITS) - 1)], 1).to(torch.float32)
 
 
-def _exact_term_table(book: Formatbook, device: torch.device) -> torch.Tensor:
-    return _exact_term_table_cpu(book).to(device)
-
-
 @functools.cache
 def _code_bits(num_ucodes: int) -> torch.Tensor:
     """int64 ``(U,)``: 2^c for every nonzero code c, 0 for code 0 (CPU; U <= 63)."""
@@ -207,7 +228,7 @@ def _code_bits(num_ucodes: int) -> torch.Tensor:
     return bits
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)
 def _differing_codes_cpu(book: Formatbook) -> torch.Tensor:
     """int64 ``(D, D)``: bit c of ``[w, d]`` set where dialects w and d give code c different values."""
     values = book.half_units.gather(1, book.idx_table)
@@ -254,7 +275,8 @@ def _select_mse_exact(blocks, e, u, values, table, differing, allowed):
         # Tied dialects must equal the chosen one on every nonzero code present in the block.
         present = torch.zeros(ambiguous.numel(), values.shape[1], dtype=torch.bool, device=u.device)
         present.scatter_(1, u[ambiguous].to(torch.int64), True)
-        present_bits = (present.to(torch.int64) * _code_bits(values.shape[1]).to(u.device)).sum(-1)
+        code_bits = device_table(values.shape[1], "code_bits", u.device, lambda: _code_bits(values.shape[1]))
+        present_bits = (present.to(torch.int64) * code_bits).sum(-1)
         differs = (differing[chosen[ambiguous]] & present_bits[:, None]) != 0  # (k, D)
         unequal = (differs & tied[ambiguous]).any(-1)
         # Equal exact sums of different terms still tie bitwise when the reference's float64 sums
@@ -336,7 +358,8 @@ def select_mse_reference(
     best_id = torch.zeros(batch, dtype=torch.int64, device=device)
     allowed = None if mask is None else check_candidate_mask(mask, batch, book)
     magnitude = x.abs()
-    units, idx_table = book.units.to(device), book.idx_table.to(device)
+    units = device_table(book, "units", device, lambda: book.units)
+    idx_table = device_table(book, "idx_table", device, lambda: book.idx_table)
     for d in range(book.num_dialects):
         deq = units[d][idx_table[d][u]].to(torch.float64) * step
         if round_to_float32:

@@ -28,11 +28,19 @@ from triton.compiler import ASTSource
 from golden.formats import DIALECTFP4_16, FB32
 
 from .fast import _prepare_activations_kernel, _w4a4_fast_kernel
-from .gemm import AUTOTUNE_CONFIGS, DEFAULT_CONFIGS, MIN_DOT_K, PER_BLOCK_CONFIG, GemmMode, _w4a4_gemm_kernel
+from .gemm import (
+    AUTOTUNE_CONFIGS,
+    DEFAULT_CONFIGS,
+    MIN_DOT_K,
+    PER_BLOCK_CONFIG,
+    GemmMode,
+    _w4a4_gemm_e4m3_kernel,
+    _w4a4_gemm_kernel,
+)
 from .launch import LAUNCH_OPTIONS, interpreting
 from .quantize_act import QuantizeConfig, _quantize_rows_kernel, vector_width
 from .residual import _residual_rows_kernel
-from .tables import ActivationRule
+from .tables import ActivationRule, format_tables
 
 __all__ = ["HOPPER", "Specialization", "compile_all", "issue_rate_ceiling", "main_loop", "report", "specializations"]
 
@@ -78,24 +86,35 @@ class Specialization:
 _TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _quantize(name, x_dtype, block, rule: ActivationRule, dialects, has_mask):
+def _quantize(name, x_dtype, block, rule: ActivationRule, dialects, has_mask, histogram=False, format=None):
+    """``format``: an E4M3-scaled dialect format (its grid's codes u, histogram LUT cost), else E8M0."""
     signature = {
         "x_ptr": f"*{x_dtype}", "stride_x": "i32", "codes_ptr": "*u8", "stride_codes": "i32",
         "exponent_ptr": "*u8", "dialect_ptr": "*u8", "stride_meta": "i32",
         "mask_ptr": "*u8", "stride_mask_row": "i32", "stride_mask_block": "i32",
         "err_ptr": "*i8", "idx_ptr": "*i32", "ranges_ptr": "*i32", "mx_round_ptr": "*i32", "num_rows": "i32",
+        "tensor_amax_ptr": "*fp32", "tensor_scale_ptr": "*fp32",
     }  # fmt: skip
+    e4m3 = {"E4M3": False, "NUM_U": 32, "GRID_SHIFT": 1, "TOP": 7.5}
+    if format is not None:
+        tables = format_tables(format, "cpu")
+        e4m3 = {"E4M3": True, "NUM_U": tables.num_ucodes, "GRID_SHIFT": tables.grid_shift, "TOP": tables.grid_top}
+        histogram = histogram or tables.subset_split is None
     constexprs = {
-        "BLOCK": block, "ROWS": QuantizeConfig().rows_for(block), "VEC": vector_width(_TORCH_DTYPES[x_dtype], block),
+        "BLOCK": block, "ROWS": QuantizeConfig().rows_for(block, e4m3["NUM_U"]), "VEC": vector_width(_TORCH_DTYPES[x_dtype], block),
         "NUM_DIALECTS": dialects,
         "DIALECTS_PAD": max(16, 1 << (dialects - 1).bit_length()), "RULE": int(rule), "HAS_MASK": has_mask,
         "PAIR_TOP": DIALECTFP4_16.dialects[0][-1], "NUM_PAIRS": DIALECTFP4_16.num_dialects // 2,
+        "SUBSETS": rule is ActivationRule.LUT and not histogram, "USE_PTX": True, **e4m3,
     }  # fmt: skip
     size = {"fp32": 4, "bf16": 2, "fp16": 2}[x_dtype]
     # Bytes per element: the input, half a byte of codes, and the exponent (and dialect) bytes.
     moved = size + 0.5 + (1 if rule is ActivationRule.MXFP4 else 2) / block
+    if format is not None:  # E4M3: the tensor maximum is one more read of the input, before the kernel
+        moved += size
     return Specialization(name, _quantize_rows_kernel, signature, constexprs, QuantizeConfig().num_warps,
-                          elements_per_program=QuantizeConfig().rows_for(block) * block, bytes_per_element=moved)
+                          elements_per_program=QuantizeConfig().rows_for(block, e4m3["NUM_U"]) * block,
+                          bytes_per_element=moved)
 
 
 def _exact(name, block, has_dialect, scatter, out="fp32", bias=False, residual=False, budget=None):
@@ -115,6 +134,27 @@ def _exact(name, block, has_dialect, scatter, out="fp32", bias=False, residual=F
     }  # fmt: skip
     macs = config.block_m * config.block_n * block
     return Specialization(name, _w4a4_gemm_kernel, signature, constexprs, config.num_warps, config.num_stages,
+                          macs, budget)  # fmt: skip
+
+
+def _exact_e4m3(name, format, block, out="bf16", bias=True, budget=None, residual=False):
+    """The E4M3-scaled dialect formats' exact GEMM (per-block kernel, its production tiles)."""
+    config = PER_BLOCK_CONFIG
+    signature = {
+        "a_codes_ptr": "*u8", "a_scale_ptr": "*u8", "a_dialect_ptr": "*u8", "stride_a_codes": "i32",
+        "stride_a_meta": "i32", "a_tensor_scale_ptr": "*fp32", "w_codes_ptr": "*u8", "w_scale_ptr": "*u8",
+        "w_dialect_ptr": "*u8", "stride_w_codes": "i32", "stride_w_meta": "i32", "w_tensor_scale_ptr": "*fp32",
+        "byte_words_ptr": "*i32", "out_ptr": f"*{out}", "stride_out": "i32", "bias_ptr": "*fp32",
+        "residual_ptr": "*fp32", "stride_residual": "i32", "slot_ptr": "*i32",
+        "num_rows": "i32", "num_cols": "i32", "num_blocks": "i32",
+    }  # fmt: skip
+    constexprs = {
+        "BLOCK": block, "BLOCK_M": config.block_m, "BLOCK_N": config.block_n,
+        "DOT_PAD": max(1, MIN_DOT_K // block), "GRID_SHIFT": format_tables(format, "cpu").grid_shift, "HAS_BIAS": bias,
+        "HAS_RESIDUAL": residual,
+    }  # fmt: skip
+    macs = config.block_m * config.block_n * block
+    return Specialization(name, _w4a4_gemm_e4m3_kernel, signature, constexprs, config.num_warps, config.num_stages,
                           macs, budget)  # fmt: skip
 
 
@@ -149,13 +189,16 @@ def _prepare(name, block, tile_k, has_dialect):
     return Specialization(name, _prepare_activations_kernel, signature, constexprs)
 
 
-def _residual(name, block, has_dialect):
+def _residual(name, block, has_dialect, format=None):
+    """``format``: an E4M3-scaled dialect format (block scale bytes, tensor scale), else E8M0."""
     signature = {
         "x_ptr": "*bf16", "stride_x": "i32", "rows_ptr": "*i64", "codes_ptr": "*u8", "exponent_ptr": "*u8",
         "dialect_ptr": "*u8", "stride_codes": "i32", "stride_meta": "i32", "decode_ptr": "*i8",
-        "out_ptr": "*fp32", "stride_out": "i32", "num_salient": "i32",
+        "out_ptr": "*fp32", "stride_out": "i32", "num_salient": "i32", "tensor_scale_ptr": "*fp32",
     }  # fmt: skip
-    constexprs = {"BLOCK": block, "ROWS": 16, "HAS_DIALECT": has_dialect}
+    shift = 1 if format is None else format_tables(format, "cpu").grid_shift
+    constexprs = {"BLOCK": block, "ROWS": 16, "HAS_DIALECT": has_dialect, "E4M3": format is not None,
+                  "GRID_SHIFT": shift}  # fmt: skip
     return Specialization(name, _residual_rows_kernel, signature, constexprs)
 
 
@@ -166,8 +209,16 @@ def specializations() -> list[Specialization]:
         _quantize("quantize_fb32_lut_b16_bf16", "bf16", 16, ActivationRule.LUT, FB32.num_dialects, False),
         _quantize("quantize_fb32_lut_b32_bf16", "bf16", 32, ActivationRule.LUT, FB32.num_dialects, False),
         _quantize("quantize_dialectfp4_two_stage_b32_bf16", "bf16", 32, ActivationRule.TWO_STAGE, 16, False),
+        _quantize("quantize_fb32_lut_b64_bf16", "bf16", 64, ActivationRule.LUT, FB32.num_dialects, False),
+        _quantize("quantize_fb32_lut_b32_bf16_histogram", "bf16", 32, ActivationRule.LUT, FB32.num_dialects, False,
+                  histogram=True),
         _quantize("quantize_dialectfp4_two_stage_b64", "fp16", 64, ActivationRule.TWO_STAGE, 16, False),
         _quantize("quantize_mxfp4_b32", "fp32", 32, ActivationRule.MXFP4, 1, False),
+        _quantize("quantize_tdit_q_e4m3_lut_b32_bf16", "bf16", 32, ActivationRule.LUT, 32, False, format="tdit-q-e4m3"),
+        _quantize("quantize_tdit64_q_e4m3_lut_b32_bf16", "bf16", 32, ActivationRule.LUT, 64, False,
+                  format="tdit64-q-e4m3"),
+        _exact_e4m3("gemm_exact_e4m3_q_b32_bf16_bias", "tdit-q-e4m3", 32, budget=EXACT_BUDGET),
+        _exact_e4m3("gemm_exact_e4m3_q_b16_fp32_residual", "tdit-q-e4m3", 16, "fp32", False, residual=True),
         _fast("gemm_exact_tiled_b32_bf16_bias", 32, 32, budget=EXACT_TILED_BUDGET, exact=True),
         _fast("gemm_exact_tiled_b32_fp32_residual", 32, 32, "fp32", False, True, budget=EXACT_TILED_BUDGET,
               exact=True),
@@ -184,6 +235,7 @@ def specializations() -> list[Specialization]:
         _prepare("prepare_fast_mxfp4_b32_t256", 32, 256, False),
         _residual("residual_dialect_b32", 32, True),
         _residual("residual_mxfp4_b32", 32, False),
+        _residual("residual_e4m3_q_b32", 32, True, format="tdit-q-e4m3"),
     ]
 
 
@@ -192,10 +244,10 @@ def _autotune_set() -> list[Specialization]:
     held to no spills and int8 wgmma; their instructions per MMA are reported, not budgeted."""
     out = []
     for i, config in enumerate(AUTOTUNE_CONFIGS[GemmMode.FAST][1:], 1):
-        out.append(_fast(f"autotune_fast_{i}_{config.block_m}x{config.block_n}_t{config.fast_tile_k}"
+        out.append(_fast(f"gemm_fast_autotune_{i}_{config.block_m}x{config.block_n}_t{config.fast_tile_k}"
                          f"_s{config.num_stages}", 32, config.fast_tile_k, config=config))  # fmt: skip
     for i, config in enumerate(AUTOTUNE_CONFIGS[GemmMode.EXACT][1:], 1):
-        out.append(_fast(f"autotune_exact_{i}_{config.block_m}x{config.block_n}_s{config.num_stages}", 32, 32,
+        out.append(_fast(f"gemm_exact_autotune_{i}_{config.block_m}x{config.block_n}_s{config.num_stages}", 32, 32,
                          exact=True, config=config))  # fmt: skip
     return out
 
@@ -207,7 +259,7 @@ def _autotune_set() -> list[Specialization]:
 #: IGMMA.64x64x32 per block, measured 1034 (1136 before issue 12).
 FAST_BUDGET = 150.0
 EXACT_BUDGET = 1100.0
-EXACT_TILED_BUDGET = 400.0
+EXACT_TILED_BUDGET = 520.0
 
 
 def _attrs(signature: dict[str, str]) -> dict:

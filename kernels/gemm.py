@@ -31,11 +31,19 @@ import triton
 import triton.language as tl
 
 from golden.blocks import InputError
-from golden.formats import EXPONENT_BIAS, MAX_HALF_UNITS, FormatError
+from golden.formats import EXPONENT_BIAS, MAX_HALF_UNITS, FormatError, Scale
 
 from .launch import LAUNCH_OPTIONS, check_runnable
 from .packed import PackedOperand
-from .tables import ALIGN_BITS, FLOAT32_BIAS, FLOAT32_MANTISSA_BITS, MAGNITUDE_BITS, NUM_CODES, format_tables
+from .tables import (
+    ALIGN_BITS,
+    FLOAT32_BIAS,
+    FLOAT32_MANTISSA_BITS,
+    MAGNITUDE_BITS,
+    NUM_CODES,
+    format_tables,
+    require_half_e8m0,
+)
 
 __all__ = [
     "AUTOTUNE_CONFIGS",
@@ -338,6 +346,90 @@ def _w4a4_gemm_kernel(
     tl.store(out, _to_out(y, out_ptr.dtype.element_ty), mask=out_mask)
 
 
+#: E4M3 scale bytes (NUMERICS 8.3): 3 fraction bits, exponent bias 7; a normal byte's binary32
+#: pattern is (byte + _E4M3_REBIAS) << _E4M3_SHIFT, a subnormal one is (byte & 7) * 2^-9.
+_E4M3_SHIFT = tl.constexpr(FLOAT32_MANTISSA_BITS - 3)
+_E4M3_REBIAS = tl.constexpr((FLOAT32_BIAS - 7) << 3)
+_E4M3_SUBNORMAL_STEP = tl.constexpr(2.0**-9)
+
+
+@triton.jit
+def _e4m3_value(byte):
+    """float32 value of E4M3 (fn) scale bytes (positive: the quantizer's scales have no sign)."""
+    normal = ((byte + _E4M3_REBIAS) << _E4M3_SHIFT).to(tl.float32, bitcast=True)
+    return tl.where(byte >= 8, normal, (byte & 7).to(tl.float32) * _E4M3_SUBNORMAL_STEP)
+
+
+@triton.jit
+def _load_block_units(codes_ptr, dialect_ptr, byte_words_ptr, stride_codes, stride_meta, rows64, row_ok, block,
+                      BLOCK: tl.constexpr):  # fmt: skip
+    """One K block of R rows as int8 (R, BLOCK) signed grid units, in K order (0 past the last row).
+
+    Each row's dialect gives two words (``FormatTables.byte_words``: magnitudes 0..3 and 4..7, a
+    byte each, so quarter-grid magnitudes up to 31 fit); a code's magnitude is a shift of one of them.
+    """
+    dialect = tl.load(dialect_ptr + rows64 * stride_meta + block, mask=row_ok, other=0).to(tl.int32)
+    low_word = tl.load(byte_words_ptr + 2 * dialect)[:, None]
+    high_word = tl.load(byte_words_ptr + 2 * dialect + 1)[:, None]
+    byte = block * (BLOCK // 2) + tl.arange(0, BLOCK // 2)
+    packed = tl.load(codes_ptr + rows64[:, None] * stride_codes + byte[None, :], mask=row_ok[:, None], other=0)
+    packed = packed.to(tl.int32)
+    codes = tl.reshape(tl.join(packed & 0xF, packed >> 4), (packed.shape[0], BLOCK))
+    index = codes & _INDEX_MASK
+    word = tl.where(index >= 4, high_word, low_word)
+    magnitude = (word >> ((index & 3) * 8)) & 0xFF
+    return tl.where((codes & _SIGN_BIT) != 0, -magnitude, magnitude).to(tl.int8)
+
+
+@triton.jit
+def _w4a4_gemm_e4m3_kernel(
+    a_codes_ptr, a_scale_ptr, a_dialect_ptr, stride_a_codes, stride_a_meta, a_tensor_scale_ptr,
+    w_codes_ptr, w_scale_ptr, w_dialect_ptr, stride_w_codes, stride_w_meta, w_tensor_scale_ptr,
+    byte_words_ptr, out_ptr, stride_out, bias_ptr, residual_ptr, stride_residual, slot_ptr,
+    num_rows, num_cols, num_blocks,
+    BLOCK: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    DOT_PAD: tl.constexpr,
+    GRID_SHIFT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr,
+):  # fmt: skip
+    """Exact mode for E4M3-scaled dialect formats (NUMERICS 8.4), one dot per K block, in K order:
+    ``term = fl32(fl32(acc 2^-2g fl32(s_a s_w)) fl32(t_a t_w))``, ``y = fl32(y + term)`` from +0.0.
+    ``acc 2^-2g s_a s_w`` is exact (|acc| < 2^16, scales of 4 significant bits each), so the
+    product with ``fl32(t_a t_w)`` is the term's one rounding.
+    """
+    tl.static_assert(BLOCK * DOT_PAD >= 32, "an int8 tl.dot needs K >= 32")
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot tiles are at least 16 x 16")
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < num_rows
+    col_ok = cols < num_cols
+    rows64 = rows.to(tl.int64)
+    cols64 = cols.to(tl.int64)
+    tensor_scale = tl.load(a_tensor_scale_ptr) * tl.load(w_tensor_scale_ptr)
+    y = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+    for block in range(0, num_blocks):
+        a = _load_block_units(a_codes_ptr, a_dialect_ptr, byte_words_ptr, stride_a_codes, stride_a_meta, rows64,
+                              row_ok, block, BLOCK)  # fmt: skip
+        w = _load_block_units(w_codes_ptr, w_dialect_ptr, byte_words_ptr, stride_w_codes, stride_w_meta, cols64,
+                              col_ok, block, BLOCK)  # fmt: skip
+        if DOT_PAD == 2:
+            a = tl.reshape(tl.join(a, tl.zeros_like(a)), (BLOCK_M, 2 * BLOCK))
+            w = tl.reshape(tl.join(w, tl.zeros_like(w)), (BLOCK_N, 2 * BLOCK))
+        acc = tl.dot(a, tl.trans(w), out_dtype=tl.int32)
+        s_a = _e4m3_value(tl.load(a_scale_ptr + rows64 * stride_a_meta + block, mask=row_ok, other=0).to(tl.int32))
+        s_w = _e4m3_value(tl.load(w_scale_ptr + cols64 * stride_w_meta + block, mask=col_ok, other=0).to(tl.int32))
+        scale = s_a[:, None] * s_w[None, :]
+        y = y + ((acc.to(tl.float32) * (2.0 ** (-2 * GRID_SHIFT))) * scale) * tensor_scale
+    out_mask = row_ok[:, None] & col_ok[None, :]
+    y = _epilogue(y, rows, cols64, row_ok, col_ok, bias_ptr, residual_ptr, stride_residual, slot_ptr,
+                  HAS_BIAS, HAS_RESIDUAL)  # fmt: skip
+    out = out_ptr + rows64[:, None] * stride_out + cols64[None, :]
+    tl.store(out, _to_out(y, out_ptr.dtype.element_ty), mask=out_mask)
+
+
 # --------------------------------------------------------------------------------------------
 # Public wrappers
 # --------------------------------------------------------------------------------------------
@@ -421,6 +513,11 @@ def gemm_into(a, w, mode: GemmMode, config: GemmConfig, out, *, bias=None, resid
     """
     if a.rows == 0 or w.rows == 0:
         return
+    if a.spec.scale is Scale.E4M3:
+        if mode is GemmMode.FAST:
+            require_half_e8m0(a.spec, "fast mode")
+        _launch_exact_e4m3(a, w, per_block_config(config), out, bias, residual, slot)
+        return
     if mode is GemmMode.FAST or a.block >= MIN_DOT_K:
         from .fast import fast_weight, launch_fast, prepare_activations
 
@@ -439,6 +536,26 @@ def per_block_config(config: GemmConfig) -> GemmConfig:
     if config.block_m <= PER_BLOCK_CONFIG.block_m and config.block_n <= PER_BLOCK_CONFIG.block_n:
         return config
     return PER_BLOCK_CONFIG
+
+
+def _launch_exact_e4m3(a, w, config, out, bias, residual=None, slot=None):
+    tables = format_tables(a.format, a.device)
+    grid = (triton.cdiv(a.rows, config.block_m), triton.cdiv(w.rows, config.block_n))
+    _w4a4_gemm_e4m3_kernel[grid](
+        a_codes_ptr=a.codes, a_scale_ptr=a.block_scale, a_dialect_ptr=a.dialect,
+        stride_a_codes=a.codes.stride(0), stride_a_meta=a.block_scale.stride(0), a_tensor_scale_ptr=a.tensor_scale,
+        w_codes_ptr=w.codes, w_scale_ptr=w.block_scale, w_dialect_ptr=w.dialect,
+        stride_w_codes=w.codes.stride(0), stride_w_meta=w.block_scale.stride(0), w_tensor_scale_ptr=w.tensor_scale,
+        byte_words_ptr=tables.byte_words, out_ptr=out, stride_out=out.stride(0),
+        bias_ptr=out if bias is None else bias, residual_ptr=out if residual is None else residual,
+        stride_residual=0 if residual is None else residual.stride(0),
+        slot_ptr=a.block_scale if slot is None else slot,
+        num_rows=a.rows, num_cols=w.rows, num_blocks=a.num_blocks,
+        BLOCK=a.block, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
+        DOT_PAD=max(1, MIN_DOT_K // a.block), GRID_SHIFT=tables.grid_shift, HAS_BIAS=bias is not None,
+        HAS_RESIDUAL=residual is not None,
+        num_warps=config.num_warps, num_stages=config.num_stages, **LAUNCH_OPTIONS,
+    )  # fmt: skip
 
 
 def _launch_exact(a, w, config, out, out_rows, scatter, bias=None, residual=None, slot=None):
@@ -531,6 +648,7 @@ def w4a4_gemm_scatter_add(
     config = _resolve_config(mode, config, a.block)
     _check_scatter(a, w, out, rows)
     check_runnable("the activation codes", a.codes)
+    require_half_e8m0(a.spec, "the scatter-add GEMM")
     if a.rows == 0 or w.rows == 0:
         return
     if mode is GemmMode.FAST:
@@ -547,7 +665,8 @@ def w4a4_gemm_scatter_add(
 
 
 def _signed_half_units(p: PackedOperand) -> torch.Tensor:
-    """int64 (R, K) signed half units, decoded through the (unpacked) decode table."""
+    """int64 (R, K) signed grid units (half units; quarter units on the quarter grid), decoded
+    through the (unpacked) decode table."""
     tables = format_tables(p.format, p.device)
     codes = torch.stack((p.codes & 0xF, p.codes >> 4), dim=-1).flatten(-2).long()  # (R, K)
     if p.dialect is None:
@@ -590,6 +709,19 @@ def epilogue_torch(y, bias, residual, slot, out_dtype):
 def _gemm_torch(a: PackedOperand, w: PackedOperand, mode: GemmMode, config: GemmConfig) -> torch.Tensor:
     ha, hw = _signed_half_units(a), _signed_half_units(w)
     y = torch.zeros(a.rows, w.rows, dtype=torch.float32, device=a.device)
+    if a.spec.scale is Scale.E4M3:
+        if mode is GemmMode.FAST:
+            require_half_e8m0(a.spec, "fast mode")
+        tables = format_tables(a.format, a.device)
+        s_a = a.block_scale.view(torch.float8_e4m3fn).to(torch.float32)
+        s_w = w.block_scale.view(torch.float8_e4m3fn).to(torch.float32)
+        tensor_scale = a.tensor_scale * w.tensor_scale
+        for b in range(a.num_blocks):
+            span = slice(b * a.block, (b + 1) * a.block)
+            acc = (ha[:, span] @ hw[:, span].T).to(torch.float32)  # exact: |acc| < 2^16
+            scale = s_a[:, b, None] * s_w[None, :, b]
+            y = y + ((acc * 2.0 ** (-2 * tables.grid_shift)) * scale) * tensor_scale
+        return y
     if mode is GemmMode.EXACT:
         ea, ew = a.exponent.long(), w.exponent.long()
         for b in range(a.num_blocks):
@@ -655,6 +787,7 @@ def fast_mode_error_bound(
     rounding of the two accumulations. It holds while no term leaves binary32's normal range.
     """
     _check_operands(a, w, GemmMode.FAST)
+    require_half_e8m0(a.spec, "fast mode")
     config = _resolve_config(GemmMode.FAST, config, a.block)
     tile_blocks = config.tile_blocks(GemmMode.FAST, a.block)
 

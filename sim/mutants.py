@@ -41,6 +41,11 @@ RESET_KILLERS = tuple(f"tests/test_sim_units.py::test_resets_bite_at_every_seed[
 MAC_AMARANTH = "tests/test_hw_units.py::test_bit_exact_under_backpressure[mac_array_r1_c2_b16]"
 DSU_AMARANTH = "tests/test_hw_units.py::test_bit_exact_under_backpressure[dsu_fb32_b16_p32]"
 ADDER = "tests/test_hw_float32.py::test_adder_matches_numpy_round_to_nearest_even"
+C_SLOW_MAC_CONTRACT = "tests/test_formal_units.py::test_every_property_is_proved[mac_array_r1_c1_b16_l2_o2:stream-contract]"
+PIPELINED_DSU_CONTRACT = "tests/test_formal_units.py::test_every_property_is_proved[dsu_dialectfp4_b16_p16_s3:stream-contract]"
+C_SLOW_BACK_PRESSURE = "tests/test_hw_pipeline.py::test_c_slow_mac_array_is_bit_exact_under_back_pressure[mac_array_r2_c2_b16_l4]"
+TILE_BACK_PRESSURE = tuple(f"tests/test_tile_pipeline.py::test_tile_under_random_back_pressure_and_a_reset_mid_stream[{f}]"
+                           for f in ("mxfp4", "fb32"))
 
 
 class MutantError(RuntimeError):
@@ -55,6 +60,8 @@ class Mutant:
     new: str
     killers: tuple[str, ...]
     why: str  # the bug it models
+    #: Further edits of the same bug elsewhere: (file, old, new), each snippet exactly once.
+    also: tuple[tuple[str, str, str], ...] = ()
 
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -64,7 +71,11 @@ MUTANTS: tuple[Mutant, ...] = (
         'open_slots = Signal(slots, name="open_slots")',
         'open_slots = Signal(slots, name="open_slots", reset_less=True)',
         RESET_KILLERS,
-        "the slot bookkeeping ignores reset: a partial sum in flight at a reset leaks into the resent job",
+        "the accumulator state ignores reset (the adder ring's register and the C-slow slot bookkeeping): a "
+        "partial sum in flight at a reset leaks into the resent job. Either half alone is an equivalent mutant: a "
+        "reset ring restarts from +0.0, and a reset slot map marks the next beat `first`, which discards the ring",
+        also=(("hw/mac_array.py", 'loop = _register(m, total, "ring_0")',
+               'loop = Signal(FLOAT32_BITS, name="ring_0", reset_less=True)\n    m.d.sync += loop.eq(total)'),),
     ),
     Mutant(
         "mac-no-restart-after-last",
@@ -87,8 +98,26 @@ MUTANTS: tuple[Mutant, ...] = (
         "hw/mac_array.py",
         "self.i.ready.eq((phase == expect) & (pending < depth))",
         "self.i.ready.eq(phase == expect)",
-        (MAC_AMARANTH,),
-        "the MAC array accepts beats while its output FIFO is full: beats are lost under back-pressure",
+        (C_SLOW_MAC_CONTRACT,),
+        "the MAC array accepts beats while its output FIFO is full: beats are lost under back-pressure (random "
+        "back-pressure in simulation never fills the FIFO of one output per job; the contract's capacity bound does)",
+    ),
+    Mutant(
+        "c-slow-idle-slot-adds-a-term",
+        "hw/mac_array.py",
+        'term = _register(m, Mux(flags_at[0], term_bits, 0), "term")',
+        'term = _register(m, term_bits, "term")',
+        (C_SLOW_BACK_PRESSURE,),
+        "a C-slow slot that gets no beat in a cycle adds the stale term instead of +0.0 (issue 10's adder ring)",
+    ),
+    Mutant(
+        "skid-fifo-credit-off-by-one",
+        "hw/pipeline.py",
+        "i.ready.eq(inside < depth),",
+        "i.ready.eq(inside <= depth),",
+        (PIPELINED_DSU_CONTRACT,),
+        "a free-running pipeline takes one beat more than its skid FIFO holds: a beat is lost under back-pressure "
+        "(random back-pressure in simulation rarely stalls long enough; the stream contract's capacity bound does)",
     ),
     Mutant(
         "adder-round-half-up",
@@ -155,6 +184,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "a registered stage overwrites its payload while the output is stalled",
     ),
     Mutant(
+        "tile-join-ignores-sink-ready",
+        "hw/tile.py",
+        "m.d.comb += source.ready.eq(sink.ready & all_valid)",
+        "m.d.comb += source.ready.eq(all_valid)",
+        TILE_BACK_PRESSURE,
+        "a lockstep join hands its sources' beats over while its sink stalls (quantizers -> buffer, decoders "
+        "-> MAC array): beats are lost under back-pressure",
+    ),
+    Mutant(
         "front-end-exponent-off-by-one",
         "hw/front_end.py",
         "amax_exp - EXPONENT_SHIFT, 0))",
@@ -175,15 +213,16 @@ MUTANTS: tuple[Mutant, ...] = (
 
 def apply_mutant(mutant: Mutant, tree: Path) -> None:
     """Patch ``tree / mutant.file`` in place; raises MutantError if the snippet is not there exactly once."""
-    path = tree / mutant.file
-    text = path.read_text()
-    count = text.count(mutant.old)
-    if count != 1:
-        raise MutantError(
-            f"mutant {mutant.name} is stale: its snippet occurs {count} times in {mutant.file} (expected once); "
-            "update sim/mutants.py to the current source"
-        )
-    path.write_text(text.replace(mutant.old, mutant.new))
+    for file, old, new in ((mutant.file, mutant.old, mutant.new), *mutant.also):
+        path = tree / file
+        text = path.read_text()
+        count = text.count(old)
+        if count != 1:
+            raise MutantError(
+                f"mutant {mutant.name} is stale: its snippet occurs {count} times in {file} (expected once); "
+                "update sim/mutants.py to the current source"
+            )
+        path.write_text(text.replace(old, new))
 
 
 def _pytest(nodeids: list[str], *, tree: Path | None, sim_root: Path, log: Path) -> dict[str, str]:

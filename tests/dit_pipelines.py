@@ -201,3 +201,24 @@ def mochi(steps: int):
         "negative_prompt_attention_mask": mask,
     }  # fmt: skip
     return pipe, kwargs
+
+
+def skyreels_v2(steps: int):
+    """SkyReelsV2Pipeline (text to video) with its UniPC flow scheduler; CFG as two calls."""
+    from diffusers import SkyReelsV2Pipeline, SkyReelsV2Transformer3DModel, UniPCMultistepScheduler
+
+    torch.manual_seed(0)
+    transformer = SkyReelsV2Transformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=16, out_channels=16,
+        text_dim=TEXT_DIM, freq_dim=32, ffn_dim=64, num_layers=2, rope_max_seq_len=32,
+    ).eval()  # fmt: skip
+    pipe = SkyReelsV2Pipeline(
+        tokenizer=None, text_encoder=None, vae=wan_vae(), transformer=transformer,
+        scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=8.0),
+    )  # fmt: skip
+    kwargs = {
+        "height": 16, "width": 16, "num_frames": 9, "num_inference_steps": steps, "guidance_scale": 6.0,
+        "max_sequence_length": TEXT_TOKENS, "output_type": "latent",
+        "generator": torch.Generator().manual_seed(0), **_wan_text_kwargs(),
+    }  # fmt: skip
+    return pipe, kwargs

@@ -45,7 +45,7 @@ def test_default_size_of_a_patch_1_model_is_large_enough_for_ssim(tmp_path):
     assert workload.noise.shape[-2:] == (11, 11)
 
 
-@pytest.mark.parametrize("arch", ["ltx-video", "cogvideox", "mochi"])
+@pytest.mark.parametrize("arch", ["ltx-video", "cogvideox", "mochi", "skyreels-v2"])
 def test_eval_runs_every_class_quantize_supports(capsys, tmp_path, arch):
     model_dir = tmp_path / "model"
     tiny_transformer(arch).save_pretrained(str(model_dir))

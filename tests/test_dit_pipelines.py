@@ -9,7 +9,7 @@ profiling step, and that per-slot state stays bounded across generations.
 import pytest
 import torch
 
-from dit_pipelines import cogvideox, ltx_condition, ltx_image_to_video, mochi, wan22_two_experts, wan_ti2v
+from dit_pipelines import cogvideox, ltx_condition, ltx_image_to_video, mochi, skyreels_v2, wan22_two_experts, wan_ti2v
 from golden import FormatError
 from golden.dit import DecompositionConfig, Execution, QuantConfig, SedaConfig, collect_stats, quantize_
 from golden.dit.schedule import MAX_SLOTS
@@ -90,6 +90,7 @@ PIPELINES = {
     "LTXConditionPipeline": (ltx_condition, 1),  # video_coords instead of latent sizes
     "CogVideoXPipeline": (cogvideox, 1),  # text-first joint attention, DDIM scheduler
     "MochiPipeline-invert_sigmas": (mochi, 1),  # timesteps count up; padded prompt tokens
+    "SkyReelsV2Pipeline": (skyreels_v2, 2),  # Wan-like blocks, UniPC scheduler, CFG as two calls
 }
 
 
@@ -146,7 +147,7 @@ def test_calls_at_one_timestep_are_bounded():
 
 
 def test_save_pretrained_of_a_quantized_transformer_is_refused(tmp_path):
-    """diffusers' save_pretrained would write a checkpoint without the quantized linears' weights."""
+    """diffusers' save_pretrained would write a checkpoint its from_pretrained cannot load."""
     pipe, _ = wan_ti2v(1)
     quantize_(pipe.transformer, QuantConfig(format="fb32"))
     with pytest.raises(FormatError, match="save_quantized_model"):
@@ -158,7 +159,9 @@ def test_save_pretrained_of_a_quantized_transformer_is_refused(tmp_path):
     assert not list((tmp_path / "pipe" / "transformer").rglob("*"))
 
 
-@pytest.mark.parametrize("pipeline", ["LTXConditionPipeline", "CogVideoXPipeline", "MochiPipeline-invert_sigmas"])
+@pytest.mark.parametrize(
+    "pipeline", ["LTXConditionPipeline", "CogVideoXPipeline", "MochiPipeline-invert_sigmas", "SkyReelsV2Pipeline"]
+)
 def test_integer_path_matches_fake_quant_through_the_pipeline(pipeline):
     build = PIPELINES[pipeline][0]
     latents = {}

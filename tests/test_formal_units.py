@@ -13,7 +13,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from formal.harness import stream_contract
-from formal.properties import PROPERTIES, QUICK, Property
+from formal.properties import ARGMIN_CONFIGS, PROPERTIES, QUICK, Property, _argmin_property
 from formal.run import prove, tools_missing
 
 
@@ -65,8 +65,55 @@ def test_contract_catches_a_broken_stage(kwargs, status, tmp_path):
     assert prove(_stage_property(**kwargs), root=tmp_path).status == status
 
 
+def _tie_to_highest(left, right):
+    """hw.select._better with ties to the highest id (the dsu-tie-to-highest-id mutant)."""
+    from amaranth.hdl import Mux
+
+    take = right[0] & (~left[0] | (right[1] <= left[1]))
+    return [left[0] | right[0], Mux(take, right[1], left[1]), Mux(take, right[2], left[2])]
+
+
+def test_the_argmin_proof_catches_ties_to_the_highest_id(tmp_path, monkeypatch):
+    import hw.select
+
+    monkeypatch.setattr(hw.select, "_better", _tie_to_highest)
+    config = next(c for c in ARGMIN_CONFIGS if c.name == "dsu_dialectfp4_b16_p16")
+    outcome = prove(_argmin_property(config), root=tmp_path)
+    assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
+
+
+@pytest.mark.slow
+def test_the_costs_proof_catches_one_wrong_err_rom_entry(tmp_path, monkeypatch):
+    import hw.select
+    from formal.argmin import dsu_costs
+
+    class OneWrongEntry(hw.select.Rom):
+        def __init__(self, m, name, values, width):
+            values = list(values)
+            if name == "err_rom_3":
+                values[7] += 1
+            super().__init__(m, name, values, width)
+
+    monkeypatch.setattr(hw.select, "Rom", OneWrongEntry)
+    config = next(c for c in ARGMIN_CONFIGS if c.name == "dsu_dialectfp4_b16_p16")
+    outcome = prove(Property(f"{config.name}:costs", "negative", dsu_costs(config), 2, mode="prove"), root=tmp_path)
+    assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("prop", PROPERTIES, ids=[p.name for p in PROPERTIES])
 def test_every_property_is_proved(prop, tmp_path):
     outcome = prove(prop, root=tmp_path)
     assert outcome.status == "PASS", f"{prop.name}: {outcome.status}, see {outcome.directory}/sby.log"
+
+
+def test_the_readme_lists_every_property_with_its_depth():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "formal" / "README.md").read_text().splitlines()
+    for prop in PROPERTIES:
+        rows = [line for line in readme if line.startswith(f"| `{prop.name}`")]
+        assert rows, f"formal/README.md has no row for {prop.name}"
+        cells = [c.strip() for c in rows[0].split("|")]
+        assert ("unbounded" in cells[2]) == (prop.mode == "prove"), f"{prop.name}: mode {prop.mode} vs {cells[2]!r}"
+        assert str(prop.depth) in cells[3].split(" ")[0:3], f"{prop.name}: depth {prop.depth} vs {cells[3]!r}"

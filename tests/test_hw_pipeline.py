@@ -80,3 +80,18 @@ def test_pipelined_dsu_timing():
     assert unit_timing(DSUConfig(book=Book.FB32, pipeline_stages=4)) == UnitTiming(latency=5, initiation_interval=1)
     # 13 logic levels at B = 32: more cuts than levels saturate at one register per level.
     assert unit_timing(DSUConfig(book=Book.FB32, pipeline_stages=99)).latency == 14
+
+
+def test_nvfp4_mac_array_latency_and_initiation_interval():
+    """The NVFP4 PE's fourteen stages before the ring (products, partial sums, halves, magnitude, the
+    block-scale product in two, the tensor-scale product in three, the term in five): latency 16 + L,
+    one beat per cycle (bit-exactness: tests/test_tile_pipeline.py's NVFP4 tile)."""
+    config = MACArrayConfig(rows=1, cols=2, block=16, interleave=4, nvfp4=True)
+    half = MACArrayConfig(rows=1, cols=2, block=16, interleave=4)
+    assert mac_in_layout(config) == mac_in_layout(half)
+    payloads, expected, last_beats = interleaved_batch(half, np.random.default_rng(5), groups_per_length=1)
+    run = run_stream(MACArray(config), payloads, expected_outputs=len(expected))
+    latency = unit_timing(config).latency
+    assert latency == 16 + config.interleave
+    assert [run.out_cycles[j] - run.in_cycles[b] for j, b in enumerate(last_beats)] == [latency] * len(last_beats)
+    assert set(np.diff(run.in_cycles).tolist()) == {1}

@@ -160,3 +160,17 @@ def test_errors_are_one_sentence():
         w4a4_gemm_scatter_add(a, w, torch.zeros(8, 4), torch.tensor([1, 9, 2, 3]))
     with pytest.raises(InputError, match="power of two"):
         GemmConfig(block_m=24)
+
+
+def test_autotune_set_starts_with_production_and_falls_back_without_a_gpu():
+    """Each mode's autotuning set leads with its production configuration and every candidate fits
+    blocks of 32; without a GPU tuned_config returns the production configuration untimed."""
+    from kernels.gemm import AUTOTUNE_CONFIGS, DEFAULT_CONFIGS, tuned_config
+
+    for mode, candidates in AUTOTUNE_CONFIGS.items():
+        assert candidates[0] == DEFAULT_CONFIGS[mode] and len(set(candidates)) == len(candidates) >= 3
+        for config in candidates:
+            config.tile_blocks(mode, 32)
+    a, w = (PackedOperand.from_quantized(q) for q in operands("fb32", 32, 8, 8, 64, spread=1, seed=1))
+    for mode in GemmMode:
+        assert tuned_config(a, w, mode) == DEFAULT_CONFIGS[mode]

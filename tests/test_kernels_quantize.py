@@ -111,6 +111,33 @@ def test_production_launch_shape(format, block, dtype):
         assert (k is None and g is None) or torch.equal(k, g), name
 
 
+@pytest.mark.parametrize("format", ["fb32", "dialectfp4", "tdit-h-e8m0"])
+def test_subset_cost_tables_reconstruct_err(format):
+    """The subset-count cost: ERR[d][u] is the sum of the Moebius coefficients W[d][s] over the
+    subsets s of u's bits, and the kernel's int8 split of W (subset_split) is exact."""
+    from kernels.tables import NUM_UCODES, format_tables, moebius_transform
+
+    tables = format_tables(format, "cpu")
+    w = moebius_transform(tables.err)
+    u, s = torch.arange(NUM_UCODES)[:, None], torch.arange(NUM_UCODES)[None, :]
+    within = (s & ~u) == 0  # (u, s): s's bits are all in u
+    assert torch.equal(w @ within.T.long(), tables.err.long())
+    split = tables.subset_split.long()[:, : tables.num_dialects]
+    assert torch.equal(split[1] * 128 + split[0], w) and (split[0] >= 0).all()
+
+
+@pytest.mark.parametrize("block", [16, 32, 64])
+def test_nibble_histogram_fallback(block, monkeypatch):
+    """The LUT cost's fallback for books whose Moebius coefficients do not split into int8: the
+    nibble-counter histogram against the ERR table, forced here for fb32."""
+    import kernels.quantize_act
+
+    monkeypatch.setattr(kernels.quantize_act, "uses_subset_counts", lambda *args: False)
+    check_quantize(wide_range_rows(21, 128, seed=block + 1), "fb32", block)
+    mask = torch.rand(32, generator=torch.Generator().manual_seed(2)) < 0.5
+    check_quantize(wide_range_rows(5, 64, seed=block + 2), "fb32", block, mask=mask | (torch.arange(32) == 7))
+
+
 def test_fitted_half_grid_book_runs_from_its_table():
     """A shipped formatbook file's format (tdit-h-e8m0: half grid, E8M0) gets its kernel tables
     from the registry like fb32; its LUT selection is bit-identical to golden."""

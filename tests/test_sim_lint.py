@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from rtl_gen.generate import LINT_WAIVERS, lint
+import pytest
+
+from hw import Book, DSUConfig, MACArrayConfig
+from rtl_gen.generate import LINT_WAIVERS, lint, write_verilog
 
 DEAD = """module dead_logic(input clk, input [3:0] a, output [3:0] y);
   wire [3:0] forgotten;
@@ -28,3 +31,14 @@ def test_a_dead_named_signal_still_warns(tmp_path):
     result = lint(path, "dead_logic")
     assert result.returncode != 0
     assert "UNUSEDSIGNAL" in result.stderr and "forgotten" in result.stderr, result.stderr
+
+
+PIPELINED = [DSUConfig(book=Book.DIALECTFP4_16, block=16, pipeline_stages=3),
+             pytest.param(MACArrayConfig(rows=1, cols=2, block=16, interleave=4), marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("config", PIPELINED, ids=["dsu_dialectfp4_b16_p16_s3", "mac_array_r1_c2_b16_l4"])
+def test_issue_10_pipelined_units_lint_clean_with_their_per_signal_waivers(config, tmp_path):
+    """The skid FIFO, stage-copy and C-slow waivers are limited to these units' files: they must suffice."""
+    result = lint(write_verilog(config, tmp_path), config.name)
+    assert result.returncode == 0, result.stderr

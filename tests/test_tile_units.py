@@ -96,7 +96,7 @@ def test_e2m1_encoder_matches_golden_mxfp4():
         ({"rows": 0}, "rows must be a positive integer, got 0"),
         ({"block": 24}, "block size must be one of [16, 32, 64], got 24"),
         ({"format": TileFormat.MXFP4, "block": 16}, "an MXFP4 tile uses blocks of 32 (OCP MX), got 16"),
-        ({"format": TileFormat.MXFP4, "dialects_per_cycle": 8}, "dialects_per_cycle applies to the LUT DSU (FB32, registry books) only"),
+        ({"format": TileFormat.MXFP4, "dialects_per_cycle": 8}, "dialects_per_cycle applies to the FB32 DSU only"),
         ({"dialects_per_cycle": 3}, "dialects_per_cycle must divide the 32 dialects of FB32, got 3"),
         ({"format": "fb32"}, "format must be an hw.tile.TileFormat, got 'fb32'"),
         ({"rows": 4, "quantizers": 3}, "quantizers must divide rows (4), got 3"),

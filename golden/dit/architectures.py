@@ -179,6 +179,18 @@ ARCHITECTURES: dict[str, Architecture] = {
             grid=_wan_grid,
         ),
         Architecture(
+            # Wan's blocks, attention and token layout; its own attention class takes the Wan
+            # processor unchanged. Diffusion forcing with num_frame_per_block > 1 passes a causal
+            # (query-dependent) mask, which the saliency pass refuses with a sentence.
+            name="skyreels-v2",
+            class_name="SkyReelsV2Transformer3DModel",
+            block_lists=("blocks",),
+            self_attention="attn1",
+            processor=WanSaliencyProcessor,
+            text_linears=("attn2.to_k", "attn2.to_v", "attn2.to_kv", "attn2.add_k_proj", "attn2.add_v_proj", "attn2.to_added_kv"),
+            grid=_wan_grid,
+        ),
+        Architecture(
             name="ltx-video",
             class_name="LTXVideoTransformer3DModel",
             block_lists=("transformer_blocks",),

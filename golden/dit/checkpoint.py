@@ -36,6 +36,7 @@ from ..formats import FormatError
 from ..packing import CheckpointError, data_digest, load_quantized, safetensors_header, save_quantized
 from .architectures import ARCHITECTURES
 from .config import QuantConfig
+from .linear import QUANTIZED_STATE_KEYS
 from .model import install, is_quantized, quantized_layers
 
 __all__ = ["MODEL_SCHEMA", "load_quantized_model", "save_quantized_model"]
@@ -62,7 +63,7 @@ def save_quantized_model(model: nn.Module, directory: str | os.PathLike) -> Path
         "quantized_layers": list(layers),
         "buffer_dtypes": _non_persistent_buffer_dtypes(model),
     }
-    float_state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    float_state = {k: v.detach().contiguous() for k, v in _float_state(model.state_dict(), layers).items()}
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
@@ -151,7 +152,7 @@ def load_quantized_model(directory: str | os.PathLike) -> nn.Module:
         raise CheckpointError(
             f"quantized model {directory}: {FLOAT_FILE} is corrupt (its data does not match its sha256 checksum)"
         )
-    expected = model.state_dict()
+    expected = _float_state(model.state_dict(), quantized_layers(model))
     missing, unexpected = sorted(set(expected) - set(float_state)), sorted(set(float_state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
@@ -166,10 +167,20 @@ def load_quantized_model(directory: str | os.PathLike) -> nn.Module:
                 f"quantized model {directory}: float tensor {key!r} is {tuple(value.shape)} {value.dtype}, "
                 f"expected {tuple(expected[key].shape)} {expected[key].dtype}"
             )
-    with torch.no_grad():
-        model.load_state_dict(float_state, strict=True, assign=True)
+    with torch.no_grad():  # the quantized layers' buffers came from quantized.safetensors
+        result = model.load_state_dict(float_state, strict=False, assign=True)
+    assert not result.unexpected_keys and set(result.missing_keys) == set(model.state_dict()) - set(expected)
     _restore_buffer_dtypes(directory, model, buffer_dtypes)
     return model
+
+
+def _float_state(state: dict, layers: dict) -> dict:
+    """``state`` without the quantized layers' weight buffers (``quantized.safetensors`` holds them, packed)."""
+    def quantized(key: str) -> bool:
+        owner, _, leaf = key.rpartition(".")
+        return owner in layers and leaf in QUANTIZED_STATE_KEYS
+
+    return {k: v for k, v in state.items() if not quantized(k)}
 
 
 def _non_persistent_buffer_dtypes(model: nn.Module) -> dict[str, str]:

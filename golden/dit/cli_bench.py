@@ -24,7 +24,7 @@ REAL_OUT = Path("build/bench/model-wan-1.3b.json")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--arch", default="hunyuan-video", help="tiny architecture: hunyuan-video, wan, ltx-video, cogvideox or mochi"
+        "--arch", default="hunyuan-video", help="tiny architecture: hunyuan-video, wan, skyreels-v2, ltx-video, cogvideox or mochi"
     )
     parser.add_argument("--steps", type=int, default=4, help="denoising steps per model (default 4)")
     parser.add_argument("--batch", type=int, default=2, help="batch (2 = batched CFG; default 2)")

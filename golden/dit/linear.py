@@ -19,7 +19,6 @@ rounding of the matmul (README.md, "Fake-quant vs integer tolerance").
 from __future__ import annotations
 
 import enum
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +27,7 @@ from torch import nn
 from ..formats import FormatError, FormatKind, Scale, get_format
 from ..matmul import quantized_matmul
 from ..quantize import QuantizedTensor, fake_quantize, quantize
+from ..select import device_table
 from .config import Backend, Execution, QuantConfig
 from .saliency import choose_families
 
@@ -35,6 +35,7 @@ __all__ = [
     "ActivationPlan",
     "DecomposedActivation",
     "FakeQuantActivation",
+    "QUANTIZED_STATE_KEYS",
     "QuantizedLinear",
     "TokenRole",
     "decomposed_matmul",
@@ -66,13 +67,14 @@ class ActivationPlan:
     candidate_mask: torch.Tensor | None = None
 
 
-@functools.cache
-def _signed_values(format_name: str) -> torch.Tensor:
-    """float32 ``(D, 16)``: the value of element code ``c`` in dialect ``d``, in grid units, signed
-    by bit 3 (so code 8 is -0.0)."""
-    book = get_format(format_name).formatbook
-    magnitude = book.units.to(torch.float32)
-    return torch.cat((magnitude, -magnitude), dim=1)
+def _signed_values(format_name: str, device) -> torch.Tensor:
+    """float32 ``(D, 16)`` on ``device``: the value of element code ``c`` in dialect ``d``, in grid
+    units, signed by bit 3 (so code 8 is -0.0)."""
+    def build():
+        magnitude = get_format(format_name).formatbook.units.to(torch.float32)
+        return torch.cat((magnitude, -magnitude), dim=1)
+
+    return device_table(format_name, "signed_values", device, build)
 
 
 def fast_dequantize(q: QuantizedTensor) -> torch.Tensor:
@@ -85,7 +87,7 @@ def fast_dequantize(q: QuantizedTensor) -> torch.Tensor:
     spec = q.spec
     if spec.kind not in (FormatKind.DIALECT, FormatKind.MXFP4) or spec.scale is not Scale.E8M0:
         return q.dequantize()
-    table = _signed_values(spec.name).to(q.codes.device)
+    table = _signed_values(spec.name, q.codes.device)
     codes = q.codes.to(torch.int64).unflatten(-1, (q.num_blocks, q.block))
     if q.dialect is not None:
         codes = codes + (q.dialect.to(torch.int64) * table.shape[1])[..., None]
@@ -203,12 +205,27 @@ def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
     return a is b or (a.shape == b.shape and torch.equal(a, b))
 
 
+#: ``QuantizedTensor`` fields a ``QuantizedLinear`` keeps as persistent buffers ``weight_<field>``.
+WEIGHT_FIELDS = ("codes", "exponent", "dialect", "block_scale")
+#: Every state-dict entry of a ``QuantizedLinear`` that holds its quantized weight (``bias`` aside).
+QUANTIZED_STATE_KEYS = (*(f"weight_{f}" for f in WEIGHT_FIELDS), "weight_tensor_scale_bits", "weight_format")
+
+
+def _format_tag(format_name: str, block: int) -> torch.Tensor:
+    """uint8 bytes of ``"<format>/<block>"``: the ``weight_format`` buffer a state dict carries."""
+    return torch.tensor(list(f"{format_name}/{block}".encode()), dtype=torch.uint8)
+
+
 class QuantizedLinear(nn.Module):
     """Drop-in replacement of an ``nn.Linear`` with W4A4 block quantization.
 
-    The quantized weight lives in ``weight_q`` (a ``golden.QuantizedTensor``, not a parameter);
-    ``bias`` stays float. With a ``block_state`` and ``TokenRole.VIDEO`` the layer applies the
-    decomposition and SeDA state its transformer block's attention processor computed.
+    The quantized weight is ``weight_q`` (a ``golden.QuantizedTensor`` view of the layer's
+    buffers ``weight_codes``, ``weight_exponent``, ``weight_dialect``, ``weight_block_scale`` and
+    ``weight_tensor_scale_bits``, the float32 tensor scale as int32 bits so that converting the
+    model's dtype cannot round it), so ``state_dict()`` / ``load_state_dict()`` / ``torch.save``
+    carry it and ``.to(device)`` moves it; a ``weight_format`` buffer names the format and block,
+    checked on load. ``bias`` stays float. With a ``block_state`` and ``TokenRole.VIDEO`` the layer
+    applies the decomposition and SeDA state its transformer block's attention processor computed.
     """
 
     def __init__(
@@ -230,8 +247,14 @@ class QuantizedLinear(nn.Module):
             )
         self.name = name
         self.out_features, self.in_features = weight_q.shape
-        self.weight_q = weight_q
         self.config = config
+        for field in WEIGHT_FIELDS:
+            value = getattr(weight_q, field)
+            self.register_buffer(f"weight_{field}", None if value is None else value.detach())
+        scale = weight_q.tensor_scale
+        bits = None if scale is None else scale.detach().to(torch.float32).reshape(()).clone().view(torch.int32)
+        self.register_buffer("weight_tensor_scale_bits", bits)
+        self.register_buffer("weight_format", _format_tag(config.format, config.block).to(weight_q.codes.device))
         self.role = TokenRole(role)
         self.block_state = block_state
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
@@ -256,6 +279,36 @@ class QuantizedLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, format={self.config.format}, "
             f"block={self.config.block}, role={self.role.value}"
         )
+
+    @property
+    def weight_q(self) -> QuantizedTensor:
+        """The quantized weight, ``(out_features, in_features)``, a view of the layer's buffers."""
+        bits = self.weight_tensor_scale_bits
+        return QuantizedTensor(
+            format=self.config.format, block=self.config.block, length=self.in_features,
+            codes=self.weight_codes, exponent=self.weight_exponent, dialect=self.weight_dialect,
+            block_scale=self.weight_block_scale, tensor_scale=None if bits is None else bits.view(torch.float32),
+        )  # fmt: skip
+
+    def _apply(self, fn, recurse=True):
+        # .to() / .cuda() / .to_empty() move the buffers; what is derived from them follows: the
+        # dequantized weight is rebuilt on first use, the SeDA families (int64) move with fn.
+        super()._apply(fn, recurse)
+        self._weight_deq = None
+        self._families = {slot: (version, fn(families)) for slot, (version, families) in self._families.items()}
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        tag = state_dict.get(prefix + "weight_format")
+        if tag is not None and not torch.equal(tag.cpu(), self.weight_format.cpu()):
+            stored = bytes(tag.cpu().tolist()).decode(errors="replace")
+            raise FormatError(
+                f"layer {self.name!r}: the state dict holds a {stored} weight, the layer is "
+                f"{self.config.format}/{self.config.block}; quantize the model with the checkpoint's config"
+            )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        self._weight_deq = None
+        self._families.clear()
 
     @property
     def weight_deq(self) -> torch.Tensor:

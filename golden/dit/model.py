@@ -125,8 +125,9 @@ def install(
 
     setattr(model, _STATE_ATTR, state)
     setattr(model, _HOOK_ATTR, model.register_forward_pre_hook(track_step, with_kwargs=True))
-    # diffusers' save_pretrained writes state_dict(), which has no quantized weights: refuse it (an
-    # instance attribute, so pipe.save_pretrained(), which calls it per component, refuses too).
+    # diffusers' save_pretrained would write the quantized buffers of state_dict() in a checkpoint
+    # that from_pretrained loads into float linears: refuse it (an instance attribute, so
+    # pipe.save_pretrained(), which calls it per component, refuses too).
     model.save_pretrained = functools.partial(_refuse_save_pretrained, type(model).__name__)
     return arch, quantized, kept
 
@@ -143,7 +144,8 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None) -> QuantRepor
 
     Args:
         model: a ``HunyuanVideoTransformer3DModel``, ``WanTransformer3DModel``,
-            ``LTXVideoTransformer3DModel``, ``CogVideoXTransformer3DModel`` or ``MochiTransformer3DModel``
+            ``SkyReelsV2Transformer3DModel``, ``LTXVideoTransformer3DModel``,
+            ``CogVideoXTransformer3DModel`` or ``MochiTransformer3DModel``
             (``golden.dit.ARCHITECTURES``), float, not yet quantized.
         config: ``QuantConfig`` (default: fb32, fake-quant, no decomposition).
     """

@@ -22,8 +22,7 @@ from diffusers.models.transformers.transformer_ltx import apply_rotary_emb as lt
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor, _get_qkv_projections
 
 from ..formats import FormatError
-from ..quantize import quantize
-from .linear import fast_dequantize
+from ..quantize import fake_quantize
 from .saliency import (
     _probabilities,
     anchor_attention,
@@ -61,9 +60,7 @@ def quantized_attention(query, key, value, *, key_mask, config) -> torch.Tensor:
     over queries like the saliency pass (``config.decomposition.chunk_bytes`` or the default)."""
 
     def fake(t: torch.Tensor) -> torch.Tensor:
-        return fast_dequantize(
-            quantize(t, config.format, block=config.block, select=config.activation_select, pad=True)
-        )
+        return fake_quantize(t, config.format, block=config.block, select=config.activation_select, pad=True)
 
     q, k = fake(query.float()), fake(key.float())
     v_t = fake(value.float().permute(0, 2, 3, 1))  # (batch, heads, head_dim, L): blocks along tokens

@@ -39,6 +39,15 @@ def _wan() -> nn.Module:
     )  # fmt: skip
 
 
+def _skyreels_v2() -> nn.Module:
+    from diffusers import SkyReelsV2Transformer3DModel
+
+    return SkyReelsV2Transformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=4, out_channels=4,
+        text_dim=32, freq_dim=32, ffn_dim=128, num_layers=2, rope_max_seq_len=64,
+    )  # fmt: skip
+
+
 def _ltx() -> nn.Module:
     from diffusers import LTXVideoTransformer3DModel
 
@@ -68,7 +77,8 @@ def _mochi() -> nn.Module:
 
 
 _BUILDERS = {
-    "hunyuan-video": _hunyuan, "wan": _wan, "ltx-video": _ltx, "cogvideox": _cogvideox, "mochi": _mochi,
+    "hunyuan-video": _hunyuan, "wan": _wan, "skyreels-v2": _skyreels_v2, "ltx-video": _ltx,
+    "cogvideox": _cogvideox, "mochi": _mochi,
 }  # fmt: skip
 #: Names accepted by ``tiny_transformer`` (the ``Architecture.name`` of each supported class).
 TINY_ARCHITECTURES = tuple(_BUILDERS)
@@ -113,7 +123,7 @@ def tiny_inputs(
             "hidden_states": torch.randn(batch, 4, frames, height, width, generator=g),
             "encoder_hidden_states": text, "encoder_attention_mask": mask,
         }  # fmt: skip
-    if name == "wan":
+    if name in ("wan", "skyreels-v2"):
         return {
             "hidden_states": torch.randn(batch, 4, frames, height, width, generator=g),
             "encoder_hidden_states": text,
