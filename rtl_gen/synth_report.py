@@ -50,9 +50,12 @@ __all__ = ["DESIGNS", "Design", "PROFILES", "VARIANT_TILES", "readme_table", "ru
 FLOW_VERSION = 3
 TILE_BLOCK = 32
 SIZES = ((1, 1), (4, 4), (16, 16))
-#: The tile parameters every cost configuration shares (hw/TILE.md explains each). 13 selector stages:
-#: one register per DSU logic level (at 8 the threshold read and the encoder shared a stage: 67 MHz).
-TILE_PARAMETERS = {"quantizers": 1, "interleave": 8, "buffer_blocks": 4, "output_depth": 9, "dsu_stages": 13}
+#: The tile parameters every cost configuration shares (hw/TILE.md explains each). 8 selector stages
+#: (the FB32 DSU at 8 stages: 67 MHz, its threshold read and encoder share a stage; the 13-stage unit,
+#: one register per level, is costed beside it: 98.7 MHz, +6.7k flip-flops).
+TILE_PARAMETERS = {"quantizers": 1, "interleave": 8, "buffer_blocks": 4, "output_depth": 9, "dsu_stages": 8}
+#: Register cuts of the fastest FB32 DSU (one per logic level at B = 32), synthesized as a unit.
+DSU_FULL_STAGES = 13
 #: LFE5U-85F resources (nextpnr ``--85k``).
 ECP5_LUTS = 83_640
 ECP5_FFS = 83_640
@@ -126,6 +129,8 @@ def _designs() -> tuple[Design, ...]:
          "mxfp4", "float_front_end"),
         (f"FB32 DSU (LUT, 32 dialects per cycle, {stages} stages)", DSUConfig(book=Book.FB32, block=TILE_BLOCK, pipeline_stages=stages),
          "fb32", "dsu"),
+        (f"FB32 DSU (LUT, 32 dialects per cycle, {DSU_FULL_STAGES} stages: one per level)",
+         DSUConfig(book=Book.FB32, block=TILE_BLOCK, pipeline_stages=DSU_FULL_STAGES), "fb32", "dsu"),
         (f"DialectFP4-16 exhaustive LUT DSU ({stages} stages; area only)",
          DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK, pipeline_stages=stages), "dialectfp4", "dsu", False),
         (f"DialectFP4-16 two-stage selector ({stages} stages)", TwoStageConfig(block=TILE_BLOCK, pipeline_stages=stages),
