@@ -137,7 +137,7 @@ def _exact(name, block, has_dialect, scatter, out="fp32", bias=False, residual=F
                           macs, budget)  # fmt: skip
 
 
-def _exact_e4m3(name, format, block, out="bf16", bias=True, budget=None):
+def _exact_e4m3(name, format, block, out="bf16", bias=True, budget=None, residual=False):
     """The E4M3-scaled dialect formats' exact GEMM (per-block kernel, its production tiles)."""
     config = PER_BLOCK_CONFIG
     signature = {
@@ -145,11 +145,13 @@ def _exact_e4m3(name, format, block, out="bf16", bias=True, budget=None):
         "stride_a_meta": "i32", "a_tensor_scale_ptr": "*fp32", "w_codes_ptr": "*u8", "w_scale_ptr": "*u8",
         "w_dialect_ptr": "*u8", "stride_w_codes": "i32", "stride_w_meta": "i32", "w_tensor_scale_ptr": "*fp32",
         "byte_words_ptr": "*i32", "out_ptr": f"*{out}", "stride_out": "i32", "bias_ptr": "*fp32",
+        "residual_ptr": "*fp32", "stride_residual": "i32", "slot_ptr": "*i32",
         "num_rows": "i32", "num_cols": "i32", "num_blocks": "i32",
     }  # fmt: skip
     constexprs = {
         "BLOCK": block, "BLOCK_M": config.block_m, "BLOCK_N": config.block_n,
         "DOT_PAD": max(1, MIN_DOT_K // block), "GRID_SHIFT": format_tables(format, "cpu").grid_shift, "HAS_BIAS": bias,
+        "HAS_RESIDUAL": residual,
     }  # fmt: skip
     macs = config.block_m * config.block_n * block
     return Specialization(name, _w4a4_gemm_e4m3_kernel, signature, constexprs, config.num_warps, config.num_stages,
@@ -187,13 +189,16 @@ def _prepare(name, block, tile_k, has_dialect):
     return Specialization(name, _prepare_activations_kernel, signature, constexprs)
 
 
-def _residual(name, block, has_dialect):
+def _residual(name, block, has_dialect, format=None):
+    """``format``: an E4M3-scaled dialect format (block scale bytes, tensor scale), else E8M0."""
     signature = {
         "x_ptr": "*bf16", "stride_x": "i32", "rows_ptr": "*i64", "codes_ptr": "*u8", "exponent_ptr": "*u8",
         "dialect_ptr": "*u8", "stride_codes": "i32", "stride_meta": "i32", "decode_ptr": "*i8",
-        "out_ptr": "*fp32", "stride_out": "i32", "num_salient": "i32",
+        "out_ptr": "*fp32", "stride_out": "i32", "num_salient": "i32", "tensor_scale_ptr": "*fp32",
     }  # fmt: skip
-    constexprs = {"BLOCK": block, "ROWS": 16, "HAS_DIALECT": has_dialect}
+    shift = 1 if format is None else format_tables(format, "cpu").grid_shift
+    constexprs = {"BLOCK": block, "ROWS": 16, "HAS_DIALECT": has_dialect, "E4M3": format is not None,
+                  "GRID_SHIFT": shift}  # fmt: skip
     return Specialization(name, _residual_rows_kernel, signature, constexprs)
 
 
@@ -213,7 +218,7 @@ def specializations() -> list[Specialization]:
         _quantize("quantize_tdit64_q_e4m3_lut_b32_bf16", "bf16", 32, ActivationRule.LUT, 64, False,
                   format="tdit64-q-e4m3"),
         _exact_e4m3("gemm_exact_e4m3_q_b32_bf16_bias", "tdit-q-e4m3", 32, budget=EXACT_BUDGET),
-        _exact_e4m3("gemm_exact_e4m3_q_b16_fp32", "tdit-q-e4m3", 16, "fp32", False),
+        _exact_e4m3("gemm_exact_e4m3_q_b16_fp32_residual", "tdit-q-e4m3", 16, "fp32", False, residual=True),
         _fast("gemm_exact_tiled_b32_bf16_bias", 32, 32, budget=EXACT_TILED_BUDGET, exact=True),
         _fast("gemm_exact_tiled_b32_fp32_residual", 32, 32, "fp32", False, True, budget=EXACT_TILED_BUDGET,
               exact=True),
@@ -230,6 +235,7 @@ def specializations() -> list[Specialization]:
         _prepare("prepare_fast_mxfp4_b32_t256", 32, 256, False),
         _residual("residual_dialect_b32", 32, True),
         _residual("residual_mxfp4_b32", 32, False),
+        _residual("residual_e4m3_q_b32", 32, True, format="tdit-q-e4m3"),
     ]
 
 

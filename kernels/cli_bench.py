@@ -75,7 +75,12 @@ def _check_args(args: argparse.Namespace) -> list[tuple[int, int]]:
     if any(m <= 0 for m in args.tokens):
         raise UsageError(f"token counts must be positive, got {args.tokens}")
     for name in args.formats:
-        kernel_format(name)
+        spec = kernel_format(name)
+        if "fast" in args.modes and (spec.grid.value != "half" or spec.scale.value != "e8m0"):
+            raise UsageError(
+                f"format {spec.name!r} ({spec.grid.value} grid, {spec.scale.value} scale) runs in exact mode only "
+                f"on the kernels; pass --modes exact"
+            )
     if args.rep_ms <= 0:
         raise UsageError(f"--rep-ms must be positive, got {args.rep_ms}")
     return _parse_shapes(args.shapes)

@@ -385,7 +385,7 @@ def _load_block_units(codes_ptr, dialect_ptr, byte_words_ptr, stride_codes, stri
 def _w4a4_gemm_e4m3_kernel(
     a_codes_ptr, a_scale_ptr, a_dialect_ptr, stride_a_codes, stride_a_meta, a_tensor_scale_ptr,
     w_codes_ptr, w_scale_ptr, w_dialect_ptr, stride_w_codes, stride_w_meta, w_tensor_scale_ptr,
-    byte_words_ptr, out_ptr, stride_out, bias_ptr,
+    byte_words_ptr, out_ptr, stride_out, bias_ptr, residual_ptr, stride_residual, slot_ptr,
     num_rows, num_cols, num_blocks,
     BLOCK: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -393,6 +393,7 @@ def _w4a4_gemm_e4m3_kernel(
     DOT_PAD: tl.constexpr,
     GRID_SHIFT: tl.constexpr,
     HAS_BIAS: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr,
 ):  # fmt: skip
     """Exact mode for E4M3-scaled dialect formats (NUMERICS 8.4), one dot per K block, in K order:
     ``term = fl32(fl32(acc 2^-2g fl32(s_a s_w)) fl32(t_a t_w))``, ``y = fl32(y + term)`` from +0.0.
@@ -423,8 +424,8 @@ def _w4a4_gemm_e4m3_kernel(
         scale = s_a[:, None] * s_w[None, :]
         y = y + ((acc.to(tl.float32) * (2.0 ** (-2 * GRID_SHIFT))) * scale) * tensor_scale
     out_mask = row_ok[:, None] & col_ok[None, :]
-    if HAS_BIAS:
-        y = y + tl.load(bias_ptr + cols64, mask=col_ok, other=0.0)[None, :]
+    y = _epilogue(y, rows, cols64, row_ok, col_ok, bias_ptr, residual_ptr, stride_residual, slot_ptr,
+                  HAS_BIAS, HAS_RESIDUAL)  # fmt: skip
     out = out_ptr + rows64[:, None] * stride_out + cols64[None, :]
     tl.store(out, _to_out(y, out_ptr.dtype.element_ty), mask=out_mask)
 
@@ -513,9 +514,9 @@ def gemm_into(a, w, mode: GemmMode, config: GemmConfig, out, *, bias=None, resid
     if a.rows == 0 or w.rows == 0:
         return
     if a.spec.scale is Scale.E4M3:
-        if mode is GemmMode.FAST or residual is not None:
-            require_half_e8m0(a.spec, "fast mode" if mode is GemmMode.FAST else "the fused residual epilogue")
-        _launch_exact_e4m3(a, w, per_block_config(config), out, bias)
+        if mode is GemmMode.FAST:
+            require_half_e8m0(a.spec, "fast mode")
+        _launch_exact_e4m3(a, w, per_block_config(config), out, bias, residual, slot)
         return
     if mode is GemmMode.FAST or a.block >= MIN_DOT_K:
         from .fast import fast_weight, launch_fast, prepare_activations
@@ -537,7 +538,7 @@ def per_block_config(config: GemmConfig) -> GemmConfig:
     return PER_BLOCK_CONFIG
 
 
-def _launch_exact_e4m3(a, w, config, out, bias):
+def _launch_exact_e4m3(a, w, config, out, bias, residual=None, slot=None):
     tables = format_tables(a.format, a.device)
     grid = (triton.cdiv(a.rows, config.block_m), triton.cdiv(w.rows, config.block_n))
     _w4a4_gemm_e4m3_kernel[grid](
@@ -546,10 +547,13 @@ def _launch_exact_e4m3(a, w, config, out, bias):
         w_codes_ptr=w.codes, w_scale_ptr=w.block_scale, w_dialect_ptr=w.dialect,
         stride_w_codes=w.codes.stride(0), stride_w_meta=w.block_scale.stride(0), w_tensor_scale_ptr=w.tensor_scale,
         byte_words_ptr=tables.byte_words, out_ptr=out, stride_out=out.stride(0),
-        bias_ptr=out if bias is None else bias,
+        bias_ptr=out if bias is None else bias, residual_ptr=out if residual is None else residual,
+        stride_residual=0 if residual is None else residual.stride(0),
+        slot_ptr=a.block_scale if slot is None else slot,
         num_rows=a.rows, num_cols=w.rows, num_blocks=a.num_blocks,
         BLOCK=a.block, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
         DOT_PAD=max(1, MIN_DOT_K // a.block), GRID_SHIFT=tables.grid_shift, HAS_BIAS=bias is not None,
+        HAS_RESIDUAL=residual is not None,
         num_warps=config.num_warps, num_stages=config.num_stages, **LAUNCH_OPTIONS,
     )  # fmt: skip
 

@@ -41,7 +41,7 @@ from .launch import validation_default
 from .packed import PackedOperand
 from .quantize_act import QuantizeConfig, quantize_activations, quantize_activations_torch
 from .residual import ResidualConfig, residual_rows, residual_rows_torch
-from .tables import kernel_format, require_half_e8m0
+from .tables import kernel_format
 
 __all__ = ["KernelConfig", "TritonW4A4Linear", "w4a4_linear", "w4a4_linear_op", "w4a4_linear_torch"]
 
@@ -133,8 +133,6 @@ def _linear(
             f"activations of shape {tuple(x.shape)} do not end in the weight's K={w.unpadded_length}"
         )
     mode = _check_operands(w, w, mode)
-    if salient_rows is not None:
-        require_half_e8m0(w.spec, "activation decomposition on the kernels")
     gemm_config = _resolve_config(mode, config.gemm, w.block)
     _check_epilogue(w, bias, out_dtype)
     lead = x.shape[:-1]
@@ -241,7 +239,6 @@ class TritonW4A4Linear(torch.nn.Module):
         if isinstance(weight, QuantizedTensor):
             weight = PackedOperand.from_quantized(weight)
         packed = _weight_operand(weight, torch.device("cpu"))
-        require_half_e8m0(packed.spec, "TritonW4A4Linear")
         try:
             self.mode = GemmMode(mode)
         except ValueError:
@@ -261,6 +258,8 @@ class TritonW4A4Linear(torch.nn.Module):
         self.register_buffer("codes", packed.codes)
         self.register_buffer("exponent", packed.exponent)
         self.register_buffer("dialect", packed.dialect)
+        self.register_buffer("block_scale", packed.block_scale)  # E4M3 scales only (else None)
+        self.register_buffer("tensor_scale", packed.tensor_scale)
         self.register_buffer(
             "bias", None if bias is None else bias.detach().to(torch.float32).to(packed.device)
         )
@@ -293,6 +292,8 @@ class TritonW4A4Linear(torch.nn.Module):
             exponent=self.exponent,
             dialect=self.dialect,
             logical_length=self.logical_length,
+            block_scale=self.block_scale,
+            tensor_scale=self.tensor_scale,
         )
 
     def forward(
@@ -333,8 +334,10 @@ class TritonW4A4Linear(torch.nn.Module):
 def _w4a4_linear_op(
     x: torch.Tensor,
     codes: torch.Tensor,
-    exponent: torch.Tensor,
+    exponent: torch.Tensor | None,
     dialect: torch.Tensor | None,
+    block_scale: torch.Tensor | None,
+    tensor_scale: torch.Tensor | None,
     bias: torch.Tensor | None,
     salient_rows: torch.Tensor | None,
     candidate_mask: torch.Tensor | None,
@@ -345,14 +348,14 @@ def _w4a4_linear_op(
     out_dtype: torch.dtype,
 ) -> torch.Tensor:
     """``w4a4_linear`` on a packed weight's tensors, with the production launch shapes."""
-    w = PackedOperand(format, block, codes, exponent, dialect, logical_length or None)
+    w = PackedOperand(format, block, codes, exponent, dialect, logical_length or None, block_scale, tensor_scale)
     return w4a4_linear(x, w, candidate_mask=candidate_mask, salient_rows=salient_rows, mode=mode, bias=bias,
                        out_dtype=out_dtype, validate=False)  # fmt: skip
 
 
 @_w4a4_linear_op.register_fake
-def _(x, codes, exponent, dialect, bias, salient_rows, candidate_mask, format, block, logical_length, mode,
-      out_dtype):  # fmt: skip
+def _(x, codes, exponent, dialect, block_scale, tensor_scale, bias, salient_rows, candidate_mask, format, block,
+      logical_length, mode, out_dtype):  # fmt: skip
     return x.new_empty((*x.shape[:-1], codes.shape[0]), dtype=out_dtype)
 
 
@@ -360,6 +363,7 @@ def w4a4_linear_op(x: torch.Tensor, weight: PackedOperand, *, bias=None, salient
                    mode: GemmMode | str = GemmMode.EXACT, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:  # fmt: skip
     """``w4a4_linear`` as the registered operator ``torch.ops.sdialect.w4a4_linear``: ``torch.compile``
     traces it as one node (no graph break); launch shapes are the production ones."""
-    return _w4a4_linear_op(x, weight.codes, weight.exponent, weight.dialect, bias, salient_rows, candidate_mask,
+    return _w4a4_linear_op(x, weight.codes, weight.exponent, weight.dialect, weight.block_scale, weight.tensor_scale,
+                           bias, salient_rows, candidate_mask,
                            weight.format, weight.block, weight.logical_length or 0, GemmMode(mode).value,
                            out_dtype)  # fmt: skip

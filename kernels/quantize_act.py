@@ -691,7 +691,10 @@ def quantize_activations(
     tensor_scale = tensor_amax = None
     if e4m3:  # the tensor maximum (a reduction over every row, before the kernel); t comes from the kernel
         tensor_scale = torch.zeros((), dtype=torch.float32, device=device)
-        tensor_amax = x2d.abs().amax().to(torch.float32) if rows else tensor_scale
+        tensor_amax = tensor_scale
+        if rows:  # max |x| = max(max x, -min x): one pass, no |x| temporary (NaN and inf propagate)
+            low, high = torch.aminmax(x2d)
+            tensor_amax = torch.maximum(high, -low).to(torch.float32)
     dialect = torch.empty(rows, nblocks, dtype=torch.uint8, device=device) if spec.is_dialect else exponent
     if mask is None:
         mask_arg, mask_strides = tables.idx, (0, 0)  # never read (HAS_MASK is off)

@@ -17,11 +17,13 @@ import triton.language as tl
 from golden.blocks import InputError
 from golden.formats import CODE_BITS, EXPONENT_BIAS
 
-from .gemm import _pow2
+from .gemm import _e4m3_value, _pow2
 from .launch import LAUNCH_OPTIONS, check_runnable
 from .packed import PackedOperand
 from .quantize_act import KERNEL_DTYPES
-from .tables import NUM_CODES, format_tables, require_half_e8m0
+from golden.formats import Scale
+
+from .tables import NUM_CODES, format_tables
 
 __all__ = ["ResidualConfig", "residual_rows", "residual_rows_torch"]
 
@@ -52,6 +54,14 @@ def _dequantize(packed_nibble, dialect_table, exponent):
 
 
 @triton.jit
+def _dequantize_e4m3(packed_nibble, dialect_table, step, GRID_SHIFT: tl.constexpr):
+    """binary32 value fl32(fl32(h 2^-g) * step) of codes (E4M3 scales); a set sign bit: -value or -0.0."""
+    units = tl.abs(tl.load(dialect_table + packed_nibble).to(tl.int32)).to(tl.float32)
+    magnitude = (units * (2.0 ** (-GRID_SHIFT))) * step
+    return tl.where((packed_nibble & _SIGN_BIT) != 0, -magnitude, magnitude)
+
+
+@triton.jit
 def _residual_rows_kernel(
     x_ptr, stride_x, rows_ptr,
     codes_ptr, exponent_ptr, dialect_ptr, stride_codes, stride_meta,
@@ -60,8 +70,15 @@ def _residual_rows_kernel(
     BLOCK: tl.constexpr,
     ROWS: tl.constexpr,
     HAS_DIALECT: tl.constexpr,
+    tensor_scale_ptr=None,
+    E4M3: tl.constexpr = False,
+    GRID_SHIFT: tl.constexpr = 1,
 ):  # fmt: skip
-    """out[i] = x[rows[i]] - deq(Q1[rows[i]]) for ROWS salient rows x one block."""
+    """out[i] = x[rows[i]] - deq(Q1[rows[i]]) for ROWS salient rows x one block.
+
+    E4M3 (``exponent_ptr`` holds the block scale bytes): ``deq = fl32(fl32(h 2^-g) fl32(t s))``
+    (NUMERICS 8.3; ``h 2^-g`` is exact, so one rounding), a set sign bit giving -value or -0.0.
+    """
     tl.static_assert(BLOCK % 2 == 0, "blocks hold whole bytes of packed codes")
     salient = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     block = tl.program_id(1)
@@ -80,8 +97,13 @@ def _residual_rows_kernel(
     x_row = x_ptr + source[:, None] * stride_x + block * BLOCK + 2 * pairs[None, :]
     x_even = tl.load(x_row, mask=ok[:, None], other=0.0).to(tl.float32)
     x_odd = tl.load(x_row + 1, mask=ok[:, None], other=0.0).to(tl.float32)
-    r_even = x_even - _dequantize(packed & 0xF, table, exponent)
-    r_odd = x_odd - _dequantize(packed >> 4, table, exponent)
+    if E4M3:
+        step = tl.load(tensor_scale_ptr) * _e4m3_value(exponent)  # fl32(t s), per row and block
+        r_even = x_even - _dequantize_e4m3(packed & 0xF, table, step, GRID_SHIFT)
+        r_odd = x_odd - _dequantize_e4m3(packed >> 4, table, step, GRID_SHIFT)
+    else:
+        r_even = x_even - _dequantize(packed & 0xF, table, exponent)
+        r_odd = x_odd - _dequantize(packed >> 4, table, exponent)
     out_row = out_ptr + salient.to(tl.int64)[:, None] * stride_out + block * BLOCK + 2 * pairs[None, :]
     tl.store(out_row, r_even, mask=ok[:, None])
     tl.store(out_row + 1, r_odd, mask=ok[:, None])
@@ -96,7 +118,6 @@ def _check(x: torch.Tensor, q1: PackedOperand, rows: torch.Tensor, validate: boo
         )
     if not isinstance(q1, PackedOperand):
         raise InputError(f"the quantized activations must be a PackedOperand, got {type(q1).__name__}")
-    require_half_e8m0(q1.spec, "the residual-rows kernel")
     x2d = x.detach().reshape(-1, x.shape[-1]) if x.dim() else x
     if x2d.dim() != 2 or tuple(x2d.shape) != (q1.rows, q1.length):
         raise InputError(
@@ -135,13 +156,16 @@ def residual_rows(
     out = torch.empty(rows.numel(), q1.length, dtype=torch.float32, device=q1.device)
     if rows.numel():
         tables = format_tables(q1.format, q1.device)
+        e4m3 = q1.spec.scale is Scale.E4M3
+        scale = q1.block_scale if e4m3 else q1.exponent  # per-block scale bytes
         _residual_rows_kernel[(triton.cdiv(rows.numel(), config.rows), q1.num_blocks)](
             x_ptr=x2d, stride_x=x2d.stride(0), rows_ptr=rows,
-            codes_ptr=q1.codes, exponent_ptr=q1.exponent,
-            dialect_ptr=q1.exponent if q1.dialect is None else q1.dialect,
-            stride_codes=q1.codes.stride(0), stride_meta=q1.exponent.stride(0),
+            codes_ptr=q1.codes, exponent_ptr=scale,
+            dialect_ptr=scale if q1.dialect is None else q1.dialect,
+            stride_codes=q1.codes.stride(0), stride_meta=scale.stride(0),
             decode_ptr=tables.decode, out_ptr=out, stride_out=out.stride(0),
             num_salient=rows.numel(), BLOCK=q1.block, ROWS=config.rows, HAS_DIALECT=q1.dialect is not None,
+            tensor_scale_ptr=q1.tensor_scale if e4m3 else out, E4M3=e4m3, GRID_SHIFT=tables.grid_shift,
             num_warps=config.num_warps, **LAUNCH_OPTIONS,
         )  # fmt: skip
     return out

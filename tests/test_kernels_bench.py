@@ -25,8 +25,9 @@ def test_without_a_gpu_it_says_so_and_exits_cleanly(tmp_path, capsys):
         (["--shapes", "1000x1536"], "divisible by 64"),
         (["--formats", "nvfp4"], "nvfp4"),
         (["--tokens", "0"], "positive"),
+        (["--formats", "tdit-q-e4m3"], "runs in exact mode only on the kernels; pass --modes exact"),
     ],
-    ids=["shape-syntax", "shape-divisibility", "format", "tokens"],
+    ids=["shape-syntax", "shape-divisibility", "format", "tokens", "e4m3-fast"],
 )
 def test_bad_arguments_are_one_sentence_errors(argv, message, capsys):
     assert main(["bench", "kernels", *argv]) == 2

@@ -21,6 +21,7 @@ from kernels import (
     w4a4_gemm_scatter_add,
     w4a4_gemm_torch,
     w4a4_linear,
+    w4a4_linear_torch,
 )
 from kernels.quantize_act import E4M3_BIAS, E4M3_FRACTION_BITS
 from kernels.tables import format_tables, kernel_format
@@ -164,6 +165,47 @@ def test_bias_output_dtype_and_linear():
     assert torch.equal(w4a4_linear(x, qw, config=kernels_interpret.SMALL), golden.quantized_matmul(qa, qw))
 
 
+def golden_decomposed(x, qw, rows, mask):
+    """The golden integer path with activation decomposition (ALGORITHMS.md 2.3): the residual
+    rows are quantized as a tensor of their own (their own tensor scale)."""
+    q1 = golden.quantize(x, qw.format, block=qw.block, mask=mask)
+    y = golden.quantized_matmul(q1, qw)
+    residual = x[rows].float() - q1.dequantize()[rows]
+    q2 = golden.quantize(residual, qw.format, block=qw.block, mask=mask[rows])
+    y[rows] = y[rows] + golden.quantized_matmul(q2, qw)
+    return y
+
+
+@pytest.mark.parametrize("format", ["tdit-q-e4m3", HALF_E4M3])
+def test_linear_with_decomposition_and_family_mask(format):
+    """w4a4_linear with salient rows and a SeDA mask: residual kernel (E4M3 dequantization), second
+    quantization, residual GEMM and the fused residual + bias epilogue, bit-identical to golden."""
+    x, _, qw = operands(format, 32, m=23, n=19, k=96)
+    rows = torch.tensor([0, 3, 7, 22])
+    mask = torch.zeros(23, 3, qw.spec.formatbook.num_dialects, dtype=torch.bool)
+    mask[::2, :, ::2] = True
+    mask[1::2, :, 1::4] = True
+    bias = torch.randn(19)
+    expected = golden_decomposed(x, qw, rows, mask) + bias
+    for linear in (w4a4_linear, w4a4_linear_torch):
+        y = linear(x, qw, candidate_mask=mask, salient_rows=rows, bias=bias, config=kernels_interpret.SMALL)
+        assert torch.equal(y, expected), linear.__name__
+
+
+def test_module_from_float_and_its_state_dict():
+    """TritonW4A4Linear holds the E4M3 weight's block and tensor scales as buffers; a state_dict
+    round trip keeps them, and its forward is golden's integer linear plus the bias."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 24)
+    module = TritonW4A4Linear.from_float(linear, format="tdit-q-e4m3", config=kernels_interpret.SMALL)
+    x = spread_rows(5, 64, seed=4)
+    expected = golden.quantized_linear(x, linear.weight.detach(), "tdit-q-e4m3") + linear.bias.detach()
+    assert torch.equal(module(x), expected)
+    clone = TritonW4A4Linear.from_float(torch.nn.Linear(64, 24), format="tdit-q-e4m3", config=kernels_interpret.SMALL)
+    clone.load_state_dict(module.state_dict())
+    assert torch.equal(clone(x), expected) and clone.tensor_scale.dim() == 0
+
+
 def test_unsupported_paths_are_refused_in_one_sentence():
     x, qa, qw = operands("tdit-q-e4m3", 32, m=4, n=4, k=64)
     a, w = PackedOperand.from_quantized(qa), PackedOperand.from_quantized(qw)
@@ -172,10 +214,6 @@ def test_unsupported_paths_are_refused_in_one_sentence():
         w4a4_gemm(a, w, mode="fast")
     with pytest.raises(FormatError, match=r"^fast mode " + half_e8m0):
         w4a4_gemm_torch(a, w, mode="fast")
-    with pytest.raises(FormatError, match=r"^activation decomposition on the kernels " + half_e8m0):
-        w4a4_linear(x, qw, salient_rows=torch.tensor([0]))
-    with pytest.raises(FormatError, match=r"^TritonW4A4Linear " + half_e8m0):
-        TritonW4A4Linear(qw)
     with pytest.raises(FormatError, match=r"^the scatter-add GEMM " + half_e8m0):
         w4a4_gemm_scatter_add(a, w, torch.zeros(4, 4), torch.arange(4))
     with pytest.raises(FormatError, match=r"^the Triton kernels implement the quarter grid with an E4M3 block scale only"):
