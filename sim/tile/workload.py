@@ -84,7 +84,8 @@ class RecordWorkload:
     @property
     def activation_blocks(self) -> int:
         """Activation blocks quantized (each once)."""
-        return int(np.prod(self.a_fields["blocks"].shape[:2]))
+        key = "blocks" if "blocks" in self.a_fields else min(k for k in self.a_fields if k.startswith("blocks."))
+        return int(np.prod(self.a_fields[key].shape[:2]))  # NVFP4 / E4M3 dialects: "blocks.<field>" groups
 
     def assemble(self, outputs: np.ndarray) -> np.ndarray:
         """Tile output beats ``(T, rows, cols)`` -> the ``(tile rows, N)`` result matrix (binary32 bits)."""
