@@ -64,6 +64,7 @@ class Mutant:
     also: tuple[tuple[str, str, str], ...] = ()
 
 
+#: Issue 10's new or changed mutants first (a run cut short still covers them).
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "mac-reset-less-accumulator",
@@ -76,6 +77,41 @@ MUTANTS: tuple[Mutant, ...] = (
         "reset ring restarts from +0.0, and a reset slot map marks the next beat `first`, which discards the ring",
         also=(("hw/mac_array.py", 'loop = _register(m, total, "ring_0")',
                'loop = Signal(FLOAT32_BITS, name="ring_0", reset_less=True)\n    m.d.sync += loop.eq(total)'),),
+    ),
+    Mutant(
+        "tile-join-ignores-sink-ready",
+        "hw/tile.py",
+        "m.d.comb += source.ready.eq(sink.ready & all_valid)",
+        "m.d.comb += source.ready.eq(all_valid)",
+        TILE_BACK_PRESSURE,
+        "a lockstep join hands its sources' beats over while its sink stalls (quantizers -> buffer, decoders "
+        "-> MAC array): beats are lost under back-pressure",
+    ),
+    Mutant(
+        "c-slow-idle-slot-adds-a-term",
+        "hw/mac_array.py",
+        'term = _register(m, Mux(flags_at[0], term_bits, 0), "term")',
+        'term = _register(m, term_bits, "term")',
+        (C_SLOW_BACK_PRESSURE,),
+        "a C-slow slot that gets no beat in a cycle adds the stale term instead of +0.0 (issue 10's adder ring)",
+    ),
+    Mutant(
+        "mac-stuck-ready",
+        "hw/mac_array.py",
+        "self.i.ready.eq((phase == expect) & (pending < depth))",
+        "self.i.ready.eq(phase == expect)",
+        (C_SLOW_MAC_CONTRACT,),
+        "the MAC array accepts beats while its output FIFO is full: beats are lost under back-pressure (random "
+        "back-pressure in simulation never fills the FIFO of one output per job; the contract's capacity bound does)",
+    ),
+    Mutant(
+        "skid-fifo-credit-off-by-one",
+        "hw/pipeline.py",
+        "i.ready.eq(inside < depth),",
+        "i.ready.eq(inside <= depth),",
+        (PIPELINED_DSU_CONTRACT,),
+        "a free-running pipeline takes one beat more than its skid FIFO holds: a beat is lost under back-pressure "
+        "(random back-pressure in simulation rarely stalls long enough; the stream contract's capacity bound does)",
     ),
     Mutant(
         "mac-no-restart-after-last",
@@ -92,32 +128,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "Mux(ea.sign, -product, product)",
         (MAC_AMARANTH,),
         "the product sign ignores the weight's sign bit",
-    ),
-    Mutant(
-        "mac-stuck-ready",
-        "hw/mac_array.py",
-        "self.i.ready.eq((phase == expect) & (pending < depth))",
-        "self.i.ready.eq(phase == expect)",
-        (C_SLOW_MAC_CONTRACT,),
-        "the MAC array accepts beats while its output FIFO is full: beats are lost under back-pressure (random "
-        "back-pressure in simulation never fills the FIFO of one output per job; the contract's capacity bound does)",
-    ),
-    Mutant(
-        "c-slow-idle-slot-adds-a-term",
-        "hw/mac_array.py",
-        'term = _register(m, Mux(flags_at[0], term_bits, 0), "term")',
-        'term = _register(m, term_bits, "term")',
-        (C_SLOW_BACK_PRESSURE,),
-        "a C-slow slot that gets no beat in a cycle adds the stale term instead of +0.0 (issue 10's adder ring)",
-    ),
-    Mutant(
-        "skid-fifo-credit-off-by-one",
-        "hw/pipeline.py",
-        "i.ready.eq(inside < depth),",
-        "i.ready.eq(inside <= depth),",
-        (PIPELINED_DSU_CONTRACT,),
-        "a free-running pipeline takes one beat more than its skid FIFO holds: a beat is lost under back-pressure "
-        "(random back-pressure in simulation rarely stalls long enough; the stream contract's capacity bound does)",
     ),
     Mutant(
         "adder-round-half-up",
@@ -182,15 +192,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "    with m.If(i.ready):\n        m.d.sync += o.valid.eq(i.valid)\n    if True:\n        with m.If(i.valid):",
         ("tests/test_hw_units.py::test_bit_exact_under_backpressure[decoder_fb32_dialectfp4_e2m1_l3]",),
         "a registered stage overwrites its payload while the output is stalled",
-    ),
-    Mutant(
-        "tile-join-ignores-sink-ready",
-        "hw/tile.py",
-        "m.d.comb += source.ready.eq(sink.ready & all_valid)",
-        "m.d.comb += source.ready.eq(all_valid)",
-        TILE_BACK_PRESSURE,
-        "a lockstep join hands its sources' beats over while its sink stalls (quantizers -> buffer, decoders "
-        "-> MAC array): beats are lost under back-pressure",
     ),
     Mutant(
         "front-end-exponent-off-by-one",
