@@ -22,7 +22,7 @@ __all__ = ["PORTS_VLT", "TileRegression", "run_tile_regression"]
 #: blanket ``--public-flat-rw`` off, as for the units).
 PORTS_VLT = "`verilator_config\n" + "".join(
     f'public_flat_rw -module "*" -var "{name}"\n'
-    for name in ("a__*", "w__*", "o__*", "k_blocks", "col_groups", "perf_*", "clk", "rst")
+    for name in ("a__*", "w__*", "o__*", "k_blocks", "col_groups", "tensor_scale_*", "perf_*", "clk", "rst")
 )
 
 
