@@ -1,6 +1,6 @@
 """``sdialect bench kernels``: W4A4 kernel throughput on a GPU against bf16, fp8 and MXFP4 weight-only.
 
-Shapes are video-DiT linears (KERNELS.md section 3): tokens M x hidden K -> N. For every shape the
+Shapes are video-DiT linears (kernels/README.md, "Benchmark (GPU)"): tokens M x hidden K -> N. For every shape the
 benchmark times torch bf16 ``F.linear``, fp8 ``torch._scaled_mm``, an MXFP4 weight-only
 dequantize-then-``F.linear``, and the Triton W4A4 GEMM (pre-quantized operands) and full linear
 (activation quantization included) per format and mode. It reports milliseconds, TFLOP/s

@@ -1,4 +1,4 @@
-"""`sdialect synth`: the hardware cost report (HARDWARE.md section 3) into build/report/hw.md and hw.json.
+"""`sdialect synth`: the hardware cost report into build/report/hw.md and hw.json.
 
     sdialect synth                      # every design of DESIGNS, both flows (make synth)
     sdialect synth --profile quick      # the units and the 1 x 1 tiles only

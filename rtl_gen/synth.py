@@ -1,4 +1,4 @@
-"""Verilog of any design (unit or tile) and its cost in two open flows (HARDWARE.md section 3).
+"""Verilog of any design (unit or tile) and its cost in two open flows.
 
 - ``write_design(config, out_dir)``: deterministic Verilog (``emit_src=False``) of a unit
   configuration (``hw.config``), a tile-side unit (``hw.tile_front_end``) or a tile (``hw.tile``),
@@ -107,12 +107,27 @@ def _pe_config(config):
     return (config.block, config.interleave, config.nvfp4, config.grid.value)
 
 
+def generator_digest() -> str:
+    """SHA-256 of the sources the Verilog is generated from (``hw/`` and ``golden/``'s Python files
+    and the shipped formatbooks): part of a design's stamp, so that a change to the generator, not
+    only to the configuration, regenerates the Verilog (and so re-runs its synthesis, whose cache key
+    is the Verilog's hash)."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    files = sorted([*(root / "hw").glob("*.py"), *(root / "golden").glob("*.py"),
+                    *(root / "golden" / "assets" / "formatbooks").glob("*.json")])
+    for file in files:
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def write_design(config, out_dir: str | os.PathLike, *, hierarchical: bool = False) -> Path:
     """Write ``out_dir/<name>.v`` and ``<name>.json`` for ``config``; returns the Verilog path.
 
     ``hierarchical``: for designs with a MAC array, the file holds the PE module once, then the
     design, whose PEs instantiate it (synthesis keeps the hierarchy and counts each instance).
-    An existing file with the same configuration JSON is kept (elaborating a big tile takes a minute).
+    An existing file with the same configuration and the same generator sources (``generator_digest``)
+    is kept (elaborating a big tile takes a minute); any change to either regenerates it.
     """
     from amaranth.back import verilog
 
@@ -123,7 +138,10 @@ def write_design(config, out_dir: str | os.PathLike, *, hierarchical: bool = Fal
     path = out_dir / f"{config.name}.v"
     stamp = out_dir / f"{config.name}.json"
     pe = _pe_config(config) if hierarchical else None
-    text = json.dumps({"config": json.loads(config.to_json()), "hierarchical_pe": pe}, sort_keys=True) + "\n"
+    text = json.dumps(
+        {"config": json.loads(config.to_json()), "hierarchical_pe": pe, "generator": generator_digest()},
+        sort_keys=True,
+    ) + "\n"
     if path.exists() and stamp.exists() and stamp.read_text() == text:
         return path
     verilog_text = verilog.convert(build_design(config, hierarchical=pe is not None), name=config.name, emit_src=False)

@@ -62,7 +62,7 @@ ECP5_FFS = 83_640
 #: Place and route only arrays up to this many LUT4s (WASM nextpnr on the shared 2-core machine needs
 #: about 40 minutes for a 20k-LUT design); larger fitting arrays are reported as fitting, not placed.
 PLACE_LUT_BUDGET = 30_000
-#: Published numbers (HARDWARE.md section 3).
+#: Published numbers (the comparisons in hw/README.md).
 ANCHORS = {
     "dialectfp4_mac_over_fp4_mac": (248.0 / 247.0, "BlockDialect: DialectFP4 MAC 248 um^2 vs FP4 MAC 247 um^2 (45 nm)"),
     "two_stage_over_exhaustive_selector": (0.1, "BlockDialect: two-stage selector about 1/10 of an exhaustive MSE selector"),

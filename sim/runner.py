@@ -45,7 +45,8 @@ __all__ = [
 SIM_ROOT = Path(os.environ.get("SDIALECT_SIM_ROOT") or Path(__file__).resolve().parent.parent / "build" / "sim")
 #: The simulators ``run_cocotb`` drives (cocotb_tools.runner names).
 SIMULATORS = ("verilator", "icarus")
-#: Amaranth's Verilog relies on implicit width extension/truncation (HARDWARE.md section 4).
+#: Amaranth's Verilog relies on implicit width extension/truncation (the waivers for what that raises
+#: are in rtl_gen/lint_waivers.vlt).
 #: cocotb's runner marks every signal public (``--public-flat-rw``), which multiplies the C++ of the
 #: big selector models by ten; the testbench only touches ports, so only they are made public
 #: (``PORTS_VLT``) and the blanket flag is turned off again.

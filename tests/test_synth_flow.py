@@ -55,6 +55,23 @@ def test_generic_flow_keeps_the_hierarchy_and_sums_it(tmp_path):
     assert result.total.flip_flops == 8 + 16 * 4 + 1
 
 
+def test_a_changed_generator_regenerates_the_verilog(tmp_path, monkeypatch):
+    """The stamp holds the generator's digest: the same configuration from changed hw/ sources is
+    elaborated again instead of reusing Verilog (and synthesis results) of the old sources."""
+    import rtl_gen.synth as synth
+    from hw.tile_front_end import E2M1EncoderConfig
+
+    config = E2M1EncoderConfig(block=16)
+    verilog = write_design(config, tmp_path / "rtl")
+    stamp = verilog.with_suffix(".json")
+    assert json.loads(stamp.read_text())["generator"] == synth.generator_digest()
+    verilog.write_text("// stale\n")  # the Verilog of some older generator
+    assert write_design(config, tmp_path / "rtl").read_text() == "// stale\n"  # same sources: reused
+    monkeypatch.setattr(synth, "generator_digest", lambda: "0" * 64)
+    assert "module e2m1_encoder_b16" in write_design(config, tmp_path / "rtl").read_text()
+    assert json.loads(stamp.read_text())["generator"] == "0" * 64
+
+
 def test_hierarchical_synthesis_counts_each_pe_instance(tmp_path):
     """A 2 x 2 MAC array: the PE module is synthesized once, and the total counts it four times."""
     from hw import MACArrayConfig
