@@ -207,18 +207,24 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
 
     total = Signal(work + 1, name=f"{prefix}_sum")
     m.d.comb += total.eq(Mux(subtract, x_work - y_aligned, x_work + y_aligned))
+    # The subnormal barrier, beside the add: a one at bit work - x_exp, so the leading-one search below
+    # stops after at most x_exp - 1 left shifts (the exponent never goes below 1) with no compare and
+    # clamp after the search; none when x_exp > work (the search stops at the sum's own leading one).
+    barrier = Signal(work, name=f"{prefix}_barrier")
+    m.d.comb += barrier.eq((Const(1 << work, work + 1) >> x_exp)[:work])
     live = cuts[3]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
-                    "total": total})  # fmt: skip
+                    "total": total, "barrier": barrier})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     total = live["total"]
 
-    # Normalize so the leading one sits at bit work - 1 (the hidden bit), never below exponent 1.
-    top = _msb_index(m, total, f"{prefix}_sum_top")
-    lead = Signal(range(work + 1), name=f"{prefix}_lead")
-    m.d.comb += lead.eq((work - 1) - top)
-    room = x_exp - 1  # left shifts allowed before the exponent reaches the subnormal range
-    amount = Signal(range(work + 1), name=f"{prefix}_left")
-    m.d.comb += amount.eq(Mux(lead > room, room, lead))
+    # Normalize so the leading one sits at bit work - 1 (the hidden bit), never below exponent 1:
+    # shift left by min(leading zeros of the sum, x_exp - 1) = the leading zeros of sum | barrier. The
+    # search runs over 32 bits (the sum's low `work` bits on top), so the count is the complement of the
+    # top index. (A zero sum counts 31: it normalizes to 0 and packs as a zero whatever the exponent.)
+    search = Cat(Const(0, 32 - work), total[:work] | live["barrier"])
+    top = _msb_index(m, search, f"{prefix}_sum_top")
+    amount = Signal(5, name=f"{prefix}_left")
+    m.d.comb += amount.eq(~top)
     is_zero = Signal(name=f"{prefix}_is_zero")
     m.d.comb += is_zero.eq(total == 0)
     live = cuts[4]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
