@@ -249,21 +249,23 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
     round_up = guard & (rest | significand[0])
     rounded = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_rounded")
     m.d.comb += rounded.eq(significand + round_up)
-    live = cuts[6]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
-                    "rounded": rounded, "exponent": exponent, "is_zero": is_zero})  # fmt: skip
-    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
-    rounded, exponent, is_zero = live["rounded"], live["exponent"], live["is_zero"]
-    x_sign = x[-1]
-    final_exp = Signal(signed(EXPONENT_BITS + 3), name=f"{prefix}_final_exp")
+    # Beside the increment: both candidate exponents (a carry out of the rounding adds one) and their
+    # overflow tests, and the sign (a zero sum is +0 unless both operands were -0: then subtract is 0
+    # and x_sign is 1), so the last step is selections only.
+    exponent_up = Signal(signed(EXPONENT_BITS + 3), name=f"{prefix}_exponent_up")
+    m.d.comb += exponent_up.eq(exponent + 1)
+    sign = Signal(name=f"{prefix}_sign")
+    m.d.comb += sign.eq(Mux(is_zero & subtract, 0, x_sign))
+    live = cuts[6]({"x": x, "nan_out": nan_out, "x_special": x_special, "rounded": rounded, "sign": sign,
+                    "exponent": exponent, "exponent_up": exponent_up, "overflow": exponent >= EXPONENT_ALL_ONES,
+                    "overflow_up": exponent_up >= EXPONENT_ALL_ONES})  # fmt: skip
+    x, nan_out, x_special, rounded, sign = (live[k] for k in ("x", "nan_out", "x_special", "rounded", "sign"))
+    carry = rounded[SIGNIFICAND_BITS]
     final_sig = Signal(SIGNIFICAND_BITS, name=f"{prefix}_final_sig")
-    with m.If(rounded[SIGNIFICAND_BITS]):
-        m.d.comb += [final_exp.eq(exponent + 1), final_sig.eq(rounded[1:])]
-    with m.Else():
-        m.d.comb += [final_exp.eq(exponent), final_sig.eq(rounded[:SIGNIFICAND_BITS])]
-    # A result without its hidden bit is subnormal (exponent field 0); a zero sum is +0 unless
-    # both operands were -0 (then subtract is 0 and x_sign is 1).
-    sign = Mux(is_zero & subtract, 0, x_sign)
-    field = Mux(final_sig[FRACTION_BITS], final_exp[:EXPONENT_BITS], 0)
+    m.d.comb += final_sig.eq(Mux(carry, rounded[1:], rounded[:SIGNIFICAND_BITS]))
+    # A result without its hidden bit is subnormal (exponent field 0).
+    field = Mux(carry, live["exponent_up"][:EXPONENT_BITS], Mux(rounded[FRACTION_BITS], live["exponent"][:EXPONENT_BITS], 0))
+    overflow = Mux(carry, live["overflow_up"], live["overflow"])
     infinity = Cat(Const(0, FRACTION_BITS), Const(EXPONENT_ALL_ONES, EXPONENT_BITS))
 
     result = Signal(32, name=f"{prefix}_bits")
@@ -271,7 +273,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
         m.d.comb += result.eq(CANONICAL_NAN)
     with m.Elif(x_special):
         m.d.comb += result.eq(x)
-    with m.Elif(final_exp >= EXPONENT_ALL_ONES):
+    with m.Elif(overflow):
         m.d.comb += result.eq(Cat(infinity, sign))
     with m.Else():
         m.d.comb += result.eq(Cat(final_sig[:FRACTION_BITS], field, sign))
