@@ -136,13 +136,28 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
     """binary32 bits of ``fl(a + b)``, round to nearest even, with subnormals, infinities and NaN.
 
     ``cuts`` are seven ``cut(values) -> values`` hooks between the adder's eight steps (swap compare
-    and exponent differences | clamped alignment distance | alignment shift | add | leading-one
+    and exponent differences | operand swap, special cases and the clamped alignment distance |
+    alignment shift | add | leading-one
     detection and shift amount | normalizing shift | rounding increment | packing and special
     cases), so a pipelined caller can register the values there.
     """
     magnitude_bits = EXPONENT_BITS + FRACTION_BITS
-    swap = b[:magnitude_bits] > a[:magnitude_bits]
-    x = Signal(32, name=f"{prefix}_x")  # the operand of larger magnitude
+    work = SIGNIFICAND_BITS + EXTRA_BITS  # significand, guard, round, sticky
+    # Step 1: the swap compare and both exponent differences, side by side (the operands stay raw:
+    # the swap multiplexers follow the first hook, off the compare's carry chain).
+    swap = Signal(name=f"{prefix}_swap")
+    m.d.comb += swap.eq(b[:magnitude_bits] > a[:magnitude_bits])
+    a_exp, b_exp = (Mux(v[FRACTION_BITS:magnitude_bits] != 0, v[FRACTION_BITS:magnitude_bits], 1) for v in (a, b))
+    differences = []
+    for tag, difference in (("ab", a_exp - b_exp), ("ba", b_exp - a_exp)):
+        d = Signal(signed(EXPONENT_BITS + 2), name=f"{prefix}_difference_{tag}")
+        m.d.comb += d.eq(difference)
+        differences.append(d)
+    live = cuts[0]({"a": a, "b": b, "swap": swap, "difference_ab": differences[0], "difference_ba": differences[1]})
+    a, b, swap = live["a"], live["b"], live["swap"]
+
+    # Step 2: the operand of larger magnitude x, the special cases, the clamped alignment distance.
+    x = Signal(32, name=f"{prefix}_x")
     y = Signal(32, name=f"{prefix}_y")
     m.d.comb += [x.eq(Mux(swap, b, a)), y.eq(Mux(swap, a, b))]
 
@@ -165,21 +180,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
         x_special.eq(x_field == EXPONENT_ALL_ONES),
         nan_out.eq((x_special & (x[:FRACTION_BITS] != 0)) | (x_special & y_special & subtract)),
     ]
-
-    work = SIGNIFICAND_BITS + EXTRA_BITS  # significand, guard, round, sticky
-    # Both exponent differences in parallel with the swap compare (not after it), then one select.
-    a_exp, b_exp = (Mux(v[FRACTION_BITS:magnitude_bits] != 0, v[FRACTION_BITS:magnitude_bits], 1) for v in (a, b))
-    differences = []
-    for tag, difference in (("ab", a_exp - b_exp), ("ba", b_exp - a_exp)):
-        d = Signal(signed(EXPONENT_BITS + 2), name=f"{prefix}_difference_{tag}")
-        m.d.comb += d.eq(difference)
-        differences.append(d)
-    y_sig_bits = Signal(SIGNIFICAND_BITS, name=f"{prefix}_y_sig")
-    m.d.comb += y_sig_bits.eq(y_sig)
     keep = ("x", "x_exp", "subtract", "nan_out", "x_special")
-    live = cuts[0]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
-                    "swap": swap, "difference_ab": differences[0], "difference_ba": differences[1], "y_sig": y_sig_bits})  # fmt: skip
-    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     clamped = []
     for tag in ("ab", "ba"):
         d = live[f"difference_{tag}"]
@@ -187,9 +188,11 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
         m.d.comb += c.eq(Mux(d > work, work, d))
         clamped.append(c)
     distance = Signal(range(work + 1), name=f"{prefix}_distance")
-    m.d.comb += distance.eq(Mux(live["swap"], clamped[1], clamped[0]))
+    m.d.comb += distance.eq(Mux(swap, clamped[1], clamped[0]))
+    y_sig_bits = Signal(SIGNIFICAND_BITS, name=f"{prefix}_y_sig")
+    m.d.comb += y_sig_bits.eq(y_sig)
     live = cuts[1]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
-                    "distance": distance, "y_sig": live["y_sig"]})  # fmt: skip
+                    "distance": distance, "y_sig": y_sig_bits})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
 
     shifted = Cat(Const(0, work), Const(0, EXTRA_BITS), live["y_sig"]) >> live["distance"]  # lost bits below bit `work`
@@ -318,20 +321,30 @@ def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cut
         half.eq(wide[shifted_width]),
         sticky.eq(wide[:shifted_width] != 0),
     ]
-    names = ("kept", "half", "sticky", "scale", "negative", "zero")
-    live = cuts[3](dict(zip(names, (kept, half, sticky, scale, negative, zero))))
-    kept, half, sticky, scale, negative, zero = (live[k] for k in names)
+    # value = rounded * 2^scale: bit 23 set -> biased field scale + 150; a carry into bit 24 -> + 151.
+    # Both candidate fields and their overflow tests depend on `scale` only: formed before the last
+    # hook, so the rounding step is the increment and a selection.
+    fields, overflows = [], []
+    for carry in (0, 1):
+        f = Signal(signed(len(scale) + 2), name=f"{prefix}_field_{carry}")
+        m.d.comb += f.eq(scale + 150 + carry)
+        fields.append(f)
+        overflows.append(f >= EXPONENT_ALL_ONES)
+    names = ("kept", "half", "sticky", "field_0", "field_1", "overflow_0", "overflow_1", "negative", "zero")
+    live = cuts[3](dict(zip(names, (kept, half, sticky, *fields, *overflows, negative, zero))))
+    kept, half, sticky, negative, zero = (live[k] for k in ("kept", "half", "sticky", "negative", "zero"))
 
     round_up = half & (sticky | kept[0])  # to nearest, ties to even
     rounded = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_rounded")
     m.d.comb += rounded.eq(kept + round_up)
-    # value = rounded * 2^scale: bit 23 set -> biased field scale + 150; a carry into bit 24 -> + 151.
+    carry = rounded[SIGNIFICAND_BITS]
     field = Signal(signed(len(scale) + 2), name=f"{prefix}_field")
-    m.d.comb += field.eq(Mux(rounded[SIGNIFICAND_BITS], scale + 151, Mux(rounded[FRACTION_BITS], scale + 150, 0)))
+    m.d.comb += field.eq(Mux(carry, live["field_1"], Mux(rounded[FRACTION_BITS], live["field_0"], 0)))
+    overflow = Mux(carry, live["overflow_1"], rounded[FRACTION_BITS] & live["overflow_0"])
     result = Signal(32, name=f"{prefix}_bits")
     with m.If(zero):
         m.d.comb += result.eq(0)
-    with m.Elif(field >= EXPONENT_ALL_ONES):
+    with m.Elif(overflow):
         m.d.comb += result.eq(Cat(Const(0, FRACTION_BITS), Const(EXPONENT_ALL_ONES, EXPONENT_BITS), negative))
     with m.Else():
         m.d.comb += result.eq(Cat(rounded[:FRACTION_BITS], field[:EXPONENT_BITS], negative))
