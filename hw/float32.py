@@ -210,8 +210,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
     # The subnormal barrier, beside the add: a one at bit work - x_exp, so the leading-one search below
     # stops after at most x_exp - 1 left shifts (the exponent never goes below 1) with no compare and
     # clamp after the search; none when x_exp > work (the search stops at the sum's own leading one).
-    barrier = Signal(work, name=f"{prefix}_barrier")
-    m.d.comb += barrier.eq((Const(1 << work, work + 1) >> x_exp)[:work])
+    barrier = (Const(1 << work, work + 1) >> x_exp)[:work]
     live = cuts[3]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "total": total, "barrier": barrier})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
@@ -252,8 +251,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
     # Beside the increment: both candidate exponents (a carry out of the rounding adds one) and their
     # overflow tests, and the sign (a zero sum is +0 unless both operands were -0: then subtract is 0
     # and x_sign is 1), so the last step is selections only.
-    exponent_up = Signal(signed(EXPONENT_BITS + 3), name=f"{prefix}_exponent_up")
-    m.d.comb += exponent_up.eq(exponent + 1)
+    exponent_up = exponent + 1
     sign = Signal(name=f"{prefix}_sign")
     m.d.comb += sign.eq(Mux(is_zero & subtract, 0, x_sign))
     live = cuts[6]({"x": x, "nan_out": nan_out, "x_special": x_special, "rounded": rounded, "sign": sign,
@@ -261,8 +259,8 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
                     "overflow_up": exponent_up >= EXPONENT_ALL_ONES})  # fmt: skip
     x, nan_out, x_special, rounded, sign = (live[k] for k in ("x", "nan_out", "x_special", "rounded", "sign"))
     carry = rounded[SIGNIFICAND_BITS]
-    final_sig = Signal(SIGNIFICAND_BITS, name=f"{prefix}_final_sig")
-    m.d.comb += final_sig.eq(Mux(carry, rounded[1:], rounded[:SIGNIFICAND_BITS]))
+    fraction = Signal(FRACTION_BITS, name=f"{prefix}_fraction")
+    m.d.comb += fraction.eq(Mux(carry, rounded[1:SIGNIFICAND_BITS], rounded[:FRACTION_BITS]))
     # A result without its hidden bit is subnormal (exponent field 0).
     field = Mux(carry, live["exponent_up"][:EXPONENT_BITS], Mux(rounded[FRACTION_BITS], live["exponent"][:EXPONENT_BITS], 0))
     overflow = Mux(carry, live["overflow_up"], live["overflow"])
@@ -276,7 +274,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
     with m.Elif(overflow):
         m.d.comb += result.eq(Cat(infinity, sign))
     with m.Else():
-        m.d.comb += result.eq(Cat(final_sig[:FRACTION_BITS], field, sign))
+        m.d.comb += result.eq(Cat(fraction, field, sign))
     return result
 
 
