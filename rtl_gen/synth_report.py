@@ -59,12 +59,11 @@ PLACED_SIZE = (2, 2)
 #: Tiles this large are synthesized to generic gates only: their ECP5 netlists (flattened for nextpnr)
 #: are far past the device, and their LUT counts say nothing the 4 x 4 ones do not.
 ECP5_MAX_PES = 16
-#: The tile parameters every cost configuration shares (hw/TILE.md explains each). 8 selector stages
-#: (the FB32 DSU at 8 stages: 67 MHz, its threshold read and encoder share a stage; the 13-stage unit,
-#: one register per level, is costed beside it: 98.7 MHz, +6.7k flip-flops).
-TILE_PARAMETERS = {"quantizers": 1, "interleave": 8, "buffer_blocks": 4, "output_depth": 9, "dsu_stages": 8}
-#: Register cuts of the fastest FB32 DSU (one per logic level at B = 32), synthesized as a unit.
-DSU_FULL_STAGES = 13
+#: The tile parameters every cost configuration shares (hw/TILE.md explains each). 13 selector stages:
+#: one register per logic level of the FB32 DSU at B = 32 (at 8 stages its threshold read and encoder
+#: share a stage: 67 MHz; the two-stage selector's did too at 8 of its 15 levels: 79 MHz), so both
+#: selectors reach 100 MHz on ECP5 (issue 10).
+TILE_PARAMETERS = {"quantizers": 1, "interleave": 8, "buffer_blocks": 4, "output_depth": 9, "dsu_stages": 13}
 #: LFE5U-85F resources (nextpnr ``--85k``).
 ECP5_LUTS = 83_640
 ECP5_FFS = 83_640
@@ -141,8 +140,6 @@ def _designs() -> tuple[Design, ...]:
          "mxfp4", "float_front_end"),
         (f"FB32 DSU (LUT, 32 dialects per cycle, {stages} stages)", DSUConfig(book=Book.FB32, block=TILE_BLOCK, pipeline_stages=stages),
          "fb32", "dsu"),
-        (f"FB32 DSU (LUT, 32 dialects per cycle, {DSU_FULL_STAGES} stages: one per level)",
-         DSUConfig(book=Book.FB32, block=TILE_BLOCK, pipeline_stages=DSU_FULL_STAGES), "fb32", "dsu"),
         (f"DialectFP4-16 exhaustive LUT DSU ({stages} stages; area only)",
          DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK, pipeline_stages=stages), "dialectfp4", "dsu", False),
         (f"DialectFP4-16 two-stage selector ({stages} stages)", TwoStageConfig(block=TILE_BLOCK, pipeline_stages=stages),
