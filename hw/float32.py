@@ -50,6 +50,13 @@ def _msb_index(m: Module, value, name: str) -> Signal:
     return index
 
 
+def _lost_bits(value, amount, offset: int):
+    """Whether ``value`` has a set bit ``i`` with ``amount >= i + offset``: the bits a right shift by
+    ``amount`` drops below the kept ones (``offset`` places them), tested beside the shifter on its
+    input (an OR over the shifter's low outputs would follow the shifter's multiplexer levels)."""
+    return Cat(*(value[i] & (amount >= i + offset) for i in range(len(value)))) != 0
+
+
 def _no_cut(values: dict) -> dict:
     return values
 
@@ -96,7 +103,7 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut,) * TERM_
     kept = Signal(FRACTION_BITS + 1, name=f"{prefix}_kept")
     half = Signal(name=f"{prefix}_half")
     sticky = Signal(name=f"{prefix}_sticky")
-    m.d.comb += [kept.eq(wide[width + 1 :]), half.eq(wide[width]), sticky.eq(wide[:width] != 0)]
+    m.d.comb += [kept.eq(wide[width + 1 :]), half.eq(wide[width]), sticky.eq(_lost_bits(magnitude, right, 2))]
     left = Signal(FRACTION_BITS + 1, name=f"{prefix}_subnormal_exact")
     m.d.comb += left.eq(magnitude << left_amount)
     zero = Signal(name=f"{prefix}_zero")
@@ -197,7 +204,8 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
 
     shifted = Cat(Const(0, work), Const(0, EXTRA_BITS), live["y_sig"]) >> live["distance"]  # lost bits below bit `work`
     y_aligned = Signal(work, name=f"{prefix}_y_aligned")
-    m.d.comb += y_aligned.eq(Cat(shifted[work] | (shifted[:work] != 0), shifted[work + 1 : 2 * work]))
+    sticky = _lost_bits(live["y_sig"], live["distance"], EXTRA_BITS)  # the bits that land at or below bit `work`
+    m.d.comb += y_aligned.eq(Cat(sticky, shifted[work + 1 : 2 * work]))
     live = cuts[2]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "y_aligned": y_aligned})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
@@ -325,7 +333,7 @@ def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cut
     m.d.comb += [
         kept.eq(wide[shifted_width + 1 :]),
         half.eq(wide[shifted_width]),
-        sticky.eq(wide[:shifted_width] != 0),
+        sticky.eq(_lost_bits(magnitude, amount, SIGNIFICAND_BITS + 2)),
     ]
     # value = rounded * 2^scale: bit 23 set -> biased field scale + 150; a carry into bit 24 -> + 151.
     # Both candidate fields and their overflow tests depend on `scale` only: formed before the last
