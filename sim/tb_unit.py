@@ -54,6 +54,7 @@ def _record(case, test: str, batch, outputs: int, seconds: float, cycles: int, *
         "inputs": len(batch.payloads), "outputs": outputs, "seconds": round(seconds, 3), "cycles": cycles,
         "outputs_per_second": round(outputs / seconds, 1) if seconds > 0 else None, **extra,
     }
+    _REPORT["load_average"] = [round(x, 2) for x in os.getloadavg()]  # speeds scale with the machine's load
     _REPORT["coverage"] = _COVERAGE[case.config.name].to_dict()
     path = os.environ.get("SDIALECT_SIM_REPORT")
     if path:

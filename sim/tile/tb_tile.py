@@ -220,6 +220,7 @@ async def captured_layers_replay_bit_exact(dut):
         "activation_blocks": total_blocks,
         "blocks_per_s": total_blocks / total_wall if total_wall else 0.0,
         "min_pe_utilization": min((r["pe_utilization"] for r in records), default=0.0),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "failures": failures,
     }
     report = Path(os.environ["SDIALECT_TILE_REPORT"])
