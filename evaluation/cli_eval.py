@@ -1,8 +1,8 @@
 """`sdialect eval --model DIR`: the demo's evaluation on a local diffusers-format video transformer.
 
 DIR holds ``config.json`` and diffusers weights (or has them under ``DIR/transformer``); nothing is
-downloaded. Supported classes: every class ``quantize_`` supports (HunyuanVideo, Wan, LTX-Video,
-CogVideoX, Mochi transformers). Without a text encoder, seeded random embeddings of the model's text
+downloaded. Supported classes: every class ``quantize_`` supports (``golden.dit.ARCHITECTURES``:
+HunyuanVideo, Wan, SkyReels-V2, LTX-Video, CogVideoX, Mochi transformers). Without a text encoder, seeded random embeddings of the model's text
 width stand in for prompts. ``--size`` must be at least 11 (SSIM's window, computed on the latents);
 it and ``--frames`` are checked before anything is generated.
 """

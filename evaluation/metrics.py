@@ -7,12 +7,12 @@ compared with SQNR = 10 log10(sum ref^2 / sum (ref - test)^2) in dB.
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from dataclasses import dataclass
 
 import torch
+
+from golden.dit.memory import PeakMemory
 
 #: Reported for identical inputs instead of +inf (keeps metrics.json finite), in dB.
 MAX_DB = 100.0
@@ -121,16 +121,11 @@ def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
     return float(_db(ref64.square().sum(), (ref64 - test64).square().sum()))
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 @dataclass
 class Measurement:
-    """Wall time in seconds and peak memory in MiB of one measured region. On CUDA the peak is
-    ``torch.cuda.max_memory_allocated``; on CPU it is the peak resident set size sampled every 5 ms
-    above the size at entry (the extra memory the region needed)."""
+    """Wall time in seconds and peak memory in MiB of one measured region: the extra memory the
+    region needed (``golden.dit.memory.PeakMemory``: on CUDA the allocator's peak above its level at
+    entry; on CPU the resident set size sampled every 5 ms above its size at entry)."""
 
     wall_time_s: float = 0.0
     peak_memory_mib: float = 0.0
@@ -142,31 +137,14 @@ class Measure:
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
         self.result = Measurement()
-        self._stop = threading.Event()
-        self._peak = 0
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self._peak = max(self._peak, _rss_bytes())
+        self._peak = PeakMemory(self.device)
 
     def __enter__(self) -> Measurement:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            self._base = self._peak = _rss_bytes()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+        self._peak.__enter__()
         self._start = time.perf_counter()
         return self.result
 
     def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            peak = torch.cuda.max_memory_allocated(self.device)
-        else:
-            self._stop.set()
-            self._thread.join()
-            peak = max(self._peak, _rss_bytes()) - self._base
+        self._peak.__exit__(*exc)
         self.result.wall_time_s = time.perf_counter() - self._start
-        self.result.peak_memory_mib = peak / 2**20
+        self.result.peak_memory_mib = self._peak.bytes / 2**20

@@ -136,13 +136,28 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
     """binary32 bits of ``fl(a + b)``, round to nearest even, with subnormals, infinities and NaN.
 
     ``cuts`` are seven ``cut(values) -> values`` hooks between the adder's eight steps (swap compare
-    and exponent differences | clamped alignment distance | alignment shift | add | leading-one
+    and exponent differences | operand swap, special cases and the clamped alignment distance |
+    alignment shift | add | leading-one
     detection and shift amount | normalizing shift | rounding increment | packing and special
     cases), so a pipelined caller can register the values there.
     """
     magnitude_bits = EXPONENT_BITS + FRACTION_BITS
-    swap = b[:magnitude_bits] > a[:magnitude_bits]
-    x = Signal(32, name=f"{prefix}_x")  # the operand of larger magnitude
+    work = SIGNIFICAND_BITS + EXTRA_BITS  # significand, guard, round, sticky
+    # Step 1: the swap compare and both exponent differences, side by side (the operands stay raw:
+    # the swap multiplexers follow the first hook, off the compare's carry chain).
+    swap = Signal(name=f"{prefix}_swap")
+    m.d.comb += swap.eq(b[:magnitude_bits] > a[:magnitude_bits])
+    a_exp, b_exp = (Mux(v[FRACTION_BITS:magnitude_bits] != 0, v[FRACTION_BITS:magnitude_bits], 1) for v in (a, b))
+    differences = []
+    for tag, difference in (("ab", a_exp - b_exp), ("ba", b_exp - a_exp)):
+        d = Signal(signed(EXPONENT_BITS + 2), name=f"{prefix}_difference_{tag}")
+        m.d.comb += d.eq(difference)
+        differences.append(d)
+    live = cuts[0]({"a": a, "b": b, "swap": swap, "difference_ab": differences[0], "difference_ba": differences[1]})
+    a, b, swap = live["a"], live["b"], live["swap"]
+
+    # Step 2: the operand of larger magnitude x, the special cases, the clamped alignment distance.
+    x = Signal(32, name=f"{prefix}_x")
     y = Signal(32, name=f"{prefix}_y")
     m.d.comb += [x.eq(Mux(swap, b, a)), y.eq(Mux(swap, a, b))]
 
@@ -165,21 +180,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
         x_special.eq(x_field == EXPONENT_ALL_ONES),
         nan_out.eq((x_special & (x[:FRACTION_BITS] != 0)) | (x_special & y_special & subtract)),
     ]
-
-    work = SIGNIFICAND_BITS + EXTRA_BITS  # significand, guard, round, sticky
-    # Both exponent differences in parallel with the swap compare (not after it), then one select.
-    a_exp, b_exp = (Mux(v[FRACTION_BITS:magnitude_bits] != 0, v[FRACTION_BITS:magnitude_bits], 1) for v in (a, b))
-    differences = []
-    for tag, difference in (("ab", a_exp - b_exp), ("ba", b_exp - a_exp)):
-        d = Signal(signed(EXPONENT_BITS + 2), name=f"{prefix}_difference_{tag}")
-        m.d.comb += d.eq(difference)
-        differences.append(d)
-    y_sig_bits = Signal(SIGNIFICAND_BITS, name=f"{prefix}_y_sig")
-    m.d.comb += y_sig_bits.eq(y_sig)
     keep = ("x", "x_exp", "subtract", "nan_out", "x_special")
-    live = cuts[0]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
-                    "swap": swap, "difference_ab": differences[0], "difference_ba": differences[1], "y_sig": y_sig_bits})  # fmt: skip
-    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     clamped = []
     for tag in ("ab", "ba"):
         d = live[f"difference_{tag}"]
@@ -187,9 +188,11 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
         m.d.comb += c.eq(Mux(d > work, work, d))
         clamped.append(c)
     distance = Signal(range(work + 1), name=f"{prefix}_distance")
-    m.d.comb += distance.eq(Mux(live["swap"], clamped[1], clamped[0]))
+    m.d.comb += distance.eq(Mux(swap, clamped[1], clamped[0]))
+    y_sig_bits = Signal(SIGNIFICAND_BITS, name=f"{prefix}_y_sig")
+    m.d.comb += y_sig_bits.eq(y_sig)
     live = cuts[1]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
-                    "distance": distance, "y_sig": live["y_sig"]})  # fmt: skip
+                    "distance": distance, "y_sig": y_sig_bits})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
 
     shifted = Cat(Const(0, work), Const(0, EXTRA_BITS), live["y_sig"]) >> live["distance"]  # lost bits below bit `work`
@@ -204,18 +207,23 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
 
     total = Signal(work + 1, name=f"{prefix}_sum")
     m.d.comb += total.eq(Mux(subtract, x_work - y_aligned, x_work + y_aligned))
+    # The subnormal barrier, beside the add: a one at bit work - x_exp, so the leading-one search below
+    # stops after at most x_exp - 1 left shifts (the exponent never goes below 1) with no compare and
+    # clamp after the search; none when x_exp > work (the search stops at the sum's own leading one).
+    barrier = (Const(1 << work, work + 1) >> x_exp)[:work]
     live = cuts[3]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
-                    "total": total})  # fmt: skip
+                    "total": total, "barrier": barrier})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
     total = live["total"]
 
-    # Normalize so the leading one sits at bit work - 1 (the hidden bit), never below exponent 1.
-    top = _msb_index(m, total, f"{prefix}_sum_top")
-    lead = Signal(range(work + 1), name=f"{prefix}_lead")
-    m.d.comb += lead.eq((work - 1) - top)
-    room = x_exp - 1  # left shifts allowed before the exponent reaches the subnormal range
-    amount = Signal(range(work + 1), name=f"{prefix}_left")
-    m.d.comb += amount.eq(Mux(lead > room, room, lead))
+    # Normalize so the leading one sits at bit work - 1 (the hidden bit), never below exponent 1:
+    # shift left by min(leading zeros of the sum, x_exp - 1) = the leading zeros of sum | barrier. The
+    # search runs over 32 bits (the sum's low `work` bits on top), so the count is the complement of the
+    # top index. (A zero sum counts 31: it normalizes to 0 and packs as a zero whatever the exponent.)
+    search = Cat(Const(0, 32 - work), total[:work] | live["barrier"])
+    top = _msb_index(m, search, f"{prefix}_sum_top")
+    amount = Signal(5, name=f"{prefix}_left")
+    m.d.comb += amount.eq(~top)
     is_zero = Signal(name=f"{prefix}_is_zero")
     m.d.comb += is_zero.eq(total == 0)
     live = cuts[4]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
@@ -240,21 +248,22 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
     round_up = guard & (rest | significand[0])
     rounded = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_rounded")
     m.d.comb += rounded.eq(significand + round_up)
-    live = cuts[6]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
-                    "rounded": rounded, "exponent": exponent, "is_zero": is_zero})  # fmt: skip
-    x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
-    rounded, exponent, is_zero = live["rounded"], live["exponent"], live["is_zero"]
-    x_sign = x[-1]
-    final_exp = Signal(signed(EXPONENT_BITS + 3), name=f"{prefix}_final_exp")
-    final_sig = Signal(SIGNIFICAND_BITS, name=f"{prefix}_final_sig")
-    with m.If(rounded[SIGNIFICAND_BITS]):
-        m.d.comb += [final_exp.eq(exponent + 1), final_sig.eq(rounded[1:])]
-    with m.Else():
-        m.d.comb += [final_exp.eq(exponent), final_sig.eq(rounded[:SIGNIFICAND_BITS])]
-    # A result without its hidden bit is subnormal (exponent field 0); a zero sum is +0 unless
-    # both operands were -0 (then subtract is 0 and x_sign is 1).
-    sign = Mux(is_zero & subtract, 0, x_sign)
-    field = Mux(final_sig[FRACTION_BITS], final_exp[:EXPONENT_BITS], 0)
+    # Beside the increment: both candidate exponents (a carry out of the rounding adds one) and their
+    # overflow tests, and the sign (a zero sum is +0 unless both operands were -0: then subtract is 0
+    # and x_sign is 1), so the last step is selections only.
+    exponent_up = exponent + 1
+    sign = Signal(name=f"{prefix}_sign")
+    m.d.comb += sign.eq(Mux(is_zero & subtract, 0, x_sign))
+    live = cuts[6]({"x": x, "nan_out": nan_out, "x_special": x_special, "rounded": rounded, "sign": sign,
+                    "exponent": exponent, "exponent_up": exponent_up, "overflow": exponent >= EXPONENT_ALL_ONES,
+                    "overflow_up": exponent_up >= EXPONENT_ALL_ONES})  # fmt: skip
+    x, nan_out, x_special, rounded, sign = (live[k] for k in ("x", "nan_out", "x_special", "rounded", "sign"))
+    carry = rounded[SIGNIFICAND_BITS]
+    fraction = Signal(FRACTION_BITS, name=f"{prefix}_fraction")
+    m.d.comb += fraction.eq(Mux(carry, rounded[1:SIGNIFICAND_BITS], rounded[:FRACTION_BITS]))
+    # A result without its hidden bit is subnormal (exponent field 0).
+    field = Mux(carry, live["exponent_up"][:EXPONENT_BITS], Mux(rounded[FRACTION_BITS], live["exponent"][:EXPONENT_BITS], 0))
+    overflow = Mux(carry, live["overflow_up"], live["overflow"])
     infinity = Cat(Const(0, FRACTION_BITS), Const(EXPONENT_ALL_ONES, EXPONENT_BITS))
 
     result = Signal(32, name=f"{prefix}_bits")
@@ -262,10 +271,10 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
         m.d.comb += result.eq(CANONICAL_NAN)
     with m.Elif(x_special):
         m.d.comb += result.eq(x)
-    with m.Elif(final_exp >= EXPONENT_ALL_ONES):
+    with m.Elif(overflow):
         m.d.comb += result.eq(Cat(infinity, sign))
     with m.Else():
-        m.d.comb += result.eq(Cat(final_sig[:FRACTION_BITS], field, sign))
+        m.d.comb += result.eq(Cat(fraction, field, sign))
     return result
 
 
@@ -318,20 +327,30 @@ def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cut
         half.eq(wide[shifted_width]),
         sticky.eq(wide[:shifted_width] != 0),
     ]
-    names = ("kept", "half", "sticky", "scale", "negative", "zero")
-    live = cuts[3](dict(zip(names, (kept, half, sticky, scale, negative, zero))))
-    kept, half, sticky, scale, negative, zero = (live[k] for k in names)
+    # value = rounded * 2^scale: bit 23 set -> biased field scale + 150; a carry into bit 24 -> + 151.
+    # Both candidate fields and their overflow tests depend on `scale` only: formed before the last
+    # hook, so the rounding step is the increment and a selection.
+    fields, overflows = [], []
+    for carry in (0, 1):
+        f = Signal(signed(len(scale) + 2), name=f"{prefix}_field_{carry}")
+        m.d.comb += f.eq(scale + 150 + carry)
+        fields.append(f)
+        overflows.append(f >= EXPONENT_ALL_ONES)
+    names = ("kept", "half", "sticky", "field_0", "field_1", "overflow_0", "overflow_1", "negative", "zero")
+    live = cuts[3](dict(zip(names, (kept, half, sticky, *fields, *overflows, negative, zero))))
+    kept, half, sticky, negative, zero = (live[k] for k in ("kept", "half", "sticky", "negative", "zero"))
 
     round_up = half & (sticky | kept[0])  # to nearest, ties to even
     rounded = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_rounded")
     m.d.comb += rounded.eq(kept + round_up)
-    # value = rounded * 2^scale: bit 23 set -> biased field scale + 150; a carry into bit 24 -> + 151.
+    carry = rounded[SIGNIFICAND_BITS]
     field = Signal(signed(len(scale) + 2), name=f"{prefix}_field")
-    m.d.comb += field.eq(Mux(rounded[SIGNIFICAND_BITS], scale + 151, Mux(rounded[FRACTION_BITS], scale + 150, 0)))
+    m.d.comb += field.eq(Mux(carry, live["field_1"], Mux(rounded[FRACTION_BITS], live["field_0"], 0)))
+    overflow = Mux(carry, live["overflow_1"], rounded[FRACTION_BITS] & live["overflow_0"])
     result = Signal(32, name=f"{prefix}_bits")
     with m.If(zero):
         m.d.comb += result.eq(0)
-    with m.Elif(field >= EXPONENT_ALL_ONES):
+    with m.Elif(overflow):
         m.d.comb += result.eq(Cat(Const(0, FRACTION_BITS), Const(EXPONENT_ALL_ONES, EXPONENT_BITS), negative))
     with m.Else():
         m.d.comb += result.eq(Cat(rounded[:FRACTION_BITS], field[:EXPONENT_BITS], negative))

@@ -250,8 +250,9 @@ class QuantReport:
         quantized_layers: fully qualified names of the replaced ``nn.Linear`` modules, in model order.
         kept_layers: names of ``nn.Linear`` modules left in high precision.
         wall_time_s: seconds spent quantizing (weights and module replacement).
-        peak_memory_bytes: peak memory during quantization: CUDA allocator peak for a model on a
-            GPU, else the growth of this process's peak resident set size (0 if it did not grow).
+        peak_memory_bytes: the extra memory quantization needed (``golden.dit.memory``): the CUDA
+            allocator's peak above its level at entry for a model on a GPU, else the resident set
+            size sampled every 5 ms above its size at entry.
         weight_bits: total bits of the quantized weights (codes and per-block metadata).
     """
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import resource
-import sys
 import time
 
 import torch
@@ -23,18 +21,13 @@ from ..quantize import QuantizedTensor
 from .architectures import Architecture, architecture_of
 from .config import QuantConfig, QuantReport
 from .linear import QuantizedLinear, TokenRole
+from .memory import PeakMemory
 from .schedule import ModelState
 
 __all__ = ["is_quantized", "quantize_", "quantized_layers", "reset_schedule"]
 
 _STATE_ATTR = "_sdialect_state"
 _HOOK_ATTR = "_sdialect_hook"
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far, in bytes."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def is_quantized(model: nn.Module) -> bool:
@@ -152,17 +145,11 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None) -> QuantRepor
     config = QuantConfig() if config is None else config
     if not isinstance(config, QuantConfig):
         raise FormatError(f"quantize_ expects a QuantConfig, got {type(config).__name__}")
-    cuda = any(p.is_cuda for p in model.parameters())
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = peak_rss_bytes()
+    device = next((p.device for p in model.parameters() if p.is_cuda), torch.device("cpu"))
     start = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), PeakMemory(device) as peak:
         arch, quantized, kept = install(model, config)
     wall = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated() - base if cuda else max(0, peak_rss_bytes() - base)
     spec = get_format(config.format)
     layers = quantized_layers(model)
     bits = sum(
@@ -171,5 +158,5 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None) -> QuantRepor
     )
     return QuantReport(
         config=config, architecture=arch.name, quantized_layers=tuple(quantized), kept_layers=tuple(kept),
-        wall_time_s=wall, peak_memory_bytes=int(peak), weight_bits=bits,
+        wall_time_s=wall, peak_memory_bytes=peak.bytes, weight_bits=bits,
     )  # fmt: skip
