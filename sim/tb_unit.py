@@ -24,7 +24,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from hw import MACArrayConfig, config_from_json
 
 from .cases import unit_case
-from .cocotb_stream import StreamDriver, StreamMonitor, random_pattern
+from .cocotb_stream import StreamDriver, StreamMonitor, pattern_with_stalls, random_pattern
 from .coverage import PARTIAL_SUM_BIN, Coverage, sample_batch
 
 PERIOD_NS = 10
@@ -109,7 +109,12 @@ async def random_stream_with_backpressure(dut):
     await _start(dut)
     cocotb.start_soon(_watch_protocol(dut, _COVERAGE[case.config.name]))
     driver = StreamDriver(dut, "i", dut.clk, PERIOD_NS, valid=random_pattern(rng, 0.8))
-    monitor = StreamMonitor(dut, "o", dut.clk, PERIOD_NS, ready=random_pattern(rng, 0.7))
+    # Random ready plus stalls long enough for the output FIFO (latency + 1 beats) to fill, so the
+    # input must stall too (protocol/input-stalled) on units whose skid FIFO absorbs short random
+    # stalls: the MAC array takes several input beats per output.
+    beats_per_output = -(-len(batch.payloads) // max(1, batch.expected_outputs))
+    stall = 2 * (case.latency + 1) * (beats_per_output + 1)
+    monitor = StreamMonitor(dut, "o", dut.clk, PERIOD_NS, ready=pattern_with_stalls(rng, 0.7, stall))
     cocotb.start_soon(monitor.run())
     started = time.perf_counter()
     await driver.send(batch.payloads)
