@@ -50,6 +50,13 @@ def _msb_index(m: Module, value, name: str) -> Signal:
     return index
 
 
+def _lost_bits(value, amount, offset: int):
+    """Whether ``value`` has a set bit ``i`` with ``amount >= i + offset``: the bits a right shift by
+    ``amount`` drops below the kept ones (``offset`` places them), tested beside the shifter on its
+    input (an OR over the shifter's low outputs would follow the shifter's multiplexer levels)."""
+    return Cat(*(value[i] & (amount >= i + offset) for i in range(len(value)))) != 0
+
+
 def _no_cut(values: dict) -> dict:
     return values
 
@@ -70,14 +77,14 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut,) * TERM_
     m.d.comb += negative.eq(acc[-1])
     magnitude = Signal(width, name=f"{prefix}_magnitude")
     m.d.comb += magnitude.eq(Mux(negative, -acc, acc))
-    live = cuts[0]({"negative": negative, "magnitude": magnitude, "shift": shift})
-    negative, magnitude, shift = live["negative"], live["magnitude"], live["shift"]
+    # Beside the magnitude: the biased shift and the shift in subnormal units (the value in units of
+    # 2^-149 is magnitude * 2^(shift + 149)), so the next step adds the leading-one index only.
+    live = cuts[0]({"negative": negative, "magnitude": magnitude, "shift_biased": shift + BIAS,
+                    "units_shift": shift - MIN_SUBNORMAL_EXPONENT})  # fmt: skip
+    negative, magnitude, units_shift = live["negative"], live["magnitude"], live["units_shift"]
     top = _msb_index(m, magnitude, f"{prefix}_top")
     biased = Signal(signed(len(shift) + 2), name=f"{prefix}_biased")
-    m.d.comb += biased.eq(top + shift + BIAS)
-    # Subnormal result: the value in units of 2^-149 is magnitude * 2^(shift + 149), rounded.
-    units_shift = Signal(signed(len(shift) + 2), name=f"{prefix}_units_shift")
-    m.d.comb += units_shift.eq(shift - MIN_SUBNORMAL_EXPONENT)
+    m.d.comb += biased.eq(top + live["shift_biased"])
     # Right shifts of width + 1 or more leave less than half a unit: the result is 0.
     right = Signal(range(width + 2), name=f"{prefix}_right")
     m.d.comb += right.eq(Mux(units_shift < -(width + 1), width + 1, -units_shift))
@@ -96,7 +103,7 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut,) * TERM_
     kept = Signal(FRACTION_BITS + 1, name=f"{prefix}_kept")
     half = Signal(name=f"{prefix}_half")
     sticky = Signal(name=f"{prefix}_sticky")
-    m.d.comb += [kept.eq(wide[width + 1 :]), half.eq(wide[width]), sticky.eq(wide[:width] != 0)]
+    m.d.comb += [kept.eq(wide[width + 1 :]), half.eq(wide[width]), sticky.eq(_lost_bits(magnitude, right, 2))]
     left = Signal(FRACTION_BITS + 1, name=f"{prefix}_subnormal_exact")
     m.d.comb += left.eq(magnitude << left_amount)
     zero = Signal(name=f"{prefix}_zero")
@@ -197,7 +204,8 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
 
     shifted = Cat(Const(0, work), Const(0, EXTRA_BITS), live["y_sig"]) >> live["distance"]  # lost bits below bit `work`
     y_aligned = Signal(work, name=f"{prefix}_y_aligned")
-    m.d.comb += y_aligned.eq(Cat(shifted[work] | (shifted[:work] != 0), shifted[work + 1 : 2 * work]))
+    sticky = _lost_bits(live["y_sig"], live["distance"], EXTRA_BITS)  # the bits that land at or below bit `work`
+    m.d.comb += y_aligned.eq(Cat(sticky, shifted[work + 1 : 2 * work]))
     live = cuts[2]({"x": x, "x_exp": x_exp, "subtract": subtract, "nan_out": nan_out, "x_special": x_special,
                     "y_aligned": y_aligned})  # fmt: skip
     x, x_exp, subtract, nan_out, x_special = (live[k] for k in keep)
@@ -285,66 +293,67 @@ ROUND_HOOKS = 4
 def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cuts=(_no_cut,) * ROUND_HOOKS) -> Signal:
     """binary32 bits of ``(-1)^negative * magnitude * 2^exponent`` (``magnitude`` unsigned of any width,
     ``exponent`` signed), one RNE rounding: subnormal results round, overflow gives +-inf, a zero
-    magnitude gives +0. ``cuts``: four hooks between leading-one detection | the bits to drop | the
-    shift amount | the shift | rounding.
+    magnitude gives +0. ``cuts``: four hooks between leading- and trailing-one detection | the bits to
+    drop | the shift amount, exponent fields and sticky bit | the shift | rounding.
 
     One shifter serves both cases: the bits to drop are ``d = max(top - 23, -149 - exponent)`` (the
     normal and the subnormal precision); ``magnitude * 2^24`` shifted right by ``d + 24 >= 1`` leaves the
-    kept significand above a half bit and a sticky rest.
+    kept significand above a half bit. The sticky bit (a set bit below the half bit: the lowest set bit
+    ``low <= d - 2``), both candidate exponent fields and their overflow tests are formed from ``d``
+    beside the shift amount, so the shift step is the shifter alone and the last step the increment
+    and selections.
     """
     width = len(magnitude)
+    wide = signed(len(exponent) + 3)
     top = _msb_index(m, magnitude, f"{prefix}_top")
+    # The lowest set bit: the top set bit of the reversed magnitude, counted from the other end.
+    reversed_top = _msb_index(m, Cat(*(magnitude[width - 1 - k] for k in range(width))), f"{prefix}_reversed_top")
     zero = Signal(name=f"{prefix}_zero")
     m.d.comb += zero.eq(magnitude == 0)
-    drop_subnormal = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop_subnormal")
+    drop_subnormal = Signal(wide, name=f"{prefix}_drop_subnormal")
     m.d.comb += drop_subnormal.eq(MIN_SUBNORMAL_EXPONENT - exponent)
-    names = ("magnitude", "top", "exponent", "drop_subnormal", "negative", "zero")
-    live = cuts[0](dict(zip(names, (magnitude, top, exponent, drop_subnormal, negative, zero))))
-    magnitude, top, exponent, drop_subnormal, negative, zero = (live[k] for k in names)
-    drop_normal = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop_normal")
+    # value = rounded * 2^(exponent + d): bit 23 set -> biased field exponent + d + 150; a carry into
+    # bit 24 -> + 151.
+    names = ("magnitude", "top", "reversed_top", "field_base", "drop_subnormal", "negative", "zero")
+    live = cuts[0](dict(zip(names, (magnitude, top, reversed_top, exponent + 150, drop_subnormal, negative, zero))))
+    magnitude, top, drop_subnormal, negative, zero = (live[k] for k in ("magnitude", "top", "drop_subnormal", "negative", "zero"))
+    field_base = live["field_base"]
+    drop_normal = Signal(wide, name=f"{prefix}_drop_normal")
     m.d.comb += drop_normal.eq(top - FRACTION_BITS)
-    drop = Signal(signed(len(exponent) + 3), name=f"{prefix}_drop")
+    drop = Signal(wide, name=f"{prefix}_drop")
     m.d.comb += drop.eq(Mux(drop_normal > drop_subnormal, drop_normal, drop_subnormal))
-    names = ("magnitude", "exponent", "drop", "negative", "zero")
-    live = cuts[1](dict(zip(names, (magnitude, exponent, drop, negative, zero))))
-    magnitude, exponent, drop, negative, zero = (live[k] for k in names)
+    # Beside the drop: the overflow thresholds (field_base + c + d >= 255 <=> d >= 255 - c - field_base)
+    # and the lowest set bit's index + 2 (its bit is dropped below the half bit when d >= low + 2).
+    names = ("magnitude", "drop", "field_base", "negative", "zero")
+    live = cuts[1]({**dict(zip(names, (magnitude, drop, field_base, negative, zero))),
+                    "threshold_0": EXPONENT_ALL_ONES - field_base, "threshold_1": EXPONENT_ALL_ONES - 1 - field_base,
+                    "low_plus_2": (width + 1) - live["reversed_top"]})  # fmt: skip
+    magnitude, drop, field_base, negative, zero = (live[k] for k in names)
     limit = width + 1  # dropping more leaves less than half a unit
     amount = Signal(range(limit + SIGNIFICAND_BITS + 1), name=f"{prefix}_amount")
     m.d.comb += amount.eq(Mux(drop > limit, limit, drop) + SIGNIFICAND_BITS)
-    scale = Signal(signed(len(exponent) + 3), name=f"{prefix}_scale")  # exponent of the kept unit
-    m.d.comb += scale.eq(exponent + drop)
-    names = ("magnitude", "amount", "scale", "negative", "zero")
-    live = cuts[2](dict(zip(names, (magnitude, amount, scale, negative, zero))))
-    magnitude, amount, scale, negative, zero = (live[k] for k in names)
+    sticky = Signal(name=f"{prefix}_sticky")
+    m.d.comb += sticky.eq(~zero & (drop >= live["low_plus_2"]))
+    names = ("magnitude", "amount", "sticky", "negative", "zero")
+    live = cuts[2]({**dict(zip(names, (magnitude, amount, sticky, negative, zero))),
+                    "field_0": field_base + drop, "field_1": field_base + 1 + drop,
+                    "overflow_0": drop >= live["threshold_0"], "overflow_1": drop >= live["threshold_1"]})  # fmt: skip
+    magnitude, amount, sticky, negative, zero = (live[k] for k in names)
 
     shifted_width = width + SIGNIFICAND_BITS
-    wide = Cat(Const(0, shifted_width + 1), Const(0, SIGNIFICAND_BITS), magnitude) >> amount
+    shifted = Cat(Const(0, shifted_width + 1), Const(0, SIGNIFICAND_BITS), magnitude) >> amount
     kept = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_kept")
     half = Signal(name=f"{prefix}_half")
-    sticky = Signal(name=f"{prefix}_sticky")
-    m.d.comb += [
-        kept.eq(wide[shifted_width + 1 :]),
-        half.eq(wide[shifted_width]),
-        sticky.eq(wide[:shifted_width] != 0),
-    ]
-    # value = rounded * 2^scale: bit 23 set -> biased field scale + 150; a carry into bit 24 -> + 151.
-    # Both candidate fields and their overflow tests depend on `scale` only: formed before the last
-    # hook, so the rounding step is the increment and a selection.
-    fields, overflows = [], []
-    for carry in (0, 1):
-        f = Signal(signed(len(scale) + 2), name=f"{prefix}_field_{carry}")
-        m.d.comb += f.eq(scale + 150 + carry)
-        fields.append(f)
-        overflows.append(f >= EXPONENT_ALL_ONES)
+    m.d.comb += [kept.eq(shifted[shifted_width + 1 :]), half.eq(shifted[shifted_width])]
     names = ("kept", "half", "sticky", "field_0", "field_1", "overflow_0", "overflow_1", "negative", "zero")
-    live = cuts[3](dict(zip(names, (kept, half, sticky, *fields, *overflows, negative, zero))))
+    live = cuts[3](dict(zip(names, (kept, half, sticky, *(live[k] for k in names[3:7]), negative, zero))))
     kept, half, sticky, negative, zero = (live[k] for k in ("kept", "half", "sticky", "negative", "zero"))
 
     round_up = half & (sticky | kept[0])  # to nearest, ties to even
     rounded = Signal(SIGNIFICAND_BITS + 1, name=f"{prefix}_rounded")
     m.d.comb += rounded.eq(kept + round_up)
     carry = rounded[SIGNIFICAND_BITS]
-    field = Signal(signed(len(scale) + 2), name=f"{prefix}_field")
+    field = Signal(EXPONENT_BITS, name=f"{prefix}_field")
     m.d.comb += field.eq(Mux(carry, live["field_1"], Mux(rounded[FRACTION_BITS], live["field_0"], 0)))
     overflow = Mux(carry, live["overflow_1"], rounded[FRACTION_BITS] & live["overflow_0"])
     result = Signal(32, name=f"{prefix}_bits")
@@ -353,7 +362,7 @@ def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cut
     with m.Elif(overflow):
         m.d.comb += result.eq(Cat(Const(0, FRACTION_BITS), Const(EXPONENT_ALL_ONES, EXPONENT_BITS), negative))
     with m.Else():
-        m.d.comb += result.eq(Cat(rounded[:FRACTION_BITS], field[:EXPONENT_BITS], negative))
+        m.d.comb += result.eq(Cat(rounded[:FRACTION_BITS], field, negative))
     return result
 
 

@@ -160,7 +160,7 @@ class ProcessingElement(wiring.Component):
 
         flags = Cat(self.valid, self.first, self.last)
         # Stages 1-3: signed products, partial sums, two halves.
-        halves = _partial_sums(m, self.a, self.w, block)
+        halves = _partial_sums(m, self.a, self.w, block, self.grid)
         shift0 = Signal(signed(shift_bits), name="shift_0")
         m.d.comb += shift0.eq(self.a.exponent + self.w.exponent - shift_offset)
         shift = _delay(m, shift0, "shift", PRODUCT_STAGES)
@@ -196,24 +196,44 @@ def _adder_ring(m: Module, term, start, done_in, interleave: int, done_port) -> 
     return ring
 
 
-def _partial_sums(m: Module, a, w, block: int) -> list[Signal]:
-    """Stages 1-3 (``PRODUCT_STAGES``): the signed 4b x 4b (5b x 5b on the quarter grid) products of a
-    block pair, registered; summed in registered groups of PARTIAL_GROUP; those summed into two
-    registered halves (their sum, the block's dot product, is the caller's). A 4b x 4b array product,
+def _small_product(x, y):
+    """``x * y`` for small unsigned operands as a sum of ``x * y[2j : 2j + 2]`` (each bit a function of
+    six inputs: two LUT levels), so the only carry chain is the one adding them."""
+    return tree_reduce([(x * y[k : k + 2]) << k for k in range(0, len(y), 2)], lambda a, b: a + b)
+
+
+def _register_sum(m: Module, value, products: int, grid: Grid, name: str) -> Signal:
+    """``value``, a sum of ``products`` products, registered at the signed width that holds it exactly."""
+    reg = Signal(signed(_acc_bits(products, grid)), name=name)
+    m.d.sync += reg.eq(value)
+    return reg
+
+
+def _partial_sums(m: Module, a, w, block: int, grid: Grid) -> list[Signal]:
+    """Stages 1-3 (``PRODUCT_STAGES``): the 4b x 4b (5b x 5b on the quarter grid) products of a block
+    pair, registered; summed in registered groups of PARTIAL_GROUP; those summed into two registered
+    halves (their sum, the block's dot product, is the caller's). A negative product is registered as
+    its ones' complement (``-p = ~p + 1``) and the group's count of negative products, formed beside the
+    multipliers, is added with the group's partial sum: no negation chain behind the multiplier (the
+    product, its negation and the select were the PE's 97 MHz stage on ECP5). A 4b x 4b array product,
     its sign and an 8-input adder tree in one cycle was the PE's critical path (60 MHz on ECP5); now a
-    stage holds at most two adder levels at B = 32."""
-    products = []
+    stage holds at most three adder levels at B = 32."""
+    products, negatives = [], []
     for k in range(block):
         ea, ew = a.elements[k], w.elements[k]
-        product = ea.magnitude * ew.magnitude
-        products.append(_register(m, Mux(ea.sign ^ ew.sign, -product, product), f"product_{k}"))
-    partials = [
-        _register(m, tree_reduce(products[k : k + PARTIAL_GROUP], lambda x, y: x + y), f"partial_{k // PARTIAL_GROUP}")
-        for k in range(0, block, PARTIAL_GROUP)
-    ]
+        product = Cat(_small_product(ea.magnitude, ew.magnitude), Const(0, 1)).as_signed()
+        negative = ea.sign ^ ew.sign
+        products.append(_register(m, Mux(negative, ~product, product), f"product_{k}"))
+        negatives.append(negative)
+    counts = [_register(m, sum(negatives[k : k + PARTIAL_GROUP]), f"negative_products_{k // PARTIAL_GROUP}")
+              for k in range(0, block, PARTIAL_GROUP)]  # fmt: skip
+    groups = [range(k, min(k + PARTIAL_GROUP, block)) for k in range(0, block, PARTIAL_GROUP)]
+    partials = [_register_sum(m, tree_reduce([products[k] for k in g], lambda x, y: x + y) + counts[j], len(g), grid,
+                              f"partial_{j}") for j, g in enumerate(groups)]  # fmt: skip
     middle = (len(partials) + 1) // 2
-    return [_register(m, tree_reduce(group, lambda x, y: x + y), f"half_{j}")
-            for j, group in enumerate((partials[:middle], partials[middle:])) if group]  # fmt: skip
+    halves = [(partials[:middle], groups[:middle]), (partials[middle:], groups[middle:])]
+    return [_register_sum(m, tree_reduce(sums, lambda x, y: x + y), sum(map(len, g)), grid, f"half_{j}")
+            for j, (sums, g) in enumerate(halves) if sums]  # fmt: skip
 
 
 def _delay(m: Module, value, name: str, cycles: int):
@@ -265,10 +285,11 @@ def _tree_level(items: list, combine) -> list:
 
 
 def _e4m3(byte):
-    """(4-bit significand with the hidden bit, exponent of its unit) of an E4M3 byte (sign ignored: scales are >= 0)."""
+    """(4-bit significand with the hidden bit, biased exponent field of its unit: the unit is
+    ``2^(field - E4M3_BIAS - E4M3_FRACTION_BITS)``) of an E4M3 byte (sign ignored: scales are >= 0)."""
     field = byte[E4M3_FRACTION_BITS : E4M3_FRACTION_BITS + 4]
     normal = field != 0
-    return Cat(byte[:E4M3_FRACTION_BITS], normal), Mux(normal, field, 1) - E4M3_BIAS - E4M3_FRACTION_BITS
+    return Cat(byte[:E4M3_FRACTION_BITS], normal), Mux(normal, field, 1)
 
 
 class NVFP4ProcessingElement(wiring.Component):
@@ -300,13 +321,16 @@ class NVFP4ProcessingElement(wiring.Component):
         acc_bits = _acc_bits(block, self.grid)
         flags = Cat(self.valid, self.first, self.last)
         # Stages 1-3: products, partial sums, halves; the block-scale product beside them.
-        halves = _partial_sums(m, self.a, self.w, block)
+        halves = _partial_sums(m, self.a, self.w, block, self.grid)
         sig_a, exp_a = _e4m3(self.a.exponent)
         sig_w, exp_w = _e4m3(self.w.exponent)
-        scale2 = _delay(m, sig_a * sig_w, "scale_product", PRODUCT_STAGES)
+        scale2 = _delay(m, _small_product(sig_a, sig_w), "scale_product", PRODUCT_STAGES)
+        # The two unit exponents: the fields' sum here, the constant (both biases and fraction bits, and
+        # 2^-2g: grid units times grid units) one register later, off the input stage.
+        field_sum = _register(m, exp_a + exp_w, "scale_exponent_1")
         scale_exp = Signal(signed(8), name="scale_exponent_0")
-        m.d.comb += scale_exp.eq(exp_a + exp_w - 2 * self.grid.shift)  # 2^-2g: grid units times grid units
-        exp2 = _delay(m, scale_exp, "scale_exponent", PRODUCT_STAGES)
+        m.d.comb += scale_exp.eq(field_sum - 2 * (E4M3_BIAS + E4M3_FRACTION_BITS + self.grid.shift))
+        exp2 = _delay(m, scale_exp, "scale_exponent_at", PRODUCT_STAGES - 1)
         flags2 = _delay(m, flags, "flags", PRODUCT_STAGES)
         # Stage 4: block sum, as sign and magnitude.
         acc = Signal(signed(acc_bits), name="acc")

@@ -124,8 +124,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "mac-dropped-sign-xor",
         "hw/mac_array.py",
-        "Mux(ea.sign ^ ew.sign, -product, product)",
-        "Mux(ea.sign, -product, product)",
+        "negative = ea.sign ^ ew.sign",
+        "negative = ea.sign",
         (MAC_AMARANTH,),
         "the product sign ignores the weight's sign bit",
     ),
