@@ -78,13 +78,13 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut,) * TERM_
     magnitude = Signal(width, name=f"{prefix}_magnitude")
     m.d.comb += magnitude.eq(Mux(negative, -acc, acc))
     # Beside the magnitude: the biased shift and the shift in subnormal units (the value in units of
-    # 2^-149 is magnitude * 2^(shift + 149)), so the next step adds the leading-one index only.
+    # 2^-149 is magnitude * 2^(shift + 149)); the leading-one index is added to the biased shift one step
+    # after its search, beside the shifts.
     live = cuts[0]({"negative": negative, "magnitude": magnitude, "shift_biased": shift + BIAS,
                     "units_shift": shift - MIN_SUBNORMAL_EXPONENT})  # fmt: skip
     negative, magnitude, units_shift = live["negative"], live["magnitude"], live["units_shift"]
     top = _msb_index(m, magnitude, f"{prefix}_top")
-    biased = Signal(signed(len(shift) + 2), name=f"{prefix}_biased")
-    m.d.comb += biased.eq(top + live["shift_biased"])
+    shift_biased = live["shift_biased"]
     # Right shifts of width + 1 or more leave less than half a unit: the result is 0.
     right = Signal(range(width + 2), name=f"{prefix}_right")
     m.d.comb += right.eq(Mux(units_shift < -(width + 1), width + 1, -units_shift))
@@ -92,9 +92,11 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut,) * TERM_
     m.d.comb += left_amount.eq(units_shift.as_unsigned()[: FRACTION_BITS.bit_length()])
     below = Signal(name=f"{prefix}_below_units")
     m.d.comb += below.eq(units_shift < 0)
-    names = ("negative", "magnitude", "top", "biased", "right", "left_amount", "below")
-    live = cuts[1](dict(zip(names, (negative, magnitude, top, biased, right, left_amount, below))))
-    negative, magnitude, top, biased, right, left_amount, below = (live[k] for k in names)
+    names = ("negative", "magnitude", "top", "shift_biased", "right", "left_amount", "below")
+    live = cuts[1](dict(zip(names, (negative, magnitude, top, shift_biased, right, left_amount, below))))
+    negative, magnitude, top, shift_biased, right, left_amount, below = (live[k] for k in names)
+    biased = Signal(signed(len(shift) + 2), name=f"{prefix}_biased")
+    m.d.comb += biased.eq(top + shift_biased)
 
     # Normal result: the significand is exact (width <= 24 bits), shifted so its top bit is hidden.
     normal_fraction = Signal(FRACTION_BITS, name=f"{prefix}_normal_fraction")
@@ -160,13 +162,26 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
         d = Signal(signed(EXPONENT_BITS + 2), name=f"{prefix}_difference_{tag}")
         m.d.comb += d.eq(difference)
         differences.append(d)
-    live = cuts[0]({"a": a, "b": b, "swap": swap, "difference_ab": differences[0], "difference_ba": differences[1]})
-    a, b, swap = live["a"], live["b"], live["swap"]
+    # The special cases do not depend on the swap (x, the larger magnitude, is special when either
+    # operand is, and a NaN when either is): formed beside the compare.
+    specials = [v[FRACTION_BITS:magnitude_bits] == EXPONENT_ALL_ONES for v in (a, b)]
+    subtract = Signal(name=f"{prefix}_subtract")
+    x_special = Signal(name=f"{prefix}_x_special")
+    nan_out = Signal(name=f"{prefix}_nan_out")
+    any_nan = (specials[0] & (a[:FRACTION_BITS] != 0)) | (specials[1] & (b[:FRACTION_BITS] != 0))
+    m.d.comb += [
+        subtract.eq(a[-1] ^ b[-1]),
+        x_special.eq(specials[0] | specials[1]),
+        nan_out.eq(any_nan | (specials[0] & specials[1] & subtract)),  # a NaN operand, or inf - inf
+    ]
+    live = cuts[0]({"a": a, "b": b, "swap": swap, "difference_ab": differences[0], "difference_ba": differences[1],
+                    "subtract": subtract, "x_special": x_special, "nan_out": nan_out})  # fmt: skip
+    a, b, swap, subtract, x_special, nan_out = (live[k] for k in ("a", "b", "swap", "subtract", "x_special", "nan_out"))
 
-    # Step 2: the operand of larger magnitude x, the special cases, the clamped alignment distance.
+    # Step 2: the operand of larger magnitude x, the clamped alignment distance.
     x = Signal(32, name=f"{prefix}_x")
-    y = Signal(32, name=f"{prefix}_y")
-    m.d.comb += [x.eq(Mux(swap, b, a)), y.eq(Mux(swap, a, b))]
+    y = Signal(magnitude_bits, name=f"{prefix}_y")  # its sign is in `subtract`
+    m.d.comb += [x.eq(Mux(swap, b, a)), y.eq(Mux(swap, a[:magnitude_bits], b[:magnitude_bits]))]
 
     def unpack(v, tag):
         field = v[FRACTION_BITS:magnitude_bits]
@@ -174,19 +189,10 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
         exp = Signal(EXPONENT_BITS, name=f"{prefix}_{tag}_exp")
         m.d.comb += exp.eq(Mux(normal, field, 1))
         significand = Cat(v[:FRACTION_BITS], normal)
-        return field, exp, significand, v[-1]
+        return exp, significand
 
-    x_field, x_exp, x_sig, x_sign = unpack(x, "x")
-    y_field, y_exp, y_sig, y_sign = unpack(y, "y")
-    subtract = Signal(name=f"{prefix}_subtract")
-    m.d.comb += subtract.eq(x_sign ^ y_sign)
-    x_special = Signal(name=f"{prefix}_x_special")
-    nan_out = Signal(name=f"{prefix}_nan_out")
-    y_special = y_field == EXPONENT_ALL_ONES
-    m.d.comb += [
-        x_special.eq(x_field == EXPONENT_ALL_ONES),
-        nan_out.eq((x_special & (x[:FRACTION_BITS] != 0)) | (x_special & y_special & subtract)),
-    ]
+    x_exp, x_sig = unpack(x, "x")
+    _, y_sig = unpack(y, "y")
     keep = ("x", "x_exp", "subtract", "nan_out", "x_special")
     clamped = []
     for tag in ("ab", "ba"):
@@ -264,7 +270,7 @@ def add_binary32(m: Module, a, b, prefix: str, cuts=(_no_cut,) * ADDER_HOOKS) ->
     m.d.comb += sign.eq(Mux(is_zero & subtract, 0, x_sign))
     live = cuts[6]({"x": x, "nan_out": nan_out, "x_special": x_special, "rounded": rounded, "sign": sign,
                     "exponent": exponent, "exponent_up": exponent_up, "overflow": exponent >= EXPONENT_ALL_ONES,
-                    "overflow_up": exponent_up >= EXPONENT_ALL_ONES})  # fmt: skip
+                    "overflow_up": exponent >= EXPONENT_ALL_ONES - 1})  # fmt: skip
     x, nan_out, x_special, rounded, sign = (live[k] for k in ("x", "nan_out", "x_special", "rounded", "sign"))
     carry = rounded[SIGNIFICAND_BITS]
     fraction = Signal(FRACTION_BITS, name=f"{prefix}_fraction")
@@ -314,14 +320,14 @@ def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cut
     m.d.comb += drop_subnormal.eq(MIN_SUBNORMAL_EXPONENT - exponent)
     # value = rounded * 2^(exponent + d): bit 23 set -> biased field exponent + d + 150; a carry into
     # bit 24 -> + 151.
+    # (The normal precision wins when top - 23 > drop_subnormal: top is compared with drop_subnormal + 23.)
     names = ("magnitude", "top", "reversed_top", "field_base", "drop_subnormal", "negative", "zero")
-    live = cuts[0](dict(zip(names, (magnitude, top, reversed_top, exponent + 150, drop_subnormal, negative, zero))))
+    live = cuts[0]({**dict(zip(names, (magnitude, top, reversed_top, exponent + 150, drop_subnormal, negative, zero))),
+                    "normal_limit": drop_subnormal + FRACTION_BITS})  # fmt: skip
     magnitude, top, drop_subnormal, negative, zero = (live[k] for k in ("magnitude", "top", "drop_subnormal", "negative", "zero"))
     field_base = live["field_base"]
-    drop_normal = Signal(wide, name=f"{prefix}_drop_normal")
-    m.d.comb += drop_normal.eq(top - FRACTION_BITS)
     drop = Signal(wide, name=f"{prefix}_drop")
-    m.d.comb += drop.eq(Mux(drop_normal > drop_subnormal, drop_normal, drop_subnormal))
+    m.d.comb += drop.eq(Mux(top > live["normal_limit"], top - FRACTION_BITS, drop_subnormal))
     # Beside the drop: the overflow thresholds (field_base + c + d >= 255 <=> d >= 255 - c - field_base)
     # and the lowest set bit's index + 2 (its bit is dropped below the half bit when d >= low + 2).
     names = ("magnitude", "drop", "field_base", "negative", "zero")

@@ -14,15 +14,21 @@ FIFO).
 
 Timing of such a unit: latency = ``cuts + 1`` cycles (the cut registers, then the FIFO's read side
 shows the beat one cycle after it was written); initiation interval 1.
+
+``SkidFIFO`` is that output FIFO. Its writer never tests for room (the credit already guarantees it),
+so a slot's load enable is one gate of two registers (the write's valid bit and the slot's bit of a
+one-hot write pointer) instead of ``amaranth.lib.fifo.SyncFIFO``'s ``w_en & (level != depth)`` and
+address decode, which bound both selectors near 91-99 MHz on ECP5 (issue 10): that enable gates
+every storage flop of its slot, so it is a wide fan-out net and must start at a register.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
-from amaranth.lib import data
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
 
-__all__ = ["Stages", "skid_output"]
+__all__ = ["SkidFIFO", "Stages", "skid_output"]
 
 
 class Stages:
@@ -61,6 +67,50 @@ class Stages:
         return reg
 
 
+class SkidFIFO(wiring.Component):
+    """A first-word-fall-through FIFO of ``depth`` beats of ``width`` bits for a writer that holds a credit.
+
+    Ports: ``w_en``/``w_data`` (write; **the writer guarantees room**: a write into a full FIFO overwrites
+    the oldest beat), ``r_en`` (take the head when ``r_valid``), ``r_valid``/``r_data`` (the head).
+    A beat written at a clock edge is at ``r_data`` right after it (``r_valid`` the same cycle), as with
+    ``SyncFIFO(fwft=True)``. The storage is ``depth`` registers without reset (a reset empties the FIFO
+    by clearing the pointers and the count), the pointers are one-hot rings, and the head is an AND-OR
+    of the slots by the read pointer.
+    """
+
+    def __init__(self, width: int, depth: int) -> None:
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"a skid FIFO needs a positive width, got {width!r}")
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"a skid FIFO needs a positive depth, got {depth!r}")
+        self.width, self.depth = width, depth
+        super().__init__({"w_en": In(1), "w_data": In(width), "r_en": In(1), "r_valid": Out(1), "r_data": Out(width)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        depth = self.depth
+        slots = [Signal(self.width, name=f"slot_{k}", reset_less=True) for k in range(depth)]
+        write_at = Signal(depth, init=1, name="write_at")  # one-hot: the slot the next write fills
+        read_at = Signal(depth, init=1, name="read_at")  # one-hot: the head's slot
+        held = Signal(range(depth + 1), name="held")
+        take = Signal(name="take")
+        m.d.comb += [take.eq(self.r_valid & self.r_en), self.r_valid.eq(held != 0)]
+        for k, slot in enumerate(slots):
+            with m.If(self.w_en & write_at[k]):
+                m.d.sync += slot.eq(self.w_data)
+        if depth > 1:
+            with m.If(self.w_en):
+                m.d.sync += write_at.eq(Cat(write_at[-1], write_at[:-1]))
+            with m.If(take):
+                m.d.sync += read_at.eq(Cat(read_at[-1], read_at[:-1]))
+        m.d.sync += held.eq(held + self.w_en - take)
+        head = 0
+        for k, slot in enumerate(slots):
+            head = head | Mux(read_at[k], slot, 0)
+        m.d.comb += self.r_data.eq(head)
+        return m
+
+
 def skid_output(m: Module, i, o, payload, valid, latency: int, prefix: str = "skid") -> None:
     """Connect a free-running pipeline to the stream ports: credit-based ``i.ready``, FIFO into ``o``.
 
@@ -71,7 +121,7 @@ def skid_output(m: Module, i, o, payload, valid, latency: int, prefix: str = "sk
     """
     depth = latency + 1
     width = len(o.payload.as_value()) if isinstance(o.payload, data.View) else len(o.payload)
-    fifo = SyncFIFO(width=width, depth=depth)
+    fifo = SkidFIFO(width, depth)
     m.submodules[f"{prefix}_fifo"] = fifo
     inside = Signal(range(depth + 1), name=f"{prefix}_inside")
     accept = Signal(name=f"{prefix}_accept")
@@ -82,7 +132,7 @@ def skid_output(m: Module, i, o, payload, valid, latency: int, prefix: str = "sk
         leave.eq(o.valid & o.ready),
         fifo.w_en.eq(valid),
         fifo.w_data.eq(payload),
-        o.valid.eq(fifo.r_rdy),
+        o.valid.eq(fifo.r_valid),
         o.payload.eq(fifo.r_data),
         fifo.r_en.eq(o.ready),
     ]

@@ -59,6 +59,7 @@ from .front_end import BlockFrontEnd
 from .layouts import mac_out_layout
 from .layouts import scaled_front_end_in_layout
 from .mac_array import MACArray
+from .pipeline import SkidFIFO
 from .scaled_front_end import ScaledFrontEnd
 from .select import DialectSelectUnit, TwoStageSelector
 from .tile_front_end import (
@@ -344,8 +345,10 @@ class Tile(wiring.Component):
         return {
             "front_end": front_end,
             "selector": selector,
+            "buffer_write": UnitTiming(1, 1),
             "buffer_read": UnitTiming(1, 1),
             "decoder": MultiFormatDecoder.timing(config.decoder_config),
+            "edge_fifo": UnitTiming(1, 1),
             "mac_array": MACArray.timing(config.mac_config),
         }
 
@@ -354,16 +357,16 @@ class Tile(wiring.Component):
         """Array path: ``w`` handshake of a slot's last K block -> its ``o`` beat (activations buffered);
         initiation interval: one ``w`` beat per cycle."""
         units = cls.unit_timings(config)
-        path = ("buffer_read", "decoder", "mac_array")
+        path = ("buffer_read", "decoder", "edge_fifo", "mac_array")
         return UnitTiming(latency=sum(units[u].latency for u in path), initiation_interval=1)
 
     @classmethod
     def quantizer_timing(cls, config: TileConfig) -> UnitTiming:
-        """Quantizer path: ``a`` handshake -> the block written into the buffer (one more cycle); a
-        quantizer takes one block per ``initiation_interval`` cycles."""
+        """Quantizer path: ``a`` handshake -> the block in the buffer (its registered write, then one more
+        cycle until a read can see it); a quantizer takes one block per ``initiation_interval`` cycles."""
         units = cls.unit_timings(config)
         return UnitTiming(
-            latency=units["front_end"].latency + units["selector"].latency + 1,
+            latency=units["front_end"].latency + units["selector"].latency + units["buffer_write"].latency + 1,
             initiation_interval=max(units["front_end"].initiation_interval, units["selector"].initiation_interval),
         )
 
@@ -494,37 +497,59 @@ class Tile(wiring.Component):
                     m.d.sync += write_bank.eq(~write_bank)
         write_address = Cat(write_k[: (cfg.buffer_blocks - 1).bit_length() or 1], write_bank) if _power_of_two(
             cfg.buffer_blocks) else write_bank * cfg.buffer_blocks + write_k  # fmt: skip
+        # The write is registered (issue 10, Fmax): the memories' write enables gate every storage flop
+        # of a word, so they start at registers, not at the selectors' handshake. A bank counts as full
+        # once its last block has landed (``filled`` one cycle late), so a read never races the write.
+        write_rows = Signal(cfg.rows, name="buffer_write_rows")  # one bit per row: its memory writes
+        write_address_q = Signal.like(write_address, name="buffer_write_address")
+        write_data = [Signal(entry, name=f"buffer_write_data_{j}") for j in range(q)]
+        filled = Signal(name="bank_filled")
+        filled_bank = Signal(name="bank_filled_bank")
+        m.d.sync += [
+            write_rows.eq(Cat(*(write & (write_group == r // q) for r in range(cfg.rows)))),
+            write_address_q.eq(write_address),
+            filled.eq(write & last_group & last_k),
+            filled_bank.eq(write_bank),
+            *(write_data[j].eq(selected[j].payload) for j in range(q)),
+        ]
 
-        # ---- Compute side: a `w` beat reads every row's block at K index read_k of the read bank.
+        # ---- Compute side, free-running (issue 10: no stall fans out into the read stage, the decoders
+        # or the PEs): a `w` beat is taken while the bank is full and the edge FIFO in front of the MAC
+        # array has a credit for it; it reads every row's block at K index read_k of the read bank
+        # (cycle 1), the edge decoders decode rows and columns (cycle 2), the edge FIFO takes the
+        # decoded beat, and the MAC array takes it from there when its slot comes round.
+        # Credit: take -> edge FIFO output is `edge_latency` cycles, so `edge_latency + 1` beats keep full rate.
+        units = self.unit_timings(cfg)
+        edge_latency = sum(units[u].latency for u in ("buffer_read", "decoder", "edge_fifo"))
+        fifo_depth = edge_latency + 1
         read_k = Signal(K_BLOCKS_BITS, name="read_k")
         read_slot = Signal(range(max(2, cfg.interleave)), name="read_slot")
         read_group = Signal(K_BLOCKS_BITS, name="read_group")
         staged = Signal(name="read_valid")  # the read stage holds a beat (memory data + weights + last)
         staged_w = Signal(tile_w_layout(cfg), name="read_w")
         staged_last = Signal(name="read_last")
-        staged_ready = Signal(name="read_stage_ready")
+        inside = Signal(range(fifo_depth + 1), name="edge_inside")  # beats taken, not yet in the MAC array
         take = Signal(name="w_take")
-        m.d.comb += [self.w.ready.eq(full.bit_select(read_bank, 1) & staged_ready), take.eq(self.w.valid & self.w.ready)]
+        m.d.comb += [self.w.ready.eq(full.bit_select(read_bank, 1) & (inside < fifo_depth)),
+                     take.eq(self.w.valid & self.w.ready)]  # fmt: skip
         row_blocks = []
         read_address = Cat(read_k[: (cfg.buffer_blocks - 1).bit_length() or 1], read_bank) if _power_of_two(
             cfg.buffer_blocks) else read_bank * cfg.buffer_blocks + read_k  # fmt: skip
         for r in range(cfg.rows):
             row = BufferRow(entry, depth)
             m.submodules[f"buffer_row_{r}"] = row
-            j, g = r % q, r // q  # row r = group g, quantizer j
             m.d.comb += [
-                row.write_address.eq(write_address),
-                row.write_data.eq(selected[j].payload.as_value()),
-                row.write_enable.eq(write & (write_group == g)),
+                row.write_address.eq(write_address_q),
+                row.write_data.eq(write_data[r % q]),  # row r = group r // q of quantizer r % q
+                row.write_enable.eq(write_rows[r]),
                 row.read_address.eq(read_address),
-                row.read_enable.eq(staged_ready),
+                row.read_enable.eq(1),
             ]
             row_blocks.append(row.read_data)
         k_end = read_k + 1 >= self.k_blocks
         slot_end = read_slot == cfg.interleave - 1
         group_end = read_group + 1 >= self.col_groups
-        with m.If(staged_ready):
-            m.d.sync += [staged.eq(take), staged_w.eq(self.w.payload), staged_last.eq(k_end)]
+        m.d.sync += [staged.eq(take), staged_w.eq(self.w.payload), staged_last.eq(k_end)]
         with m.If(take):
             m.d.sync += read_slot.eq(Mux(slot_end, 0, read_slot + 1))
             with m.If(slot_end):
@@ -534,9 +559,8 @@ class Tile(wiring.Component):
                     with m.If(group_end):
                         m.d.sync += read_bank.eq(~read_bank)
         tile_done = take & slot_end & k_end & group_end
-        filled = write & last_group & last_k
         for b in range(2):
-            set_b = filled & (write_bank == b)
+            set_b = filled & (filled_bank == b)
             clear_b = tile_done & (read_bank == b)
             with m.If(set_b):
                 m.d.sync += full[b].eq(1)
@@ -553,20 +577,32 @@ class Tile(wiring.Component):
         last_out = _channel("last", unsigned(1))
         register_stage(m, last_in, last_out, last_in.payload)
         m.d.comb += last_in.payload.eq(staged_last)
-        stage_out = _channel("read_stage", unsigned(1))
-        m.d.comb += [stage_out.valid.eq(staged), staged_ready.eq(~staged | stage_out.ready)]
-        _fork(m, stage_out, [s for lane in lanes for s in lane[:2]] + [last_in])
-        outputs = [s for lane in lanes for s in lane[2:]] + [last_out]
-        _join(m, outputs, mac.i)
+        # Every lane is a one-register stage fed by `staged` and never held (ready tied high), so all
+        # their valid bits equal `last_out.valid`: that one bit writes the edge FIFO.
+        for sink in [s for lane in lanes for s in lane[:2]] + [last_in]:
+            m.d.comb += sink.valid.eq(staged)
+        for source in [s for lane in lanes for s in lane[2:]] + [last_out]:
+            m.d.comb += source.ready.eq(1)
+        beat = Signal(mac.i.payload.shape(), name="edge_beat")
         for r in range(cfg.rows):
             decoded, exponent = lanes[r][2], lanes[r][3]
-            m.d.comb += [mac.i.payload.a[r].elements.eq(decoded.payload), mac.i.payload.a[r].exponent.eq(exponent.payload)]
+            m.d.comb += [beat.a[r].elements.eq(decoded.payload), beat.a[r].exponent.eq(exponent.payload)]
         for c in range(cfg.cols):
             decoded, exponent = lanes[cfg.rows + c][2], lanes[cfg.rows + c][3]
-            m.d.comb += [mac.i.payload.w[c].elements.eq(decoded.payload), mac.i.payload.w[c].exponent.eq(exponent.payload)]
-        m.d.comb += mac.i.payload.last.eq(last_out.payload)
+            m.d.comb += [beat.w[c].elements.eq(decoded.payload), beat.w[c].exponent.eq(exponent.payload)]
+        m.d.comb += beat.last.eq(last_out.payload)
+        edge = SkidFIFO(len(beat.as_value()), fifo_depth)
+        m.submodules.edge_fifo = edge
+        m.d.comb += [
+            edge.w_en.eq(last_out.valid),
+            edge.w_data.eq(beat),
+            mac.i.valid.eq(edge.r_valid),
+            mac.i.payload.eq(edge.r_data),
+            edge.r_en.eq(mac.i.ready),
+        ]
         fire = Signal(name="mac_fire")
         m.d.comb += fire.eq(mac.i.valid & mac.i.ready)
+        m.d.sync += inside.eq(inside + take - fire)
 
         wiring.connect(m, wiring.flipped(self.o), mac.o)
         if cfg.format.scaled:

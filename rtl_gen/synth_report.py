@@ -1,13 +1,14 @@
 """The designs ``make synth`` measures, and the cost report (``build/report/hw.md`` and ``hw.json``).
 
-Tiles at 1 x 1, 4 x 4 and 16 x 16 PEs in every tile format, B = 32, bfloat16 activations, one
+Tiles at 1 x 1, 2 x 2, 4 x 4 and 16 x 16 PEs in every tile format, B = 32, bfloat16 activations, one
 shared quantizer, C-slow L = 8 (``TILE_PARAMETERS``; NVFP4: B = 16), plus each unit on its own (for its Fmax). Every
 design is synthesized, none extrapolated: with the hierarchy kept, the PE is one Verilog module that
 the array instantiates ``rows x cols`` times (``rtl_gen.synth.write_design(hierarchical=True)``), so
 Yosys synthesizes it once and the totals multiply each module's local cost by its instance count in
 the netlist. The ECP5 flow synthesizes every design (``-nodsp``: the 4b x 4b products stay in LUTs,
-so formats compare like with like) and places and routes every unit and, per tile format, the
-largest array whose LUT4 and FF counts fit an LFE5U-85F.
+so formats compare like with like; the 16 x 16 tiles, far past the device, are skipped) and places
+and routes every unit and, in every tile format, the ``PLACED_SIZE`` (2 x 2) tile: the largest array at
+which every format fits an LFE5U-85F (placed only where its LUT4 and FF counts fit).
 
 ``hw.json`` schema (``semanticdialect.hw-cost/2``): ``designs`` is a list of records
 
@@ -49,19 +50,26 @@ __all__ = ["DESIGNS", "Design", "PROFILES", "VARIANT_TILES", "readme_table", "ru
 #: Bump when the tool scripts in ``rtl_gen.synth`` change, so cached results are not reused.
 FLOW_VERSION = 3
 TILE_BLOCK = 32
-SIZES = ((1, 1), (4, 4), (16, 16))
-#: The tile parameters every cost configuration shares (hw/TILE.md explains each). 8 selector stages
-#: (the FB32 DSU at 8 stages: 67 MHz, its threshold read and encoder share a stage; the 13-stage unit,
-#: one register per level, is costed beside it: 98.7 MHz, +6.7k flip-flops).
-TILE_PARAMETERS = {"quantizers": 1, "interleave": 8, "buffer_blocks": 4, "output_depth": 9, "dsu_stages": 8}
-#: Register cuts of the fastest FB32 DSU (one per logic level at B = 32), synthesized as a unit.
-DSU_FULL_STAGES = 13
+SIZES = ((1, 1), (2, 2), (4, 4), (16, 16))
+#: The tile size that is placed and routed (ECP5 LUT4/FF/DSP and Fmax, every format side by side): the
+#: largest square array at which every built-in tile format fits an LFE5U-85F. At 4 x 4 the FB32 tile
+#: does not (the DSU alone is ~17k LUT4 and each PE ~3.6k: about 90k > 83,640 LUT4), so 2 x 2 is the size
+#: where the formats compare like with like.
+PLACED_SIZE = (2, 2)
+#: Tiles this large are synthesized to generic gates only: their ECP5 netlists (flattened for nextpnr)
+#: are far past the device, and their LUT counts say nothing the 4 x 4 ones do not.
+ECP5_MAX_PES = 16
+#: The tile parameters every cost configuration shares (hw/TILE.md explains each). 13 selector stages:
+#: one register per logic level of the FB32 DSU at B = 32 (at 8 stages its threshold read and encoder
+#: share a stage: 67 MHz; the two-stage selector's did too at 8 of its 15 levels: 79 MHz), so both
+#: selectors reach 100 MHz on ECP5 (issue 10).
+TILE_PARAMETERS = {"quantizers": 1, "interleave": 8, "buffer_blocks": 4, "output_depth": 9, "dsu_stages": 13}
 #: LFE5U-85F resources (nextpnr ``--85k``).
 ECP5_LUTS = 83_640
 ECP5_FFS = 83_640
-#: Place and route only arrays up to this many LUT4s (WASM nextpnr on the shared 2-core machine needs
-#: about 40 minutes for a 20k-LUT design); larger fitting arrays are reported as fitting, not placed.
-PLACE_LUT_BUDGET = 30_000
+#: Place and route a tile only up to this many LUT4s (WASM nextpnr on the shared 2-core machine needs
+#: tens of minutes for a 40k-LUT design); a larger fitting tile is reported as fitting, not placed.
+PLACE_LUT_BUDGET = 60_000
 #: Published numbers (the comparisons in hw/README.md).
 ANCHORS = {
     "dialectfp4_mac_over_fp4_mac": (248.0 / 247.0, "BlockDialect: DialectFP4 MAC 248 um^2 vs FP4 MAC 247 um^2 (45 nm)"),
@@ -91,8 +99,9 @@ def tile_config(fmt: TileFormat, rows: int, cols: int) -> TileConfig:
 
 @dataclass(frozen=True)
 class Design:
-    """One synthesized design. ``place_and_route``: True (always), False, or "fits" (the largest array
-    of its format that fits the LFE5U-85F)."""
+    """One synthesized design. ``place_and_route``: True (always), False, or "fits" (placed when its
+    ECP5 netlist fits the LFE5U-85F and ``place_budget``; the tiles of ``PLACED_SIZE``); ``ecp5``: whether
+    the ECP5 flow synthesizes it at all (tiles of more than ``ECP5_MAX_PES`` PEs: generic gates only)."""
 
     label: str
     config: object
@@ -101,6 +110,7 @@ class Design:
     unit: str
     rows: int = 1
     cols: int = 1
+    ecp5: bool = True
 
     @property
     def name(self) -> str:
@@ -120,8 +130,9 @@ def _designs() -> tuple[Design, ...]:
     labels.update({TileFormat(name): label for name, label in VARIANT_TILES.items()})
     for rows, cols in SIZES:
         for fmt in tile_formats():
-            out.append(Design(f"{labels[fmt]} tile {rows} x {cols}", tile_config(fmt, rows, cols), "fits", fmt.value,
-                              "tile", rows, cols))  # fmt: skip
+            place = "fits" if (rows, cols) == PLACED_SIZE else False
+            out.append(Design(f"{labels[fmt]} tile {rows} x {cols}", tile_config(fmt, rows, cols), place, fmt.value,
+                              "tile", rows, cols, ecp5=rows * cols <= ECP5_MAX_PES))  # fmt: skip
     stages, slots = TILE_PARAMETERS["dsu_stages"], TILE_PARAMETERS["interleave"]
     units = [
         ("bfloat16 block front-end", FrontEndConfig(block=TILE_BLOCK), "any", "front_end"),
@@ -129,8 +140,6 @@ def _designs() -> tuple[Design, ...]:
          "mxfp4", "float_front_end"),
         (f"FB32 DSU (LUT, 32 dialects per cycle, {stages} stages)", DSUConfig(book=Book.FB32, block=TILE_BLOCK, pipeline_stages=stages),
          "fb32", "dsu"),
-        (f"FB32 DSU (LUT, 32 dialects per cycle, {DSU_FULL_STAGES} stages: one per level)",
-         DSUConfig(book=Book.FB32, block=TILE_BLOCK, pipeline_stages=DSU_FULL_STAGES), "fb32", "dsu"),
         (f"DialectFP4-16 exhaustive LUT DSU ({stages} stages; area only)",
          DSUConfig(book=Book.DIALECTFP4_16, block=TILE_BLOCK, pipeline_stages=stages), "dialectfp4", "dsu", False),
         (f"DialectFP4-16 two-stage selector ({stages} stages)", TwoStageConfig(block=TILE_BLOCK, pipeline_stages=stages),
@@ -233,10 +242,11 @@ def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeou
                     results[(d.name, f, place)] = err
 
     # Phase 1: generic gates for all, ECP5 synthesis for all (units placed right away). Longest first.
-    jobs = [(d, f, f == "ecp5" and d.place_and_route is True) for d in designs for f in flows]
+    jobs = [(d, f, f == "ecp5" and d.place_and_route is True) for d in designs for f in flows if f != "ecp5" or d.ecp5]
     jobs.sort(key=lambda job: (not job[2], job[1] != "ecp5", -(job[0].rows * job[0].cols)))
     run_all(jobs)
-    # Phase 2: per tile format, place and route the largest array that fits the device (and the budget).
+    # Phase 2: per tile format, place and route the largest "fits" tile (PLACED_SIZE) whose netlist fits the
+    # device and the budget.
     placed = []
     if "ecp5" in flows:
         for fmt in {d.format for d in designs if d.place_and_route == "fits"}:

@@ -113,8 +113,8 @@ def test_tile_config_round_trips_and_documents_its_latency(fmt):
     config = TileConfig(format=fmt, rows=2, cols=3, input=InputFloat.BF16, block=16 if fmt is TileFormat.NVFP4 else 32)
     assert TileConfig.from_json(config.to_json()) == config
     units = Tile.unit_timings(config)
-    assert Tile.timing(config).latency == sum(units[u].latency for u in ("buffer_read", "decoder", "mac_array"))
+    assert Tile.timing(config).latency == sum(units[u].latency for u in ("buffer_read", "decoder", "edge_fifo", "mac_array"))
     assert Tile.timing(config).initiation_interval == 1
-    assert Tile.quantizer_timing(config).latency == units["front_end"].latency + units["selector"].latency + 1
+    assert Tile.quantizer_timing(config).latency == units["front_end"].latency + units["selector"].latency + 2
     # The full-parallel, pipelined selectors take one block per cycle.
     assert Tile.quantizer_timing(config).initiation_interval == 1
