@@ -147,4 +147,5 @@ def track_transaction(m: Module, i, o, contract: StreamContract, in_layout, *, n
     m.d.comb += Cover(arrived)
     tracked = Tracked(payload, arrived)
     tracked.pick = pick
+    tracked.tracking = tracking
     return tracked

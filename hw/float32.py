@@ -337,7 +337,7 @@ def round_to_binary32(m: Module, magnitude, exponent, negative, prefix: str, cut
     magnitude, drop, field_base, negative, zero = (live[k] for k in names)
     limit = width + 1  # dropping more leaves less than half a unit
     amount = Signal(range(limit + SIGNIFICAND_BITS + 1), name=f"{prefix}_amount")
-    m.d.comb += amount.eq(Mux(drop > limit, limit, drop) + SIGNIFICAND_BITS)
+    m.d.comb += amount.eq(Mux(drop > limit, limit + SIGNIFICAND_BITS, drop + SIGNIFICAND_BITS))  # add beside the compare
     sticky = Signal(name=f"{prefix}_sticky")
     m.d.comb += sticky.eq(~zero & (drop >= live["low_plus_2"]))
     names = ("magnitude", "amount", "sticky", "negative", "zero")

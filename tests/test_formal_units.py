@@ -117,3 +117,72 @@ def test_the_readme_lists_every_property_with_its_depth():
         cells = [c.strip() for c in rows[0].split("|")]
         assert ("unbounded" in cells[2]) == (prop.mode == "prove"), f"{prop.name}: mode {prop.mode} vs {cells[2]!r}"
         assert str(prop.depth) in cells[3].split(" ")[0:3], f"{prop.name}: depth {prop.depth} vs {cells[3]!r}"
+
+
+# --- the pipelined DSU against the two-register DSU's spec (formal/pipelined.py) ---------------------------
+
+
+def _pipelined_property(suffix: str) -> Property:
+    from formal.properties import PIPELINED_PROPERTIES
+
+    return next(p for p in PIPELINED_PROPERTIES if p.name.endswith(f":{suffix}"))
+
+
+def test_the_pipelined_argmin_proof_catches_ties_to_the_highest_id(tmp_path, monkeypatch):
+    import hw.select
+
+    monkeypatch.setattr(hw.select, "_better", _tie_to_highest)
+    outcome = prove(_pipelined_property("argmin"), root=tmp_path)
+    assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
+
+
+@pytest.mark.slow
+def test_the_pipelined_costs_proof_catches_a_partial_sum_that_skips_its_cut(tmp_path, monkeypatch):
+    """A retiming bug: one adder tree's first partial sum crosses a register cut without its register,
+    so the cost mixes this cycle's lane with the block registered a cycle ago."""
+    import hw.select
+
+    class SkippedCut(hw.select.Stages):
+        def cut(self, level, values):
+            out = super().cut(level, values)
+            if level in self.after and "trees" in values:
+                out["trees"][0][0] = values["trees"][0][0]
+            return out
+
+    monkeypatch.setattr(hw.select, "Stages", SkippedCut)
+    outcome = prove(_pipelined_property("costs"), root=tmp_path)
+    assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
+
+
+@pytest.mark.slow
+def test_the_pipelined_err_lookup_proof_catches_one_wrong_err_rom_entry(tmp_path, monkeypatch):
+    import hw.select
+
+    class OneWrongEntry(hw.select.Rom):
+        def __init__(self, m, name, values, width):
+            values = list(values)
+            if name == "err_rom_3":
+                values[7] += 1
+            super().__init__(m, name, values, width)
+
+    monkeypatch.setattr(hw.select, "Rom", OneWrongEntry)
+    outcome = prove(_pipelined_property("err-lookup"), root=tmp_path)
+    assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
+
+
+@pytest.mark.slow
+def test_the_pipelined_transport_proof_catches_a_fifo_fed_the_previous_beat(tmp_path, monkeypatch):
+    """The skid FIFO written with the last stage's payload of the cycle before (its valid bit on time)."""
+    import hw.pipeline
+    import hw.select
+
+    def late_payload(m, i, o, payload, valid, latency, prefix="skid"):
+        from amaranth.hdl import Signal
+
+        stale = Signal.like(payload.as_value(), name=f"{prefix}_stale")
+        m.d.sync += stale.eq(payload.as_value())
+        hw.pipeline.skid_output(m, i, o, stale, valid, latency, prefix)
+
+    monkeypatch.setattr(hw.select, "skid_output", late_payload)
+    outcome = prove(_pipelined_property("transport"), root=tmp_path)
+    assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
