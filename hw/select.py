@@ -66,33 +66,6 @@ def _threshold_read(m: Module, book: Formatbook, dialect, name: str) -> list:
     return [word[bits * k : bits * (k + 1)] for k in range(MAGNITUDE_CODES - 1)]
 
 
-#: Copies of the threshold register in the pipelined selectors, each serving ``block / 4`` lanes: one
-#: register fanning out to all 32 lanes' comparators cost 5-7 ns of routing on ECP5 (issue 10).
-THRESHOLD_COPIES = 4
-
-
-def _threshold_copies(thresholds: list, copies: int) -> list[list]:
-    """``copies`` copies of the threshold words, copy ``g`` stored as ``T ^ _copy_mask(g)``: distinct
-    register inputs, so synthesis keeps each copy (identical registers would be merged back into one);
-    the reader undoes the mask, which folds into its comparators."""
-    bits = len(thresholds[0])
-    return [[(t ^ _copy_mask(g, bits))[:bits] for t in thresholds] for g in range(copies)]
-
-
-def _copy_mask(g: int, bits: int) -> int:
-    """0, all ones, 0101..., 1010..., then further distinct patterns: the mask of threshold copy ``g``."""
-    ones = (1 << bits) - 1
-    base = [0, ones, 0x5555_5555 & ones, 0xAAAA_AAAA & ones]
-    return base[g] if g < len(base) else (g * 0x9E37_79B9) & ones
-
-
-def _lane_thresholds(copies: list[list], lane: int, block: int) -> list:
-    """The thresholds lane ``lane`` compares against: its group's copy, unmasked."""
-    g = lane * len(copies) // block
-    bits = len(copies[g][0])
-    return [(t ^ _copy_mask(g, bits))[:bits] for t in copies[g]]
-
-
 def thresholds_ascend(book: Formatbook) -> bool:
     """Whether every dialect's thresholds are non-decreasing (true for every book whose magnitudes
     ascend): then the comparisons ``u >= T_k`` form a thermometer code."""
@@ -267,15 +240,13 @@ class DialectSelectUnit(_Selector):
 
         # Threshold read (once per block), then the encoder.
         thresholds = _threshold_read(m, book, dialect, "thresholds")
-        copies = _threshold_copies(thresholds, min(THRESHOLD_COPIES, config.block))
-        live = stages.cut(level, {**live, "dialect": dialect, "thresholds": copies})
+        live = stages.cut(level, {**live, "dialect": dialect, "thresholds": thresholds})
         level += 1
         encoded = Signal(selector_out_layout(config), name="encoded")
         m.d.comb += [encoded.exponent.eq(live["exponent"]), encoded.dialect.eq(live["dialect"])]
         for i in range(config.block):
             index = Signal(INDEX_BITS, name=f"index_{i}")
-            lane_thresholds = _lane_thresholds(live["thresholds"], i, config.block)
-            m.d.comb += index.eq(_index(live["ucodes"][i], lane_thresholds, thresholds_ascend(book)))
+            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"], thresholds_ascend(book)))
             m.d.comb += encoded.codes[i].eq(Cat(index, live["signs"][i]))
         final = stages.cut(level, {"encoded": encoded})
         skid_output(m, self.i, self.o, final["encoded"], stages.valid, stages.cuts + 1, prefix="dsu")
@@ -421,14 +392,13 @@ class TwoStageSelector(_Selector):
         level += 1
         # Threshold read (once per block), then the encoder.
         thresholds = _threshold_read(m, book, live["dialect"], "thresholds")
-        live = stages.cut(level, {**live, "thresholds": _threshold_copies(thresholds, min(THRESHOLD_COPIES, block))})
+        live = stages.cut(level, {**live, "thresholds": thresholds})
         level += 1
         encoded = Signal(selector_out_layout(config), name="encoded")
         m.d.comb += [encoded.exponent.eq(live["exponent"]), encoded.dialect.eq(live["dialect"])]
         for i in range(block):
             index = Signal(INDEX_BITS, name=f"index_{i}")
-            lane_thresholds = _lane_thresholds(live["thresholds"], i, config.block)
-            m.d.comb += index.eq(_index(live["ucodes"][i], lane_thresholds, thresholds_ascend(book)))
+            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"], thresholds_ascend(book)))
             m.d.comb += encoded.codes[i].eq(Cat(index, live["signs"][i]))
         final = stages.cut(level, {"encoded": encoded})
         skid_output(m, self.i, self.o, final["encoded"], stages.valid, stages.cuts + 1, prefix="two_stage")
