@@ -66,23 +66,9 @@ def _threshold_read(m: Module, book: Formatbook, dialect, name: str) -> list:
     return [word[bits * k : bits * (k + 1)] for k in range(MAGNITUDE_CODES - 1)]
 
 
-def thresholds_ascend(book: Formatbook) -> bool:
-    """Whether every dialect's thresholds are non-decreasing (true for every book whose magnitudes
-    ascend): then the comparisons ``u >= T_k`` form a thermometer code."""
-    return all(a <= b for row in dialect_thresholds(book) for a, b in zip(row, row[1:]))
-
-
-def _index(u, thresholds, ascending: bool):
-    """``#{k : u >= T_k}``: the nearest-value index (ties up, saturating), as a 3-bit count.
-
-    ``ascending`` (``thresholds_ascend``): the 7 comparisons are a thermometer code ``t``, whose count is
-    read off in two LUT levels (bit 2 = t3, bit 1 = t1 ~t3 | t5, bit 0 = t0 ~t1 | t2 ~t3 | t4 ~t5 | t6)
-    instead of a 7-input adder tree (issue 10: the two-stage selector's encoder stage at 95 MHz).
-    Otherwise the comparisons are summed."""
-    t = [(u >= threshold) for threshold in thresholds]
-    if not ascending or len(t) != MAGNITUDE_CODES - 1 or MAGNITUDE_CODES != 8:
-        return tree_reduce([x.as_unsigned() for x in t], lambda a, b: a + b)
-    return Cat((t[0] & ~t[1]) | (t[2] & ~t[3]) | (t[4] & ~t[5]) | t[6], (t[1] & ~t[3]) | t[5], t[3])
+def _index(u, thresholds):
+    """``#{k : u >= T_k}``: the nearest-value index (ties up, saturating), as a 3-bit count."""
+    return tree_reduce([(u >= t).as_unsigned() for t in thresholds], lambda a, b: a + b)
 
 
 def _encode(m: Module, book: Formatbook, dialect, block_data, block: int, out) -> None:
@@ -95,7 +81,7 @@ def _encode(m: Module, book: Formatbook, dialect, block_data, block: int, out) -
     m.d.comb += [out.exponent.eq(block_data.exponent), out.dialect.eq(dialect)]
     for k in range(block):
         index = Signal(INDEX_BITS, name=f"index_{k}")
-        m.d.comb += index.eq(_index(block_data.ucodes[k], thresholds, thresholds_ascend(book)))
+        m.d.comb += index.eq(_index(block_data.ucodes[k], thresholds))
         m.d.comb += out.codes[k].eq(Cat(index, block_data.signs[k]))
 
 
@@ -246,7 +232,7 @@ class DialectSelectUnit(_Selector):
         m.d.comb += [encoded.exponent.eq(live["exponent"]), encoded.dialect.eq(live["dialect"])]
         for i in range(config.block):
             index = Signal(INDEX_BITS, name=f"index_{i}")
-            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"], thresholds_ascend(book)))
+            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"]))
             m.d.comb += encoded.codes[i].eq(Cat(index, live["signs"][i]))
         final = stages.cut(level, {"encoded": encoded})
         skid_output(m, self.i, self.o, final["encoded"], stages.valid, stages.cuts + 1, prefix="dsu")
@@ -398,7 +384,7 @@ class TwoStageSelector(_Selector):
         m.d.comb += [encoded.exponent.eq(live["exponent"]), encoded.dialect.eq(live["dialect"])]
         for i in range(block):
             index = Signal(INDEX_BITS, name=f"index_{i}")
-            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"], thresholds_ascend(book)))
+            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"]))
             m.d.comb += encoded.codes[i].eq(Cat(index, live["signs"][i]))
         final = stages.cut(level, {"encoded": encoded})
         skid_output(m, self.i, self.o, final["encoded"], stages.valid, stages.cuts + 1, prefix="two_stage")
