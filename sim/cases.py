@@ -40,7 +40,10 @@ class Batch:
     """Input beats of one run and what the scoreboard needs to check them.
 
     ``names`` has one entry per expected output beat; ``first_beats[j]`` is the input beat where
-    output ``j``'s inputs start (``j`` for one-to-one units, the job's first K block for the MAC).
+    output ``j``'s inputs start (``j`` for one-to-one units, the job's first K block for the MAC; for
+    the C-slow MAC array the first beat of the group of L interleaved jobs that ``j`` belongs to);
+    ``last_beats[j]`` the input beat that completes output ``j`` (None: the beat before the next
+    output's first).
     """
 
     fields: dict[str, np.ndarray]
@@ -48,20 +51,38 @@ class Batch:
     payloads: list[int]
     first_beats: list[int]
     jobs: list = field(default_factory=list)  # MAC array: (a, w) QuantizedTensor pairs
+    last_beats: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.last_beats is None:
+            self.last_beats = [b - 1 for b in self.first_beats[1:]] + [len(self.payloads) - 1] if self.first_beats else []
 
     @property
     def expected_outputs(self) -> int:
         return len(self.names)
 
+    def group_start(self, j: int) -> int:
+        """The first output whose inputs start where output ``j``'s do: ``j`` itself unless jobs are
+        interleaved (a C-slow group is resent whole after a reset). ``j`` may be the output count."""
+        if j >= len(self.first_beats):
+            return len(self.first_beats)
+        while j > 0 and self.first_beats[j - 1] == self.first_beats[j]:
+            j -= 1
+        return j
+
     def take(self, start: int) -> Batch:
-        """The inputs of outputs ``start...`` (what a producer resends after a reset)."""
-        beat = self.first_beats[start]
+        """The inputs of outputs ``start...`` (what a producer resends after a reset); ``start`` must
+        begin a group (``group_start``)."""
+        if start != self.group_start(start):
+            raise ValueError(f"output {start} is inside an interleaved group starting at output {self.group_start(start)}")
+        beat = self.first_beats[start] if start < len(self.first_beats) else len(self.payloads)
         return Batch(
             {k: v[beat:] for k, v in self.fields.items()},
             self.names[start:],
             self.payloads[beat:],
             [b - beat for b in self.first_beats[start:]],
             self.jobs[start:],
+            [b - beat for b in self.last_beats[start:]],
         )
 
 
@@ -166,7 +187,9 @@ class DecoderCase(_OneToOne):
 
 
 class MACArrayCase:
-    """Jobs (output tiles) of every ``stimulus.MAC_MODES`` mode; one output beat per job."""
+    """Jobs (output tiles) of every ``stimulus.MAC_MODES`` mode; one output beat per job. On a C-slow
+    array (``interleave`` L > 1) jobs go in groups of L of the same K length, their beats interleaved
+    slot by slot (beat ``n`` of a group belongs to its job ``n mod L``); outputs come in slot order."""
 
     def __init__(self, config: MACArrayConfig) -> None:
         self.config = config
@@ -181,9 +204,42 @@ class MACArrayCase:
         for mode in stimulus.MAC_MODES:
             jobs += stimulus.mac_jobs(rng, self.config, per, mode)
             names += [mode] * per
+        if self.config.interleave > 1:
+            return self._interleaved(rng, jobs, names, per)
         fields = stimulus.mac_beats(self.config, jobs)
         first_beats = np.concatenate([[0], np.cumsum([a.num_blocks for a, _ in jobs])[:-1]]).tolist()
         return Batch(fields, names, self.in_codec.pack(fields), first_beats, jobs)
+
+    def _interleaved(self, rng, jobs, names, per) -> Batch:
+        """Groups of L same-length jobs (more jobs of every mode are drawn until each length that
+        occurs fills whole groups), interleaved slot by slot."""
+        slots = self.config.interleave
+        pools: dict[int, list] = {}
+        for job, name in zip(jobs, names):
+            pools.setdefault(job[0].num_blocks, []).append((job, name))
+        while any(len(pool) % slots for pool in pools.values()):
+            for mode in stimulus.MAC_MODES:
+                for job in stimulus.mac_jobs(rng, self.config, per, mode):
+                    pool = pools.setdefault(job[0].num_blocks, [])
+                    if len(pool) % slots:  # only lengths still short of a whole group
+                        pool.append((job, mode))
+        single = MACArrayConfig(rows=self.config.rows, cols=self.config.cols, block=self.config.block)
+        fields: dict[str, list] = {}
+        out_jobs, out_names, first_beats, last_beats, beat = [], [], [], [], 0
+        for length, pool in sorted(pools.items()):
+            for g in range(0, len(pool), slots):
+                group = pool[g : g + slots]
+                per_job = [stimulus.mac_beats(single, [job]) for job, _ in group]
+                for key in per_job[0]:
+                    stacked = np.stack([f[key] for f in per_job], axis=1)  # (length, L, ...)
+                    fields.setdefault(key, []).append(stacked.reshape(length * slots, *stacked.shape[2:]))
+                out_jobs += [job for job, _ in group]
+                out_names += [name for _, name in group]
+                first_beats += [beat] * slots
+                last_beats += [beat + (length - 1) * slots + s for s in range(slots)]
+                beat += length * slots
+        merged = {k: np.concatenate(v) for k, v in fields.items()}
+        return Batch(merged, out_names, self.in_codec.pack(merged), first_beats, out_jobs, last_beats)
 
     def check(self, batch: Batch, outputs: list[int]) -> list[str]:
         if len(outputs) != batch.expected_outputs:

@@ -15,13 +15,32 @@ from collections.abc import Iterator
 from cocotb.triggers import RisingEdge
 from cocotb.utils import get_sim_time
 
-__all__ = ["StreamDriver", "StreamMonitor", "random_pattern"]
+__all__ = ["StreamDriver", "StreamMonitor", "pattern_with_stalls", "random_pattern"]
 
 
 def random_pattern(rng, probability: float) -> Iterator[int]:
     """An endless 0/1 iterator that is 1 with ``probability`` (``rng``: numpy Generator)."""
     while True:
         for bit in rng.random(4096) < probability:
+            yield int(bit)
+
+
+def pattern_with_stalls(rng, probability: float, max_stall: int, every: int = 400) -> Iterator[int]:
+    """``random_pattern(rng, probability)`` with runs of zeros: one of ``max_stall`` after the first
+    ``max_stall`` cycles, then on average once per ``every`` cycles one of 1 to ``max_stall``. A consumer
+    that stops long enough to fill a unit's output FIFO, so that its credit-based input ready must
+    fall (the skid FIFOs of issue 10 absorb short random stalls)."""
+    head = random_pattern(rng, probability)
+    for _ in range(max_stall):
+        yield next(head)
+    yield from itertools.repeat(0, max_stall)
+    while True:
+        draws = rng.random(4096)
+        stalls = rng.random(4096) < 1 / every
+        lengths = rng.integers(1, max_stall + 1, 4096)
+        for bit, stall, length in zip(draws < probability, stalls, lengths):
+            if stall:
+                yield from itertools.repeat(0, int(length))
             yield int(bit)
 
 

@@ -71,6 +71,7 @@ async def million_block_sweep(dut):
     summary = {"config": config.name, "seed": seed, "blocks": done, "mismatching_chunks": mismatching,
                "mismatches": report, "seconds": round(seconds, 1), "blocks_per_second": round(done / seconds, 1),
                "cycles": driver.cycle(), "simulator": os.environ.get("SDIALECT_SIM_SIMULATOR", ""),
+               "load_average": [round(x, 2) for x in os.getloadavg()],
                "coverage": cov.to_dict()}
     path = os.environ.get("SDIALECT_SIM_REPORT")
     if path:

@@ -33,12 +33,22 @@ def test_a_dead_named_signal_still_warns(tmp_path):
     assert "UNUSEDSIGNAL" in result.stderr and "forgotten" in result.stderr, result.stderr
 
 
-PIPELINED = [DSUConfig(book=Book.DIALECTFP4_16, block=16, pipeline_stages=3),
-             pytest.param(MACArrayConfig(rows=1, cols=2, block=16, interleave=4), marks=pytest.mark.slow)]
+PIPELINED = [
+    DSUConfig(book=Book.DIALECTFP4_16, block=16, pipeline_stages=3),
+    *(pytest.param(c, marks=pytest.mark.slow) for c in (
+        MACArrayConfig(rows=1, cols=2, block=16, interleave=4),
+        MACArrayConfig(rows=1, cols=2, block=16, interleave=8),
+        MACArrayConfig(rows=1, cols=2, block=16, interleave=4, nvfp4=True),
+        MACArrayConfig(rows=1, cols=2, block=16, interleave=8, nvfp4=True),
+    )),
+]  # fmt: skip
+PIPELINED_IDS = ["dsu_dialectfp4_b16_p16_s3", "mac_array_r1_c2_b16_l4", "mac_array_r1_c2_b16_l8",
+                 "nvfp4_mac_array_r1_c2_b16_l4", "nvfp4_mac_array_r1_c2_b16_l8"]  # fmt: skip
 
 
-@pytest.mark.parametrize("config", PIPELINED, ids=["dsu_dialectfp4_b16_p16_s3", "mac_array_r1_c2_b16_l4"])
+@pytest.mark.parametrize("config", PIPELINED, ids=PIPELINED_IDS)
 def test_issue_10_pipelined_units_lint_clean_with_their_per_signal_waivers(config, tmp_path):
-    """The skid FIFO, stage-copy and C-slow waivers are limited to these units' files: they must suffice."""
+    """The skid FIFO, stage-copy, C-slow (L = 4 and 8) and NVFP4 PE waivers are limited to these units'
+    files: they must suffice."""
     result = lint(write_verilog(config, tmp_path), config.name)
     assert result.returncode == 0, result.stderr

@@ -3,9 +3,9 @@
 Each configuration is built once per simulator in its own build directory and one cocotb run
 executes all of ``sim.tb_unit``'s tests on it (random sweep with valid/ready back-pressure,
 latency/II, many resets at random points), comparing bit-exactly with the golden model. ``make
-test`` runs the small list on Verilator, a MAC array and a decoder on Icarus, and the reset test at
-several seeds; the ``slow`` lists (``make sim``) hold the 100k-block sweeps on Verilator and every
-unit on Icarus. Every run writes its summary (speed, coverage) under ``build/sim/reports/``, which
+test`` runs the small list on Verilator, two MAC arrays (one C-slow) and a decoder on Icarus, and the
+reset test at several seeds; the ``slow`` lists (``make sim``) hold the 100k-block sweeps on Verilator
+and every unit on Icarus, issue 10's pipelined units included. Every run writes its summary (speed, coverage) under ``build/sim/reports/``, which
 ``python -m sim.coverage`` merges.
 """
 
@@ -33,6 +33,7 @@ FAST = [
 FAST_ICARUS = [
     (MACArrayConfig(rows=2, cols=2, block=32), 120),
     (DecoderConfig(lanes=4), 600),
+    (MACArrayConfig(rows=1, cols=2, block=16, interleave=4), 48),  # C-slow: L interleaved jobs per group
 ]
 
 #: (config, beats): the full sweeps (>= 100k blocks per selector), `make sim`, Verilator.
@@ -44,6 +45,11 @@ SLOW = [
     (DecoderConfig(lanes=32), 4_000),
     (FrontEndConfig(block=32), 50_000),
     (MACArrayConfig(rows=4, cols=4, block=32), 3_000),
+    # Issue 10's pipelined units as synthesized (hw/README.md): the 13-stage DSU and the 8-stage
+    # two-stage selector (skid FIFOs), and the C-slow MAC array at L = 8 (7 PE stages, 8-register ring).
+    (DSUConfig(book=Book.FB32, block=32, pipeline_stages=13), 60_000),
+    (TwoStageConfig(block=32, pipeline_stages=8), 60_000),
+    (MACArrayConfig(rows=2, cols=2, block=32, interleave=8), 1_500),
 ]
 
 #: (config, beats): every unit regression again under Icarus, `make sim` (fewer beats: Icarus is an
@@ -56,6 +62,9 @@ SLOW_ICARUS = [
     (DecoderConfig(lanes=32), 4_000),
     (FrontEndConfig(block=32), 10_000),
     (MACArrayConfig(rows=4, cols=4, block=32), 600),
+    (DSUConfig(book=Book.FB32, block=32, pipeline_stages=13), 3_000),
+    (TwoStageConfig(block=32, pipeline_stages=8), 10_000),
+    (MACArrayConfig(rows=2, cols=2, block=32, interleave=8), 300),
 ]
 
 #: Seeds of the reset test in every CI run (``SDIALECT_RESET_SEEDS=4,5,...`` picks others). The

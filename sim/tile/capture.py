@@ -22,14 +22,16 @@ TINY_TIMESTEPS = (900.0, 700.0, 500.0)
 
 def tiny_quant_config(config: TileConfig):
     """The golden.dit configuration whose activations ``config``'s tile reproduces: the tile's format and
-    block, integer execution, AD on (profiled every step), SeDA on for FB32 (it needs LUT selection)."""
+    block, integer execution, AD on (profiled every step) except for the E4M3-scaled formats (NVFP4: the
+    tile takes one activation tensor scale per pass, the residual rows would need a second), SeDA on
+    for FB32 (it needs LUT selection)."""
     from golden.dit import DecompositionConfig, Execution, QuantConfig, SedaConfig
 
     seda = SedaConfig(k_c=4, window=(1, 2, 2), regroup_every=1) if config.format is TileFormat.FB32 else None
     return QuantConfig(
         format=config.format.value,
         block=config.block,
-        decomposition=DecompositionConfig(rho=0.1, profile_every=1),
+        decomposition=None if config.format.scaled else DecompositionConfig(rho=0.1, profile_every=1),
         seda=seda,
         execution=Execution.INTEGER,
     )
