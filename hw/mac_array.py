@@ -41,7 +41,6 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import EXPONENT_BIAS, EXPONENT_BITS, Grid
@@ -50,6 +49,7 @@ from .common import UnitTiming, tree_reduce
 from .config import MACArrayConfig
 from .float32 import ADDER_HOOKS, CANONICAL_NAN, ROUND_HOOKS, TERM_HOOKS, add_binary32, round_to_binary32, term_to_binary32, unpack_binary32
 from .layouts import FLOAT32_BITS, mac_in_layout, mac_operand_layout, mac_out_layout
+from .pipeline import SkidFIFO
 
 __all__ = ["MACArray", "PRE_ADDER_STAGES", "ProcessingElement", "ProcessingElementInstance", "pe_module_name"]
 
@@ -433,7 +433,7 @@ class MACArray(wiring.Component):
         if cfg.nvfp4:  # T unpacked once (registered) for every PE
             sig, exp, _, inf, nan = unpack_binary32(m, self.tensor_scale, "tensor_scale")
             scale = [_register(m, v, f"tensor_scale_{n}") for v, n in ((sig, "significand"), (exp, "exponent"), (inf, "inf"), (nan, "nan"))]
-        fifo = SyncFIFO(width=cfg.rows * cfg.cols * FLOAT32_BITS, depth=depth)
+        fifo = SkidFIFO(cfg.rows * cfg.cols * FLOAT32_BITS, depth)  # `pending < depth` guarantees room
         m.submodules.output_fifo = fifo
         results, done = [], None
         for r in range(cfg.rows):
@@ -456,7 +456,7 @@ class MACArray(wiring.Component):
         m.d.comb += [
             fifo.w_en.eq(done),
             fifo.w_data.eq(Cat(*results)),
-            self.o.valid.eq(fifo.r_rdy),
+            self.o.valid.eq(fifo.r_valid),
             self.o.payload.eq(fifo.r_data),
             fifo.r_en.eq(self.o.ready),
             leave.eq(self.o.valid & self.o.ready),

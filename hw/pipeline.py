@@ -28,7 +28,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidFIFO", "Stages", "skid_output"]
+__all__ = ["SkidFIFO", "Stages", "skid_buffer", "skid_output"]
 
 
 class Stages:
@@ -137,3 +137,23 @@ def skid_output(m: Module, i, o, payload, valid, latency: int, prefix: str = "sk
         fifo.r_en.eq(o.ready),
     ]
     m.d.sync += inside.eq(inside + accept - leave)
+
+
+def skid_buffer(m: Module, i, o, prefix: str) -> None:
+    """A one-entry skid buffer from stream ``i`` to stream ``o`` (same payload): ``i.ready`` is a register
+    (the skid entry is empty), so the consumer's ``o.ready`` stops here instead of running on into the
+    producer's clock enables. Zero latency: while the entry is empty a beat passes straight through and
+    is caught in the entry only if ``o`` does not take it; ``o`` shows the entry first."""
+    held = Signal(name=f"{prefix}_held")
+    incoming = i.payload.as_value() if isinstance(i.payload, data.View) else i.payload
+    entry = Signal(len(incoming), name=f"{prefix}_entry", reset_less=True)
+    m.d.comb += [
+        i.ready.eq(~held),
+        o.valid.eq(held | i.valid),
+        o.payload.eq(Mux(held, entry, incoming)),
+    ]
+    with m.If(held):
+        with m.If(o.ready):
+            m.d.sync += held.eq(0)
+    with m.Elif(i.valid & ~o.ready):
+        m.d.sync += [held.eq(1), entry.eq(incoming)]

@@ -59,7 +59,7 @@ from .front_end import BlockFrontEnd
 from .layouts import mac_out_layout
 from .layouts import scaled_front_end_in_layout
 from .mac_array import MACArray
-from .pipeline import SkidFIFO
+from .pipeline import SkidFIFO, skid_buffer
 from .scaled_front_end import ScaledFrontEnd
 from .select import DialectSelectUnit, TwoStageSelector
 from .tile_front_end import (
@@ -300,22 +300,20 @@ def tile_w_layout(config: TileConfig) -> data.ArrayLayout:
     return data.ArrayLayout(encoded_block_layout(config.block, config.format.formatbook.id_bits), config.cols)
 
 
-def _fork(m: Module, source, sinks) -> None:
-    """Lockstep fork: every sink takes ``source``'s beat in the same cycle (sinks' ready must not depend on valid)."""
-    all_ready = Signal(name=f"{sinks[0].valid.name}_fork_ready")
-    m.d.comb += all_ready.eq(Cat(*(s.ready for s in sinks)).all())
-    m.d.comb += source.ready.eq(all_ready)
+def _lockstep_fork(m: Module, source, sinks) -> None:
+    """Fork into sinks that move in lockstep: identical units (or one-register stages) given the same
+    valid and the same downstream ready, so their ready bits are always equal and the first one speaks
+    for all (no AND over sinks that may sit far apart on the die)."""
+    m.d.comb += source.ready.eq(sinks[0].ready)
     for sink in sinks:
-        m.d.comb += sink.valid.eq(source.valid & all_ready)
+        m.d.comb += sink.valid.eq(source.valid)
 
 
-def _join(m: Module, sources, sink) -> None:
-    """Lockstep join: ``sink`` gets a beat when every source has one; all sources hand over together."""
-    all_valid = Signal(name=f"{sink.valid.name}_join_valid")
-    m.d.comb += all_valid.eq(Cat(*(s.valid for s in sources)).all())
-    m.d.comb += sink.valid.eq(all_valid)
+def _lockstep_join(m: Module, sources, sink) -> None:
+    """Join sources that move in lockstep (their valid bits are always equal): the first one's valid."""
+    m.d.comb += sink.valid.eq(sources[0].valid)
     for source in sources:
-        m.d.comb += source.ready.eq(sink.ready & all_valid)
+        m.d.comb += source.ready.eq(sink.ready)
 
 
 def _channel(name: str, layout):
@@ -432,7 +430,10 @@ class Tile(wiring.Component):
         mac = MACArray(cfg.mac_config, pe_factory=factory)
         m.submodules.mac_array = mac
 
-        # ---- Quantizers: q front-end + selector pairs, fed in lockstep from `a`.
+        # ---- Quantizers: q front-end + selector pairs, fed in lockstep from `a`. A skid buffer sits at
+        # the selector's input (pipelined selectors) or after the E2M1 encoder / pre-quantized lane, so no
+        # ready runs from the buffer or a selector's credit into the front-ends' clock enables
+        # (issue 10: that `a` handshake chain was the 2 x 2 tile's 72 MHz path).
         a_sinks, selected = [], []
         for j in range(q if cfg.format.quantizes else 0):
             front_end, selector = self._front_end(), self._selector()
@@ -440,32 +441,40 @@ class Tile(wiring.Component):
             m.submodules[f"quantizer_{j}_selector"] = selector
             m.d.comb += front_end.i.payload.eq(self.a.payload.blocks[j])
             a_sinks.append(front_end.i)
+            into = _channel(f"quantizer_{j}_into_selector", selector.i.payload.shape())
             if cfg.format.masked:
                 mask_in = _channel(f"quantizer_{j}_mask_in", unsigned(book.num_dialects))
                 mask_out = _channel(f"quantizer_{j}_mask", unsigned(book.num_dialects))
                 register_stage(m, mask_in, mask_out, mask_in.payload)
                 m.d.comb += mask_in.payload.eq(self.a.payload.masks[j])
                 a_sinks.append(mask_in)
-                _join(m, [front_end.o, mask_out], selector.i)
+                _lockstep_join(m, [front_end.o, mask_out], into)
                 fe_out = front_end.o.payload
                 m.d.comb += [
-                    selector.i.payload.exponent.eq(fe_out.exponent),
-                    selector.i.payload.signs.eq(fe_out.signs),
-                    selector.i.payload.ucodes.eq(fe_out.ucodes),
-                    selector.i.payload.mask.eq(mask_out.payload),
+                    into.payload.exponent.eq(fe_out.exponent),
+                    into.payload.signs.eq(fe_out.signs),
+                    into.payload.ucodes.eq(fe_out.ucodes),
+                    into.payload.mask.eq(mask_out.payload),
                 ]
             else:
-                m.d.comb += [
-                    selector.i.valid.eq(front_end.o.valid),
-                    front_end.o.ready.eq(selector.i.ready),
-                    selector.i.payload.eq(front_end.o.payload),
-                ]
-            selected.append(selector.o)
+                _lockstep_join(m, [front_end.o], into)
+                m.d.comb += into.payload.eq(front_end.o.payload)
+            if isinstance(selector, E2M1Encoder):  # a one-register unit: the skid buffer follows it
+                m.d.comb += [selector.i.valid.eq(into.valid), into.ready.eq(selector.i.ready),
+                             selector.i.payload.eq(into.payload)]  # fmt: skip
+                out = _channel(f"quantizer_{j}_out", selector.o.payload.shape())
+                skid_buffer(m, selector.o, out, f"quantizer_{j}_skid")
+                selected.append(out)
+            else:
+                skid_buffer(m, into, selector.i, f"quantizer_{j}_skid")
+                selected.append(selector.o)
         if not cfg.format.quantizes:  # NVFP4: pre-quantized blocks, one register stage per lane
             for j in range(q):
                 lane_in = _channel(f"prequantized_{j}_in", entry)
+                lane_reg = _channel(f"prequantized_{j}_reg", entry)
                 lane_out = _channel(f"prequantized_{j}", entry)
-                register_stage(m, lane_in, lane_out, lane_in.payload)
+                register_stage(m, lane_in, lane_reg, lane_in.payload)
+                skid_buffer(m, lane_reg, lane_out, f"prequantized_{j}_skid")
                 m.d.comb += lane_in.payload.eq(self.a.payload.blocks[j])
                 a_sinks.append(lane_in)
                 selected.append(lane_out)
@@ -474,7 +483,7 @@ class Tile(wiring.Component):
             product = multiply_binary32(m, self.tensor_scale_a, self.tensor_scale_w, "tensor_scale")
             tensor_scale = Signal(32, name="tensor_scale")
             m.d.sync += tensor_scale.eq(product)
-        _fork(m, self.a, a_sinks)
+        _lockstep_fork(m, self.a, a_sinks)
 
         # ---- The quantized-activation buffer: one memory per row, banks [0, B) and [B, 2B).
         full = Signal(2, name="bank_full")
@@ -483,7 +492,7 @@ class Tile(wiring.Component):
         write_k = Signal(K_BLOCKS_BITS, name="write_k")
         write_group = Signal(range(max(2, per_quantizer)), name="write_group")
         written = _channel("quantized", unsigned(1))
-        _join(m, selected, written)
+        _lockstep_join(m, selected, written)
         m.d.comb += written.ready.eq(~full.bit_select(write_bank, 1))
         write = Signal(name="buffer_write")
         m.d.comb += write.eq(written.valid & written.ready)

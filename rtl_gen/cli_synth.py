@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="tool runs at a time (default 2)")
     parser.add_argument("--place-max-luts", type=int, default=None, metavar="N",
                         help="place and route a tile array only up to N LUT4s (default rtl_gen.synth_report.PLACE_LUT_BUDGET)")  # fmt: skip
+    parser.add_argument("--place-size", default=None, metavar="RxC",
+                        help="place and route the tiles of this size (default rtl_gen.synth_report.PLACED_SIZE, 2x2)")  # fmt: skip
     parser.add_argument("--cached-only", action="store_true",
                         help="start no tool: report the cached results (designs without one are listed as not measured)")  # fmt: skip
     parser.add_argument("--readme", default=None, metavar="PATH",
@@ -43,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .synth_report import DESIGNS, PLACE_LUT_BUDGET, PROFILES, update_readme, run_report
+    from .synth_report import DESIGNS, PLACE_LUT_BUDGET, PLACED_SIZE, PROFILES, update_readme, run_report
 
     flows = tuple(f.strip() for f in args.flows.split(",") if f.strip())
     unknown = [f for f in flows if f not in FLOWS]
@@ -51,6 +53,14 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown flow {unknown[0] if unknown else args.flows!r}; expected some of {', '.join(FLOWS)}")
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    place_size = PLACED_SIZE
+    if args.place_size is not None:
+        try:
+            place_size = tuple(int(x) for x in args.place_size.lower().split("x"))
+            if len(place_size) != 2 or min(place_size) < 1:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--place-size must look like 2x2 (rows x cols), got {args.place_size!r}") from None
     readme = Path(args.readme) if args.readme else None
     if readme is not None:
         text = readme.read_text() if readme.is_file() else ""
@@ -61,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"no design name contains {' or '.join(args.only)}; known: {', '.join(d.name for d in DESIGNS)}")
     report = run_report(designs, flows=flows, out=Path(args.out), work=Path(args.work), timeout=args.timeout,
                         workers=args.jobs, place_budget=args.place_max_luts or PLACE_LUT_BUDGET,
-                        cached_only=args.cached_only)  # fmt: skip
+                        cached_only=args.cached_only, place_size=place_size)  # fmt: skip
     print(report)
     if readme is not None:
         update_readme(readme, Path(args.out) / "hw.json", command=" ".join(["sdialect synth", *_argv_tail(args)]))
@@ -81,6 +91,8 @@ def _argv_tail(args) -> list[str]:
         out += ["--only", text]
     if args.flows != ",".join(FLOWS):
         out += ["--flows", args.flows]
+    if args.place_size is not None:
+        out += ["--place-size", args.place_size]
     if args.cached_only:
         out += ["--cached-only"]
     return out

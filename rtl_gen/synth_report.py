@@ -99,8 +99,8 @@ def tile_config(fmt: TileFormat, rows: int, cols: int) -> TileConfig:
 
 @dataclass(frozen=True)
 class Design:
-    """One synthesized design. ``place_and_route``: True (always), False, or "fits" (placed when its
-    ECP5 netlist fits the LFE5U-85F and ``place_budget``; the tiles of ``PLACED_SIZE``); ``ecp5``: whether
+    """One synthesized design. ``place_and_route``: True (always), False, or "fits" (a tile: placed when
+    it has ``run_report``'s ``place_size`` and its ECP5 netlist fits the LFE5U-85F and ``place_budget``); ``ecp5``: whether
     the ECP5 flow synthesizes it at all (tiles of more than ``ECP5_MAX_PES`` PEs: generic gates only)."""
 
     label: str
@@ -130,7 +130,7 @@ def _designs() -> tuple[Design, ...]:
     labels.update({TileFormat(name): label for name, label in VARIANT_TILES.items()})
     for rows, cols in SIZES:
         for fmt in tile_formats():
-            place = "fits" if (rows, cols) == PLACED_SIZE else False
+            place = "fits" if rows * cols <= ECP5_MAX_PES else False
             out.append(Design(f"{labels[fmt]} tile {rows} x {cols}", tile_config(fmt, rows, cols), place, fmt.value,
                               "tile", rows, cols, ecp5=rows * cols <= ECP5_MAX_PES))  # fmt: skip
     stages, slots = TILE_PARAMETERS["dsu_stages"], TILE_PARAMETERS["interleave"]
@@ -225,7 +225,8 @@ def _fits(result, budget: int = ECP5_LUTS) -> bool:
 
 
 def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeout: float, workers: int = 2,
-               place_budget: int = PLACE_LUT_BUDGET, cached_only: bool = False) -> Path:
+               place_budget: int = PLACE_LUT_BUDGET, cached_only: bool = False,
+               place_size: tuple[int, int] = PLACED_SIZE) -> Path:
     """Synthesize ``designs`` in ``flows`` (``workers`` tool runs at a time), write hw.md and hw.json."""
     started = time.perf_counter()
     for design in designs:  # elaborate once, serially (Amaranth holds the GIL)
@@ -251,12 +252,14 @@ def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeou
     if "ecp5" in flows:
         for fmt in {d.format for d in designs if d.place_and_route == "fits"}:
             fitting = [d for d in designs if d.place_and_route == "fits" and d.format == fmt
+                       and (d.rows, d.cols) == tuple(place_size)
                        and _fits(results.get((d.name, "ecp5", False)), place_budget)]  # fmt: skip
             if fitting:
                 placed.append(max(fitting, key=lambda d: d.rows * d.cols))
         run_all([(d, "ecp5", True) for d in placed])
     data = _report_data(designs, flows, results, time.perf_counter() - started)
     data["place_lut_budget"] = place_budget
+    data["place_size"] = list(place_size)
     data["cached_only"] = cached_only
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "hw.json", json.dumps(data, indent=2) + "\n")

@@ -107,6 +107,7 @@ def test_ecp5_counts_without_place_and_route(tmp_path):
         (["--flows", "asic"], "unknown flow 'asic'; expected some of generic, ecp5"),
         (["--only", "no_such_design"], "no design name contains no_such_design"),
         (["--readme", "nonexistent.md"], "nonexistent.md has no <!-- hw-table:begin --> ... <!-- hw-table:end --> markers"),
+        (["--place-size", "2y2"], "--place-size must look like 2x2 (rows x cols), got '2y2'"),
     ],
 )
 def test_cli_rejects_bad_arguments_in_one_sentence(arguments, message, tmp_path):
