@@ -119,8 +119,9 @@ def _encoder_spec(m: Module, config: DSUConfig, block, dialect, codes) -> None:
         m.d.comb += Assert(codes[i] == Cat(index, block.signs[i]))
 
 
-def dsu_argmin(config: DSUConfig):
-    """Top module for ``dsu_*:argmin`` (the caller cuts ``cost_*`` with ``cutpoint``)."""
+def dsu_argmin(config: DSUConfig, *, choice: bool = True, output: bool = True):
+    """Top module for ``dsu_*:argmin`` (the caller cuts ``cost_*`` with ``cutpoint``): ``choice`` asserts the
+    dialect chosen in every pass (and the carried best), ``output`` the output beat and the held block."""
 
     def build():
         m = Module()
@@ -148,6 +149,10 @@ def dsu_argmin(config: DSUConfig):
             costs = costs_now
         else:
             records = [Signal(width, name=f"seen_cost_{d}") for d in range(config.num_dialects)]
+            # Strengthening for k-induction: the records (and the carried best) are ranks too.
+            for record in records:
+                m.d.comb += Assert(record < config.num_dialects)
+            m.d.comb += Assert(named["best_cost"] < config.num_dialects)
             with m.If(held_valid):
                 for s in range(passes):
                     with m.If(step == s):
@@ -162,7 +167,7 @@ def dsu_argmin(config: DSUConfig):
                         m.d.comb += current.eq(costs_now[k])
                 costs.append(current)
 
-        with m.If(held_valid):
+        with m.If(held_valid & choice):
             if passes == 1:
                 spec_argmin(m, costs, mask, dialect)
             else:
@@ -187,14 +192,14 @@ def dsu_argmin(config: DSUConfig):
         past_held = _past(m, held.as_value(), "past_held")
         past_block = Signal(selector_in_layout(config), name="past_block")
         m.d.comb += past_block.eq(past_held)
-        with m.If(checked & past_done):
+        with m.If(checked & past_done & output):
             m.d.comb += [Assert(unit.o.valid), Assert(unit.o.payload.dialect == past_dialect),
                          Assert(unit.o.payload.exponent == past_block.exponent)]
             _encoder_spec(m, config, past_block, past_dialect, unit.o.payload.codes)
         # The cost stage holds the beat that was accepted.
         past_fire = _past(m, unit.i.valid & unit.i.ready, "past_fire")
         past_payload = _past(m, unit.i.payload.as_value(), "past_payload")
-        with m.If(checked & past_fire):
+        with m.If(checked & past_fire & output):
             m.d.comb += Assert(held_valid & (held.as_value() == past_payload))
         return m, [unit.i.valid, unit.i.payload.as_value(), unit.o.ready]
 

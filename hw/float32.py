@@ -92,11 +92,12 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut,) * TERM_
     m.d.comb += left_amount.eq(units_shift.as_unsigned()[: FRACTION_BITS.bit_length()])
     below = Signal(name=f"{prefix}_below_units")
     m.d.comb += below.eq(units_shift < 0)
+    # The exponent's range tests as compares of the index with thresholds formed here (top + biased
+    # shift >= 255 <=> top >= 255 - biased shift), beside the index add, not after it.
     names = ("negative", "magnitude", "top", "shift_biased", "right", "left_amount", "below")
-    live = cuts[1](dict(zip(names, (negative, magnitude, top, shift_biased, right, left_amount, below))))
+    live = cuts[1]({**dict(zip(names, (negative, magnitude, top, shift_biased, right, left_amount, below))),
+                    "overflow_at": EXPONENT_ALL_ONES - shift_biased, "normal_at": 1 - shift_biased})  # fmt: skip
     negative, magnitude, top, shift_biased, right, left_amount, below = (live[k] for k in names)
-    biased = Signal(signed(len(shift) + 2), name=f"{prefix}_biased")
-    m.d.comb += biased.eq(top + shift_biased)
 
     # Normal result: the significand is exact (width <= 24 bits), shifted so its top bit is hidden.
     normal_fraction = Signal(FRACTION_BITS, name=f"{prefix}_normal_fraction")
@@ -111,9 +112,9 @@ def term_to_binary32(m: Module, acc, shift, prefix: str, cuts=(_no_cut,) * TERM_
     zero = Signal(name=f"{prefix}_zero")
     overflow = Signal(name=f"{prefix}_overflow")
     normal = Signal(name=f"{prefix}_normal")
-    m.d.comb += [zero.eq(magnitude == 0), overflow.eq(biased >= EXPONENT_ALL_ONES), normal.eq(biased >= 1)]
+    m.d.comb += [zero.eq(magnitude == 0), overflow.eq(top >= live["overflow_at"]), normal.eq(top >= live["normal_at"])]
     exponent_field = Signal(EXPONENT_BITS, name=f"{prefix}_exponent_field")
-    m.d.comb += exponent_field.eq(biased[:EXPONENT_BITS])
+    m.d.comb += exponent_field.eq(top + shift_biased)  # the field of a normal, finite result
     names = ("negative", "normal_fraction", "kept", "half", "sticky", "left", "below", "zero", "overflow", "normal",
              "exponent_field")  # fmt: skip
     live = cuts[2](dict(zip(names, (negative, normal_fraction, kept, half, sticky, left, below, zero, overflow, normal,

@@ -81,8 +81,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "tile-join-ignores-sink-ready",
         "hw/tile.py",
-        "m.d.comb += source.ready.eq(sink.ready & all_valid)",
-        "m.d.comb += source.ready.eq(all_valid)",
+        "m.d.comb += source.ready.eq(sink.ready)",
+        "m.d.comb += source.ready.eq(1)",
         TILE_BACK_PRESSURE,
         "a lockstep join hands its sources' beats over while its sink stalls (quantizers -> buffer, decoders "
         "-> MAC array): beats are lost under back-pressure",

@@ -83,6 +83,21 @@ def test_the_argmin_proof_catches_ties_to_the_highest_id(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_the_four_pass_argmin_proof_catches_ties_to_the_highest_id(tmp_path, monkeypatch):
+    """The 4-pass argmin is proved by k-induction at k = 1, whose base case (the initial state) holds no
+    block: the tie mutant is caught by the induction step (a counterexample to induction from a state
+    the mutant reaches), so the proof is not PASS."""
+    import hw.select
+
+    monkeypatch.setattr(hw.select, "_better", _tie_to_highest)
+    config = next(c for c in ARGMIN_CONFIGS if c.passes > 1)
+    outcome = prove(_argmin_property(config), root=tmp_path)
+    assert outcome.status != "PASS", f"{outcome.status}, see {outcome.directory}/sby.log"
+    log = (outcome.directory / "job_check" / "logfile.txt").read_text()
+    assert "Status returned by engine for induction: FAIL" in log, "the induction step found no counterexample"
+
+
+@pytest.mark.slow
 def test_the_costs_proof_catches_one_wrong_err_rom_entry(tmp_path, monkeypatch):
     import hw.select
     from formal.argmin import dsu_costs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hw import Book, DSUConfig, MACArrayConfig
+from hw import Book, DSUConfig, MACArrayConfig, TwoStageConfig
 from rtl_gen.generate import LINT_WAIVERS, lint, write_verilog
 
 DEAD = """module dead_logic(input clk, input [3:0] a, output [3:0] y);
@@ -35,6 +35,7 @@ def test_a_dead_named_signal_still_warns(tmp_path):
 
 PIPELINED = [
     DSUConfig(book=Book.DIALECTFP4_16, block=16, pipeline_stages=3),
+    TwoStageConfig(block=16, pipeline_stages=3),
     *(pytest.param(c, marks=pytest.mark.slow) for c in (
         MACArrayConfig(rows=1, cols=2, block=16, interleave=4),
         MACArrayConfig(rows=1, cols=2, block=16, interleave=8),
@@ -42,7 +43,7 @@ PIPELINED = [
         MACArrayConfig(rows=1, cols=2, block=16, interleave=8, nvfp4=True),
     )),
 ]  # fmt: skip
-PIPELINED_IDS = ["dsu_dialectfp4_b16_p16_s3", "mac_array_r1_c2_b16_l4", "mac_array_r1_c2_b16_l8",
+PIPELINED_IDS = ["dsu_dialectfp4_b16_p16_s3", "two_stage_b16_s3", "mac_array_r1_c2_b16_l4", "mac_array_r1_c2_b16_l8",
                  "nvfp4_mac_array_r1_c2_b16_l4", "nvfp4_mac_array_r1_c2_b16_l8"]  # fmt: skip
 
 
