@@ -97,9 +97,10 @@ CONTRACT_CONFIGS: tuple[UnitConfig, ...] = (
 
 #: Contracts bounded below the formula, with the reason: the default MAC array (latency 10 and an
 #: 11-beat output FIFO since issue 10) had proved steps 0-25 after 7.5 minutes, and step 26 had not
-#: finished after 11 more (2026-12-02, load ~3); the C-slow configuration with a 2-beat FIFO covers
-#: the credit path at the full formula depth.
-CONTRACT_DEPTH_LIMITS = {"mac_array_r1_c1_b16": 26}
+#: finished after 11 more (2026-12-02 00:13, load ~3); with issue 10's new PE datapath (02:22) it
+#: proved steps 0-23 in 21 minutes at load ~8 and step 24 had not finished after 9 more (02:47-03:17
+#: run). The C-slow configuration with a 2-beat FIFO covers the credit path at the full formula depth.
+CONTRACT_DEPTH_LIMITS = {"mac_array_r1_c1_b16": 24}
 
 
 def _contract_depth(config: UnitConfig) -> int:

@@ -66,50 +66,9 @@ def _threshold_read(m: Module, book: Formatbook, dialect, name: str) -> list:
     return [word[bits * k : bits * (k + 1)] for k in range(MAGNITUDE_CODES - 1)]
 
 
-#: Copies of the threshold register in the pipelined selectors, each serving ``block / 4`` lanes: one
-#: register fanning out to all 32 lanes' comparators cost 5-7 ns of routing on ECP5 (issue 10).
-THRESHOLD_COPIES = 4
-
-
-def _threshold_copies(thresholds: list, copies: int) -> list[list]:
-    """``copies`` copies of the threshold words, copy ``g`` stored as ``T ^ _copy_mask(g)``: distinct
-    register inputs, so synthesis keeps each copy (identical registers would be merged back into one);
-    the reader undoes the mask, which folds into its comparators."""
-    bits = len(thresholds[0])
-    return [[(t ^ _copy_mask(g, bits))[:bits] for t in thresholds] for g in range(copies)]
-
-
-def _copy_mask(g: int, bits: int) -> int:
-    """0, all ones, 0101..., 1010..., then further distinct patterns: the mask of threshold copy ``g``."""
-    ones = (1 << bits) - 1
-    base = [0, ones, 0x5555_5555 & ones, 0xAAAA_AAAA & ones]
-    return base[g] if g < len(base) else (g * 0x9E37_79B9) & ones
-
-
-def _lane_thresholds(copies: list[list], lane: int, block: int) -> list:
-    """The thresholds lane ``lane`` compares against: its group's copy, unmasked."""
-    g = lane * len(copies) // block
-    bits = len(copies[g][0])
-    return [(t ^ _copy_mask(g, bits))[:bits] for t in copies[g]]
-
-
-def thresholds_ascend(book: Formatbook) -> bool:
-    """Whether every dialect's thresholds are non-decreasing (true for every book whose magnitudes
-    ascend): then the comparisons ``u >= T_k`` form a thermometer code."""
-    return all(a <= b for row in dialect_thresholds(book) for a, b in zip(row, row[1:]))
-
-
-def _index(u, thresholds, ascending: bool):
-    """``#{k : u >= T_k}``: the nearest-value index (ties up, saturating), as a 3-bit count.
-
-    ``ascending`` (``thresholds_ascend``): the 7 comparisons are a thermometer code ``t``, whose count is
-    read off in two LUT levels (bit 2 = t3, bit 1 = t1 ~t3 | t5, bit 0 = t0 ~t1 | t2 ~t3 | t4 ~t5 | t6)
-    instead of a 7-input adder tree (issue 10: the two-stage selector's encoder stage at 95 MHz).
-    Otherwise the comparisons are summed."""
-    t = [(u >= threshold) for threshold in thresholds]
-    if not ascending or len(t) != MAGNITUDE_CODES - 1 or MAGNITUDE_CODES != 8:
-        return tree_reduce([x.as_unsigned() for x in t], lambda a, b: a + b)
-    return Cat((t[0] & ~t[1]) | (t[2] & ~t[3]) | (t[4] & ~t[5]) | t[6], (t[1] & ~t[3]) | t[5], t[3])
+def _index(u, thresholds):
+    """``#{k : u >= T_k}``: the nearest-value index (ties up, saturating), as a 3-bit count."""
+    return tree_reduce([(u >= t).as_unsigned() for t in thresholds], lambda a, b: a + b)
 
 
 def _encode(m: Module, book: Formatbook, dialect, block_data, block: int, out) -> None:
@@ -122,7 +81,7 @@ def _encode(m: Module, book: Formatbook, dialect, block_data, block: int, out) -
     m.d.comb += [out.exponent.eq(block_data.exponent), out.dialect.eq(dialect)]
     for k in range(block):
         index = Signal(INDEX_BITS, name=f"index_{k}")
-        m.d.comb += index.eq(_index(block_data.ucodes[k], thresholds, thresholds_ascend(book)))
+        m.d.comb += index.eq(_index(block_data.ucodes[k], thresholds))
         m.d.comb += out.codes[k].eq(Cat(index, block_data.signs[k]))
 
 
@@ -267,15 +226,13 @@ class DialectSelectUnit(_Selector):
 
         # Threshold read (once per block), then the encoder.
         thresholds = _threshold_read(m, book, dialect, "thresholds")
-        copies = _threshold_copies(thresholds, min(THRESHOLD_COPIES, config.block))
-        live = stages.cut(level, {**live, "dialect": dialect, "thresholds": copies})
+        live = stages.cut(level, {**live, "dialect": dialect, "thresholds": thresholds})
         level += 1
         encoded = Signal(selector_out_layout(config), name="encoded")
         m.d.comb += [encoded.exponent.eq(live["exponent"]), encoded.dialect.eq(live["dialect"])]
         for i in range(config.block):
             index = Signal(INDEX_BITS, name=f"index_{i}")
-            lane_thresholds = _lane_thresholds(live["thresholds"], i, config.block)
-            m.d.comb += index.eq(_index(live["ucodes"][i], lane_thresholds, thresholds_ascend(book)))
+            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"]))
             m.d.comb += encoded.codes[i].eq(Cat(index, live["signs"][i]))
         final = stages.cut(level, {"encoded": encoded})
         skid_output(m, self.i, self.o, final["encoded"], stages.valid, stages.cuts + 1, prefix="dsu")
@@ -421,14 +378,13 @@ class TwoStageSelector(_Selector):
         level += 1
         # Threshold read (once per block), then the encoder.
         thresholds = _threshold_read(m, book, live["dialect"], "thresholds")
-        live = stages.cut(level, {**live, "thresholds": _threshold_copies(thresholds, min(THRESHOLD_COPIES, block))})
+        live = stages.cut(level, {**live, "thresholds": thresholds})
         level += 1
         encoded = Signal(selector_out_layout(config), name="encoded")
         m.d.comb += [encoded.exponent.eq(live["exponent"]), encoded.dialect.eq(live["dialect"])]
         for i in range(block):
             index = Signal(INDEX_BITS, name=f"index_{i}")
-            lane_thresholds = _lane_thresholds(live["thresholds"], i, config.block)
-            m.d.comb += index.eq(_index(live["ucodes"][i], lane_thresholds, thresholds_ascend(book)))
+            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"]))
             m.d.comb += encoded.codes[i].eq(Cat(index, live["signs"][i]))
         final = stages.cut(level, {"encoded": encoded})
         skid_output(m, self.i, self.o, final["encoded"], stages.valid, stages.cuts + 1, prefix="two_stage")

@@ -85,3 +85,17 @@ def test_term_conversion_is_one_rne_rounding(acc_bits):
     expected = np.where(acc == 0, 0, expected)  # the unit forms +0 for a zero sum
     bad = np.flatnonzero(got != expected)
     assert not len(bad), [(int(acc[j]), int(shift[j]), hex(expected[j]), hex(got[j])) for j in bad[:8]]
+
+
+def test_adder_cancellation_near_the_subnormal_range():
+    """Close operands of opposite sign with exponent fields 0..40: the normalizing shift is capped by the
+    subnormal barrier (``add_binary32`` step 5) instead of the sum's leading one."""
+    rng = np.random.default_rng(11)
+    n = 1000
+    a = (rng.integers(0, 40, n).astype(np.uint32) << 23) | rng.integers(0, 1 << 23, n).astype(np.uint32)
+    b = np.clip(a.astype(np.int64) + rng.integers(-(1 << 24), 1 << 24, n), 0, None).astype(np.uint32) | 0x80000000
+    got = np.array(_evaluate(lambda m, x, y: add_binary32(m, x, y, "t"), list(zip(a.tolist(), b.tolist())), (32, 32)),
+                   dtype=np.uint32)  # fmt: skip
+    expected = (a.view(np.float32) + b.view(np.float32)).view(np.uint32)
+    bad = np.flatnonzero(got != expected)
+    assert not len(bad), [(hex(a[j]), hex(b[j]), hex(expected[j]), hex(got[j])) for j in bad[:8]]
