@@ -3,7 +3,7 @@
 The L = 1 reference (NUMERICS 4): each output is ``y = fl32(...fl32(fl32(+0 + t_1) + t_2)... + t_n)``,
 the K-order RNE sum of its job's terms ``t_k`` (one per input beat, from the PE's product/term
 pipeline, which is the same generator at every L). The C-slow array differs from it in two places
-only, and each is proved here:
+only (part 1 is proved by the properties here; part 2, ``ring_order``, is being written):
 
 1. **The pipelined adder equals the combinational adder** (``adder_equivalence``, ``term_equivalence``).
    ``hw.float32.add_binary32`` with the cut set ``hw.mac_array.adder_cuts`` builds for L (the real
