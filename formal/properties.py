@@ -280,3 +280,25 @@ TILE_INPUT_PROPERTIES: tuple[Property, ...] = tuple(
 )
 
 PROPERTIES = PROPERTIES + TWO_STAGE_PROPERTIES + TILE_INPUT_PROPERTIES
+
+# Issue 11: the C-slow MAC array against its L = 1 reference (formal/cslow.py). Part 1: every cut set of
+# the ring adder (L = 2..7 from ADDER_CUTS, L >= 8: all seven hooks) and the PE's term pipeline equal
+# their combinational functions S cycles later (BMC at depth S + 1, complete: feed-forward pipelines);
+# the +0 identity the idle ring slots rely on (combinational).
+from .cslow import ADDER_INTERLEAVES, adder_equivalence, adder_identity, adder_registers, term_equivalence  # noqa: E402
+
+CSLOW_ADDER_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"ring_adder_l{L}:equivalence", f"the ring adder with L = {L}'s cut set ({adder_registers(L)} registers) "
+             "equals the combinational add_binary32 of the operands S cycles earlier (no reset between); every cut "
+             "register holds the combinational values at its hook", adder_equivalence(L), adder_registers(L) + 1)
+    for L in ADDER_INTERLEAVES
+) + tuple(
+    Property(f"pe_term_b{block}:equivalence", "the PE's term_to_binary32 with its three cut registers equals the "
+             "combinational one of the (acc, shift) of 3 cycles earlier", term_equivalence(block), 4)
+    for block in (16, 32)
+) + (
+    Property("ring_adder:identity", "y + (+0) = y for every y but -0 and non-canonical NaNs; +0 + t = t but for "
+             "t = -0 (+0) and NaNs (canonical)", adder_identity(), 1),
+)
+PROPERTIES = PROPERTIES + CSLOW_ADDER_PROPERTIES
+QUICK = QUICK + tuple(p for p in CSLOW_ADDER_PROPERTIES if p.name == "ring_adder_l2:equivalence")
