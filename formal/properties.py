@@ -268,15 +268,20 @@ def _two_stage_properties(config: TwoStageConfig) -> tuple[Property, ...]:
 
 TWO_STAGE_PROPERTIES: tuple[Property, ...] = tuple(p for c in TWO_STAGE_CONFIGS for p in _two_stage_properties(c))
 
-#: The tile's input side on the output contract's configuration (k_blocks <= 2, col_groups <= 2, L = 1).
+#: The tile's input side on the output contract's configuration (k_blocks <= 2, col_groups <= 2, L = 1) and on
+#: the same tile C-slow, L = 2 (each block read col_groups x 2 times).
+TILE_INPUT_CONFIGS: tuple[TileConfig, ...] = TILE_CONFIGS + (
+    TileConfig(format=TileFormat.MXFP4, rows=1, cols=1, block=32, input=InputFloat.BF16, buffer_blocks=2, interleave=2),
+)
 TILE_INPUT_PROPERTIES: tuple[Property, ...] = tuple(
-    Property(f"tile_{c.format.value}_r{c.rows}_c{c.cols}_b{c.block}:input-contract",
+    Property(f"tile_{c.format.value}_r{c.rows}_c{c.cols}_b{c.block}{'' if c.interleave == 1 else f'_l{c.interleave}'}"
+             ":input-contract",
              "a and w held while stalled (assumed); a: buffer writes <= a beats taken <= writes + in-flight bound, a "
              "write within the quantizer latency while one is in flight and the bank is free; buffer: no read of an "
              "unwritten block or past col_groups x L reads, no overwrite before col_groups x L reads; w: MAC beats "
              "<= w beats taken <= MAC beats + edge credit, a MAC beat within the edge latency while one is in flight "
              "and the array is ready", tile_input_contract(c), 20)
-    for c in TILE_CONFIGS
+    for c in TILE_INPUT_CONFIGS
 )
 
 PROPERTIES = PROPERTIES + TWO_STAGE_PROPERTIES + TILE_INPUT_PROPERTIES

@@ -7,6 +7,13 @@ apply as is. Stated here: assumed of the producers on ``a`` and ``w`` and assert
 a reset ``o.valid`` is low; no output beat is handed out without a weight beat taken since the
 reset for it (outputs never exceed weight beats: nothing is duplicated). The control inputs
 ``k_blocks`` (1..``buffer_blocks``) and ``col_groups`` (1..2) are held while streaming.
+
+The input side (``tile_input_contract``, issue 11): an ``a`` beat has no one-to-one output, so it is a
+scoreboard of counters since the last reset -- ``a`` beats taken vs buffer writes (nothing duplicated,
+a bounded number in flight, a write within the quantizer latency while one is in flight and the bank
+is free), per buffer address the reads since its write (never read before written, never more than
+``col_groups * L`` times, never overwritten before that many reads: no bank released early), and
+``w`` beats taken vs MAC-array input beats (the same three claims through the edge FIFO).
 """
 
 from __future__ import annotations
