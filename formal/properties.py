@@ -252,3 +252,15 @@ CSLOW_ADDER_PROPERTIES: tuple[Property, ...] = tuple(
 )
 PROPERTIES = PROPERTIES + CSLOW_ADDER_PROPERTIES
 QUICK = QUICK + tuple(p for p in CSLOW_ADDER_PROPERTIES if p.name == "ring_adder_l2:equivalence")
+
+# Part 2: the real array and PE control with the tag model of the arithmetic (formal/cslow.py ``ring_order``):
+# every finished output is the K-order fold of one job's terms, in the jobs' `last` order (bounded).
+from .cslow import RING_CONFIGS, ring_order  # noqa: E402
+
+CSLOW_RING_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"{c.name}:ring-order", "arithmetic replaced by an order-recording tag combine through the real cut "
+             "registers: every finished PE output is the K-order fold of one job's terms (beat n -> slot n mod L, a "
+             "job from a slot's first beat to its last), in the order of the jobs' last beats", ring_order(c), depth)
+    for c, depth in RING_CONFIGS
+)
+PROPERTIES = PROPERTIES + CSLOW_RING_PROPERTIES
