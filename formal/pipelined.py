@@ -82,7 +82,7 @@ class _ObservedStages:
 
     def cut(self, level: int, values: dict) -> dict:
         trees = values.get("trees")
-        if self.cost_point is None and trees is not None and all(len(t) == 1 for t in trees):
+        if self.cost_point is None and trees is not None and "mask" in values and all(len(t) == 1 for t in trees):
             named = []
             for k, tree in enumerate(trees):
                 wire = Signal(tree[0].shape(), name=f"formal_cost_{k}")
@@ -249,19 +249,20 @@ def pipelined_dsu_argmin(config: DSUConfig):
     return build
 
 
-def pipelined_dsu_transport(config: DSUConfig):
+def pipelined_dsu_transport(config, *, elaborate=None):
     """Top module for ``dsu_*_sN:transport`` (costs cut): for a solver-picked input beat, the unit's output
-    beat is the last cut register's value ``S`` cycles after that beat's handshake."""
+    beat is the last cut register's value ``S`` cycles after that beat's handshake. ``elaborate`` builds
+    another free-running unit with ``Stages`` and ``skid_output`` (formal/two_stage.py: the pipelined
+    two-stage selector); the FIFO's credit is ``latency + 1`` beats in every such unit."""
 
     def build():
         m = Module()
-        unit, fragment, stages = _elaborate(config)
+        unit, fragment, stages = (elaborate or _elaborate)(config)
         m.submodules.dut = fragment
         from hw import unit_timing
 
-        from .properties import _capacity
-
-        contract = stream_contract(m, unit.i, unit.o, latency=unit_timing(config).latency, capacity=_capacity(config))
+        latency = unit_timing(config).latency
+        contract = stream_contract(m, unit.i, unit.o, latency=latency, capacity=latency + 1)
         tracked = track_transaction(m, unit.i, unit.o, contract, selector_in_layout(config))
         picked = Signal(name="formal_picked")
         m.d.comb += picked.eq(~tracked.tracking & contract.in_fire & tracked.pick)

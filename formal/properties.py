@@ -231,6 +231,61 @@ OPEN: tuple[Property, ...] = tuple(
 QUICK = tuple(p for p in PROPERTIES if p.config_name in ("front_end_b16", "decoder_fb32_dialectfp4_e2m1_l2")
               or p.name == "dsu_dialectfp4_b16_p16:argmin")
 
+# --- issue 11 (part B): the two-stage selector against its spec, both forms (formal/two_stage.py), and the
+# tile's input side (formal/tile.py). Appended; the lists above are unchanged.
+from .tile import tile_input_contract  # noqa: E402
+from .two_stage import ENCODED_CUTS, pipelined_two_stage_spec, two_stage_spec, two_stage_transport  # noqa: E402
+
+#: The two-register selector and two pipelined ones: 3 cuts, and the tile's 4 (``dsu_stages = 4``) over 13 levels.
+TWO_STAGE_CONFIGS: tuple[TwoStageConfig, ...] = (TwoStageConfig(block=16), TwoStageConfig(block=16, pipeline_stages=3),
+                                                 TwoStageConfig(block=16, pipeline_stages=4))
+#: ``:transport`` on the 3-cut unit only: at 4 cuts (latency 5, depth 19) BMC proved steps 0-17 and step 18 had
+#: not finished after 5 minutes (load 6-8); ``hw.pipeline.skid_output`` is the same generator at every depth.
+TWO_STAGE_TRANSPORT_CONFIGS = TWO_STAGE_CONFIGS[1:2]
+
+
+def _two_stage_properties(config: TwoStageConfig) -> tuple[Property, ...]:
+    claim = ("the output beat is the spec's (NUMERICS 2.2 from golden's tables): pair from the block maximum, "
+             "B only with strictly more codes in its range, all-zero -> 0, exponent, (s << 3) | IDX[d][u]")
+    if config.pipeline_stages is None:
+        # Induction closes at k = 2; depth 4 so that the cover reaches an output beat of dialect B.
+        return (Property(f"{config.name}:spec", claim + "; the cost stage holds the accepted beat",
+                         two_stage_spec(config), 4, mode="prove"),)
+    cuts = unit_timing(config).latency - 1
+    latency = unit_timing(config).latency
+    spec = Property(f"{config.name}:spec", "the last cut register, when valid, holds the spec beat of the block that "
+                    "entered `cuts` cycles earlier; " + claim, pipelined_two_stage_spec(config), cuts + 2, mode="prove")
+    if config not in TWO_STAGE_TRANSPORT_CONFIGS:
+        return (spec,)
+    return (
+        spec,
+        Property(f"{config.name}:transport", "encoded cut: the output beat of any solver-picked input beat is the "
+                 "last cut register's value `cuts` cycles after its handshake (the skid FIFO keeps order); with the "
+                 "stream contract (capacity latency + 1)", two_stage_transport(config),
+                 max(12, 2 * latency + 3 + 6), cutpoints=ENCODED_CUTS),
+    )
+
+
+TWO_STAGE_PROPERTIES: tuple[Property, ...] = tuple(p for c in TWO_STAGE_CONFIGS for p in _two_stage_properties(c))
+
+#: The tile's input side on the output contract's configuration (k_blocks <= 2, col_groups <= 2, L = 1) and on
+#: the same tile C-slow, L = 2 (each block read col_groups x 2 times).
+TILE_INPUT_CONFIGS: tuple[TileConfig, ...] = TILE_CONFIGS + (
+    TileConfig(format=TileFormat.MXFP4, rows=1, cols=1, block=32, input=InputFloat.BF16, buffer_blocks=2, interleave=2),
+)
+TILE_INPUT_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"tile_{c.format.value}_r{c.rows}_c{c.cols}_b{c.block}{'' if c.interleave == 1 else f'_l{c.interleave}'}"
+             ":input-contract",
+             "a and w held while stalled (assumed); a: buffer writes <= a beats taken <= writes + in-flight bound, a "
+             "write within the quantizer latency while one is in flight and the bank is free; buffer: no read of an "
+             "unwritten block or past col_groups x L reads, no overwrite before col_groups x L reads; w: MAC beats "
+             "<= w beats taken <= MAC beats + edge credit, a MAC beat within the edge latency while one is in flight "
+             "and the array is ready", tile_input_contract(c), 20)
+    for c in TILE_INPUT_CONFIGS
+)
+
+PROPERTIES = PROPERTIES + TWO_STAGE_PROPERTIES + TILE_INPUT_PROPERTIES
+
 # Issue 11: the C-slow MAC array against its L = 1 reference (formal/cslow.py). Part 1: every cut set of
 # the ring adder (L = 2..7 from ADDER_CUTS, L >= 8: all seven hooks) and the PE's term pipeline equal
 # their combinational functions S cycles later (BMC at depth S + 1, complete: feed-forward pipelines);

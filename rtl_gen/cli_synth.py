@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .synth import generator_digest
+
+    generator_digest()  # the sources' digest before hw/ is imported (rtl_gen.synth.generator_digest)
     from .synth_report import DESIGNS, PLACE_LUT_BUDGET, PLACED_SIZE, PROFILES, update_readme, run_report
 
     flows = tuple(f.strip() for f in args.flows.split(",") if f.strip())
@@ -69,12 +72,14 @@ def main(args: argparse.Namespace) -> int:
     designs = [d for d in DESIGNS if PROFILES[args.profile](d) and (not args.only or any(t in d.name for t in args.only))]
     if not designs:
         raise UsageError(f"no design name contains {' or '.join(args.only)}; known: {', '.join(d.name for d in DESIGNS)}")
+    command = " ".join(["sdialect synth", *_argv_tail(args)])
     report = run_report(designs, flows=flows, out=Path(args.out), work=Path(args.work), timeout=args.timeout,
                         workers=args.jobs, place_budget=args.place_max_luts or PLACE_LUT_BUDGET,
-                        cached_only=args.cached_only, place_size=place_size)  # fmt: skip
+                        cached_only=args.cached_only, place_size=place_size,
+                        command=command + (f" --readme {readme}" if readme is not None else ""))  # fmt: skip
     print(report)
     if readme is not None:
-        update_readme(readme, Path(args.out) / "hw.json", command=" ".join(["sdialect synth", *_argv_tail(args)]))
+        update_readme(readme, Path(args.out) / "hw.json", command=command)
         print(readme)
     return 0
 
@@ -95,4 +100,9 @@ def _argv_tail(args) -> list[str]:
         out += ["--place-size", args.place_size]
     if args.cached_only:
         out += ["--cached-only"]
+    if args.place_max_luts is not None:
+        out += ["--place-max-luts", str(args.place_max_luts)]
+    for flag, value, default in (("--out", args.out, "build/report"), ("--work", args.work, "build/synth")):
+        if value != default:
+            out += [flag, value]
     return out

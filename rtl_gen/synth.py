@@ -21,6 +21,7 @@ Each run gets its own folder; the tools' logs stay there for inspection.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -107,11 +108,9 @@ def _pe_config(config):
     return (config.block, config.interleave, config.nvfp4, config.grid.value)
 
 
-def generator_digest() -> str:
-    """SHA-256 of the sources the Verilog is generated from (``hw/`` and ``golden/``'s Python files
-    and the shipped formatbooks): part of a design's stamp, so that a change to the generator, not
-    only to the configuration, regenerates the Verilog (and so re-runs its synthesis, whose cache key
-    is the Verilog's hash)."""
+def _source_digest() -> str:
+    """SHA-256 of the generator's sources as they are on disk now (``hw/`` and ``golden/``'s Python
+    files and the shipped formatbooks)."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     files = sorted([*(root / "hw").glob("*.py"), *(root / "golden").glob("*.py"),
@@ -119,6 +118,28 @@ def generator_digest() -> str:
     for file in files:
         digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+@functools.cache
+def _loaded_source_digest() -> str:
+    """``_source_digest`` at this process's first use: the sources its imported ``hw`` modules came from."""
+    return _source_digest()
+
+
+def generator_digest() -> str:
+    """SHA-256 of the sources the Verilog is generated from: part of a design's stamp, so that a change to
+    the generator, not only to the configuration, regenerates the Verilog (and so re-runs its synthesis,
+    whose cache key is the Verilog's hash).
+
+    It is the digest of the sources *this process* elaborates from, taken once at first use: a long run
+    keeps the ``hw`` modules it imported, so stamping later Verilog with the digest of the files on disk
+    would label old Verilog as new after an edit (a stale ``hw/select.py`` was stamped current that way
+    in session 19). If the files have changed since, it refuses: the process must be restarted."""
+    loaded = _loaded_source_digest()
+    if _source_digest() != loaded:
+        raise SynthError("hw/ or golden/ sources changed after this process imported them; its Verilog would "
+                         "not match the files: rerun the command")  # fmt: skip
+    return loaded
 
 
 def write_design(config, out_dir: str | os.PathLike, *, hierarchical: bool = False) -> Path:

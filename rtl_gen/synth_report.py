@@ -13,15 +13,24 @@ which every format fits an LFE5U-85F (placed only where its LUT4 and FF counts f
 ``hw.json`` schema (``semanticdialect.hw-cost/2``): ``designs`` is a list of records
 
 - ``name`` (Verilog module / config name), ``label``, ``format`` (``fb32``, ``dialectfp4``, ``mxfp4``,
-  ``e2m1``; units of no single format: ``any``), ``unit`` (``tile`` or the unit's name), ``rows``,
-  ``cols`` (PEs; 1 x 1 for a unit), ``extrapolated`` (always false: every record was synthesized);
+  ``nvfp4``, ``e2m1``, a registry format of ``VARIANT_TILES`` such as ``tdit64-q-e4m3``; units of no
+  single format: ``any``), ``unit`` (``tile`` or the unit's name: ``dsu``, ``two_stage``, ``mac_array``,
+  ...), ``rows``, ``cols`` (PEs; 1 x 1 for a unit), ``config`` (the design's configuration as JSON);
+- ``extrapolated``: always false (no number is scaled from a smaller design); ``synthesized``: whether
+  a flow gave numbers for this Verilog (false only for a design selected but not run, e.g. under
+  ``--cached-only`` without a cached result: then every number is null and ``errors`` says why);
 - ``transistors``: CMOS estimate of the combinational cells (Yosys ``stat -tech cmos``);
   ``transistors_with_ff``: plus ``ff_transistors`` (``rtl_gen.synth.flip_flop_transistors``);
   ``flip_flops``: flip-flop bits of the generic netlist;
 - ``lut4`` (a CCU2C carry counts as two), ``ff``, ``dsp``: ECP5 netlist counts; ``fits_ecp5_85k``;
   ``fmax_mhz``: nextpnr's Fmax of ``clk`` (null where not placed and routed);
 - ``units``: ``{role: {"transistors_with_ff", "lut4"}}`` summed over the module instances of each role;
-- ``errors``: ``{flow: message}`` of a failed tool run (its numbers are null).
+- ``tool_seconds`` (``{flow: s}``), ``cached`` (every number reused from ``build/synth``);
+- ``errors``: ``{flow: message}`` of a failed or not-run flow (its numbers are null).
+
+Beside ``designs``: ``schema``, ``command`` (the command line that wrote the file), ``tile_parameters``,
+``flows`` (the tool scripts), ``anchors`` (published numbers), ``place_size``, ``place_lut_budget``,
+``cached_only``, ``runs``, ``runs_reused_from_cache``, ``wall_seconds``, ``cpu_count``.
 
 ``ratios`` compares each dialect tile with the MXFP4 tile of the same size; ``targets`` states each
 target of issue 10 with the measured number and whether it is met.
@@ -226,8 +235,9 @@ def _fits(result, budget: int = ECP5_LUTS) -> bool:
 
 def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeout: float, workers: int = 2,
                place_budget: int = PLACE_LUT_BUDGET, cached_only: bool = False,
-               place_size: tuple[int, int] = PLACED_SIZE) -> Path:
-    """Synthesize ``designs`` in ``flows`` (``workers`` tool runs at a time), write hw.md and hw.json."""
+               place_size: tuple[int, int] = PLACED_SIZE, command: str | None = None) -> Path:
+    """Synthesize ``designs`` in ``flows`` (``workers`` tool runs at a time), write hw.md and hw.json.
+    ``command``: the command line recorded in the report (default ``make synth``'s)."""
     started = time.perf_counter()
     for design in designs:  # elaborate once, serially (Amaranth holds the GIL)
         write_design(design.config, work / "rtl", hierarchical=True)
@@ -261,6 +271,8 @@ def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeou
     data["place_lut_budget"] = place_budget
     data["place_size"] = list(place_size)
     data["cached_only"] = cached_only
+    if command:
+        data["command"] = command
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "hw.json", json.dumps(data, indent=2) + "\n")
     path = out / "hw.md"
@@ -294,6 +306,7 @@ def _record(d: Design, flows, results) -> dict:
         dsp=e.dsps if e else None,
         fits_ecp5_85k=(e.luts <= ECP5_LUTS and e.flip_flops <= ECP5_FFS) if e else None,
         fmax_mhz=ecp5.fmax_mhz if isinstance(ecp5, SynthResult) else None,
+        synthesized=bool(g or e),
     )
     units: dict[str, dict] = {}
     for result, key in ((generic, "transistors_with_ff"), (ecp5, "lut4")):
@@ -415,24 +428,40 @@ def _fmt(value, digits: int = 0) -> str:
 
 
 def readme_table(data: dict) -> str:
-    """The README's hardware table (tiles side by side, ratios to MXFP4), from ``hw.json``."""
+    """The README's hardware tables from ``hw.json``: the tiles side by side with their ratio to the MXFP4
+    tile of the same size, then the units on their own (ECP5 Fmax). Designs selected but not synthesized
+    are named below the tables, not shown as rows."""
     p = data["tile_parameters"]
     lines = [f"| tile (B = {p['block']}, {p['input']} in, {p['quantizers']} quantizer, L = {p['interleave']}) | transistors incl. FF "
              "| vs MXFP4 | ECP5 LUT4 / FF | Fmax (MHz) |",
              "|---|---:|---:|---:|---:|"]  # fmt: skip
     tiles = {(r["format"], r["rows"]): r for r in data["designs"] if r["unit"] == "tile"}
+    missing = [r["name"] for r in data["designs"] if not _synthesized(r)]
     for rows, cols in SIZES:
         base = tiles.get(("mxfp4", rows))
         for fmt in ("fb32", "dialectfp4", "mxfp4", "nvfp4", *VARIANT_TILES):
             r = tiles.get((fmt, rows))
-            if r is None:
+            if r is None or not _synthesized(r):
                 continue
             ratio = _ratio(r["transistors_with_ff"], base["transistors_with_ff"] if base else None)
             lines.append(
                 f"| {fmt} {rows} x {cols} | {_fmt(r['transistors_with_ff'])} | {_fmt(ratio, 3)} | "
                 f"{_fmt(r['lut4'])} / {_fmt(r['ff'])} | {_fmt(r['fmax_mhz'], 1)} |"
             )
+    units = [r for r in data["designs"] if r["unit"] != "tile" and _synthesized(r)]
+    if units:
+        lines += ["", "| unit (on its own) | transistors incl. FF | ECP5 LUT4 / FF | Fmax (MHz) |", "|---|---:|---:|---:|"]
+        lines += [f"| {r['label']} | {_fmt(r['transistors_with_ff'])} | {_fmt(r['lut4'])} / {_fmt(r['ff'])} | {_fmt(r['fmax_mhz'], 1)} |"
+                  for r in units]  # fmt: skip
+    if missing:
+        lines += ["", f"Not synthesized for this Verilog (no cached result): {', '.join(f'`{m}`' for m in missing)}."]
     return "\n".join(lines) + "\n"
+
+
+def _synthesized(record: dict) -> bool:
+    """Whether a record has numbers (records of ``semanticdialect.hw-cost/2`` files before the field: a
+    transistor or LUT count)."""
+    return record.get("synthesized", record.get("transistors") is not None or record.get("lut4") is not None)
 
 
 def update_readme(readme: Path, hw_json: Path, *, command: str) -> None:
@@ -445,7 +474,8 @@ def update_readme(readme: Path, hw_json: Path, *, command: str) -> None:
     head, rest = text.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)
     table = readme_table(data)
-    block = f"{README_BEGIN}\n<!-- generated by `{command} --readme {Path(readme).name}` from build/report/hw.json -->\n{table}{README_END}"
+    block = (f"{README_BEGIN}\n<!-- generated by `{command} --readme {Path(readme).name}` from {Path(hw_json).as_posix()} -->\n"
+             f"{table}{README_END}")  # fmt: skip
     _write_atomic(Path(readme), head + block + tail)
 
 

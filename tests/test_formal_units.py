@@ -198,3 +198,126 @@ def test_the_pipelined_transport_proof_catches_a_fifo_fed_the_previous_beat(tmp_
     monkeypatch.setattr(hw.select, "skid_output", late_payload)
     outcome = prove(_pipelined_property("transport"), root=tmp_path)
     assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
+
+
+# --- the two-stage selector against its spec, both forms (formal/two_stage.py) ------------------------------
+
+
+def _two_stage_property(name: str) -> Property:
+    from formal.properties import TWO_STAGE_PROPERTIES
+
+    return next(p for p in TWO_STAGE_PROPERTIES if p.name == name)
+
+
+def _b_wins_ties(counts, pair, umax):
+    """hw.select._two_stage_choice with ties to B (the odd id) instead of A."""
+    from amaranth.hdl import Cat, Mux
+
+    return Mux(umax == 0, 0, Cat(counts[1] >= counts[0], pair))
+
+
+def test_the_two_stage_spec_proof_catches_ties_to_b(tmp_path, monkeypatch):
+    import hw.select
+
+    monkeypatch.setattr(hw.select, "_two_stage_choice", _b_wins_ties)
+    outcome = prove(_two_stage_property("two_stage_b16:spec"), root=tmp_path)
+    assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
+
+
+@pytest.mark.slow
+def test_the_pipelined_two_stage_spec_proof_catches_a_count_that_skips_its_cut(tmp_path, monkeypatch):
+    """A retiming bug: one count tree's first partial sum crosses a register cut without its register."""
+    import hw.select
+
+    class SkippedCut(hw.select.Stages):
+        def cut(self, level, values):
+            out = super().cut(level, values)
+            if level in self.after and "trees" in values:
+                out["trees"][0][0] = values["trees"][0][0]
+            return out
+
+    monkeypatch.setattr(hw.select, "Stages", SkippedCut)
+    outcome = prove(_two_stage_property("two_stage_b16_s4:spec"), root=tmp_path)
+    assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
+
+
+@pytest.mark.slow
+def test_the_two_stage_transport_proof_catches_a_fifo_fed_the_previous_beat(tmp_path, monkeypatch):
+    import hw.pipeline
+    import hw.select
+
+    def late_payload(m, i, o, payload, valid, latency, prefix="skid"):
+        from amaranth.hdl import Signal
+
+        stale = Signal.like(payload.as_value(), name=f"{prefix}_stale")
+        m.d.sync += stale.eq(payload.as_value())
+        hw.pipeline.skid_output(m, i, o, stale, valid, latency, prefix)
+
+    monkeypatch.setattr(hw.select, "skid_output", late_payload)
+    outcome = prove(_two_stage_property("two_stage_b16_s3:transport"), root=tmp_path)
+    assert outcome.status == "FAIL", f"{outcome.status}, see {outcome.directory}/sby.log"
+
+
+# --- the tile's input side (formal/tile.py: tile_input_contract) on mutated copies of hw/tile.py --------------
+
+#: Mutants of hw/tile.py (exact snippet, replacement), applied to an in-memory copy of the module only.
+TILE_INPUT_MUTANTS = {
+    # The buffer-write join takes each block twice: a second write the cycle after the handshake.
+    "join-takes-a-beat-twice": (
+        "m.d.comb += write.eq(written.valid & written.ready)",
+        "again = Signal(name='again')\n        m.d.sync += again.eq(written.valid & written.ready)\n"
+        "        m.d.comb += write.eq((written.valid & written.ready) | again)"),
+    # The read side releases its bank after the first column group instead of after the last.
+    "bank-released-early": ("clear_b = tile_done & (read_bank == b)",
+                            "clear_b = take & slot_end & k_end & (read_bank == b)"),
+    # The edge FIFO drops the beat that ends a K pass (`last`): a w beat lost before the MAC array.
+    "edge-fifo-drops-last-beat": ("edge.w_en.eq(last_out.valid),", "edge.w_en.eq(last_out.valid & ~last_out.payload),"),
+}
+
+
+def _mutated_tile_module(old: str, new: str):
+    """A copy of hw.tile with one snippet replaced (it must occur exactly once), as a separate module."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import hw.tile
+
+    source = Path(hw.tile.__file__).read_text()
+    assert source.count(old) == 1, f"mutant snippet not found exactly once in hw/tile.py: {old!r}"
+    name = "hw._tile_formal_mutant"
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__, module.__file__ = "hw", hw.tile.__file__
+    sys.modules[name] = module  # dataclasses look their module up while the class body runs
+    try:
+        exec(compile(source.replace(old, new), hw.tile.__file__, "exec"), module.__dict__)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def _tile_input_property(module, depth: int) -> Property:
+    from formal.tile import tile_input_contract
+    from hw.tile_front_end import InputFloat
+
+    config = module.TileConfig(format=module.TileFormat.MXFP4, rows=1, cols=1, block=32, input=InputFloat.BF16,
+                               buffer_blocks=2, interleave=1)
+    return Property("tile_mxfp4_r1_c1_b32:input-contract", "mutant", tile_input_contract(config, tile_class=module.Tile),
+                    depth)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", list(TILE_INPUT_MUTANTS))
+def test_the_tile_input_contract_catches(mutant, tmp_path):
+    """Depth 12 (the cover reaches a bank's refill at step 8) is enough for each mutant's counterexample."""
+    outcome = prove(_tile_input_property(_mutated_tile_module(*TILE_INPUT_MUTANTS[mutant]), 12), root=tmp_path)
+    assert outcome.status == "FAIL", f"{mutant}: {outcome.status}, see {outcome.directory}/sby.log"
+
+
+@pytest.mark.slow
+def test_the_tile_input_contract_holds_on_an_unmutated_copy(tmp_path):
+    """The copy mechanism itself changes nothing: the same harness passes on a copy with a no-op edit."""
+    snippet = "m.d.comb += write.eq(written.valid & written.ready)"
+    outcome = prove(_tile_input_property(_mutated_tile_module(snippet, snippet), 12), root=tmp_path)
+    assert outcome.status == "PASS", f"{outcome.status}, see {outcome.directory}/sby.log"

@@ -40,8 +40,29 @@ def test_both_flows_measure_a_small_unit(small_report):
     for field in ("name", "format", "unit", "rows", "cols", "extrapolated", "transistors", "transistors_with_ff",
                   "lut4", "ff", "dsp", "fmax_mhz"):
         assert field in entry
+    assert entry["synthesized"] is True
     text = path.read_text()
     assert "| E2M1 decoder, 2 lanes |" in text and "make synth" in text
+
+
+def test_readme_table_shows_synthesized_designs_and_names_the_rest():
+    """The README table comes from hw.json alone: tiles with their ratio to MXFP4 of the same size, units
+    with their Fmax, and a design without numbers named below, never shown as a row of dashes."""
+    from rtl_gen.synth_report import readme_table
+
+    def record(name, fmt, unit, rows, transistors, fmax=None):
+        return {"name": name, "label": name, "format": fmt, "unit": unit, "rows": rows, "cols": rows,
+                "transistors_with_ff": transistors, "lut4": None, "ff": None, "fmax_mhz": fmax,
+                "synthesized": transistors is not None}  # fmt: skip
+
+    data = {"tile_parameters": {"block": 32, "input": "bf16", "quantizers": 1, "interleave": 8},
+            "designs": [record("t_fb32_16", "fb32", "tile", 16, 1_100), record("t_mx_16", "mxfp4", "tile", 16, 1_000),
+                        record("t_nv_16", "nvfp4", "tile", 16, None), record("dsu_x", "fb32", "dsu", 1, 50, 102.34)]}  # fmt: skip
+    table = readme_table(data)
+    assert "| fb32 16 x 16 | 1,100 | 1.100 | - / - | - |" in table
+    assert "| mxfp4 16 x 16 | 1,000 | 1.000 |" in table
+    assert "nvfp4 16 x 16" not in table and "(no cached result): `t_nv_16`." in table
+    assert "| dsu_x | 50 | - / - | 102.3 |" in table
 
 
 def test_generic_flow_keeps_the_hierarchy_and_sums_it(tmp_path):
@@ -70,6 +91,19 @@ def test_a_changed_generator_regenerates_the_verilog(tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "generator_digest", lambda: "0" * 64)
     assert "module e2m1_encoder_b16" in write_design(config, tmp_path / "rtl").read_text()
     assert json.loads(stamp.read_text())["generator"] == "0" * 64
+
+
+def test_sources_changed_after_import_are_refused(tmp_path, monkeypatch):
+    """A long run keeps the hw modules it imported: once the files on disk differ from those, it writes
+    no Verilog stamped with the new files' digest (it would be the old generator's Verilog)."""
+    import rtl_gen.synth as synth
+    from hw.tile_front_end import E2M1EncoderConfig
+
+    synth.generator_digest()  # taken at first use
+    monkeypatch.setattr(synth, "_source_digest", lambda: "f" * 64)  # an edit to hw/ since then
+    with pytest.raises(synth.SynthError, match="sources changed after this process imported them"):
+        write_design(E2M1EncoderConfig(block=16), tmp_path / "rtl")
+    assert not (tmp_path / "rtl").exists()
 
 
 def test_hierarchical_synthesis_counts_each_pe_instance(tmp_path):
