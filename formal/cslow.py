@@ -74,6 +74,7 @@ only, and each is proved here:
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from amaranth.hdl import Assert, Cat, Const, Cover, Fragment, Module, Mux, Signal, signed
 
@@ -265,19 +266,43 @@ def _modelled_adder(m, a, b, prefix, cuts):
     return values["sum"]
 
 
+_MODELS = {"_partial_sums": _modelled_partial_sums, "term_to_binary32": _modelled_term, "add_binary32": _modelled_adder}
+_LOCK = threading.Lock()
+_ACTIVE = threading.local()
+_INSTALLED: dict = {"count": 0, "saved": {}}
+
+
+def _dispatcher(name: str):
+    def call(*args, **kwargs):
+        if getattr(_ACTIVE, "on", False):
+            return _MODELS[name](*args, **kwargs)
+        return _INSTALLED["saved"][name](*args, **kwargs)
+
+    return call
+
+
 @contextlib.contextmanager
 def _abstract_arithmetic():
-    """The PE's product stages, term and adder replaced (in ``hw.mac_array``'s namespace, for the
-    duration of an elaboration) by the tag model; everything else is the hardware's own code."""
-    saved = {name: getattr(hw.mac_array, name) for name in ("_partial_sums", "term_to_binary32", "add_binary32")}
-    hw.mac_array._partial_sums = _modelled_partial_sums
-    hw.mac_array.term_to_binary32 = _modelled_term
-    hw.mac_array.add_binary32 = _modelled_adder
+    """The PE's product stages, term and adder replaced by the tag model in ``hw.mac_array``'s namespace for
+    the duration of an elaboration, in this thread only: ``python -m formal`` builds properties in several
+    threads, and another thread elaborating a MAC array meanwhile gets the real functions (the installed
+    dispatchers call them). Everything else is the hardware's own code."""
+    with _LOCK:
+        if _INSTALLED["count"] == 0:
+            _INSTALLED["saved"] = {name: getattr(hw.mac_array, name) for name in _MODELS}
+            for name in _MODELS:
+                setattr(hw.mac_array, name, _dispatcher(name))
+        _INSTALLED["count"] += 1
+    _ACTIVE.on = True
     try:
         yield
     finally:
-        for name, value in saved.items():
-            setattr(hw.mac_array, name, value)
+        _ACTIVE.on = False
+        with _LOCK:
+            _INSTALLED["count"] -= 1
+            if _INSTALLED["count"] == 0:
+                for name, value in _INSTALLED["saved"].items():
+                    setattr(hw.mac_array, name, value)
 
 
 #: (configuration, BMC depth) of ``ring_order``: L = 1 (the reference itself), the C-slow L of the tiles.

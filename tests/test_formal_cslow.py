@@ -155,3 +155,26 @@ def test_the_ring_order_proof_catches_a_ring_that_ignores_first(tmp_path, monkey
 @pytest.mark.slow
 def test_the_ring_order_proof_passes_on_the_real_ring_at_a_short_depth(tmp_path):
     assert _outcome(_ring_property(2, 16), tmp_path) == "PASS"
+
+
+def test_the_tag_model_is_only_seen_by_the_thread_that_elaborates_with_it():
+    """``python -m formal`` builds in threads: a MAC array elaborated elsewhere meanwhile stays real."""
+    import threading
+
+    real = hw.mac_array.add_binary32
+    names = {}
+
+    def elaborate(tag):
+        m = Module()
+        m._MustUse__silence = True
+        names[tag] = hw.mac_array.add_binary32(m, Signal(32), Signal(32), tag, cuts=(lambda v: v,) * ADDER_HOOKS)
+        names[tag] = getattr(names[tag], "name", None)
+
+    with cslow._abstract_arithmetic():
+        other = threading.Thread(target=elaborate, args=("other",))
+        other.start()
+        other.join()
+        elaborate("model")
+    assert names["other"] == "other_bits"  # the real adder's result signal
+    assert names["model"] is None  # the tag model: an expression, not the real adder's result signal
+    assert hw.mac_array.add_binary32 is real
