@@ -81,10 +81,10 @@ from amaranth.hdl import Assert, Cat, Const, Cover, Fragment, Module, Mux, Signa
 import hw.mac_array
 from golden.formats import EXPONENT_BITS, Grid
 from hw.config import MACArrayConfig
-from hw.float32 import CANONICAL_NAN, TERM_HOOKS, add_binary32, term_to_binary32
+from hw.float32 import CANONICAL_NAN, ROUND_HOOKS, TERM_HOOKS, add_binary32, round_to_binary32, term_to_binary32
 
 __all__ = ["ADDER_INTERLEAVES", "RING_CONFIGS", "abstract_combine", "adder_equivalence", "adder_identity", "adder_registers",
-           "ring_order", "term_equivalence"]
+           "nvfp4_round_equivalence", "ring_order", "term_equivalence"]
 
 #: The distinct cut sets of the ring adder: L = 2..7 (``ADDER_CUTS``), then L >= 8 (all seven hooks).
 ADDER_INTERLEAVES = (2, 3, 4, 5, 6, 7, 8)
@@ -204,6 +204,32 @@ def term_equivalence(block: int, grid: Grid = Grid.HALF, *, cut_hooks=None):
             hooks = tuple(hw.mac_array._cut(m, f"term_s{hw.mac_array.PRODUCT_STAGES + 1 + k}") for k in range(TERM_HOOKS))
         _pipeline_miter(m, term_to_binary32, [acc, shift], hooks)
         return m, [acc, shift]
+
+    return build
+
+
+def nvfp4_round_equivalence(block: int, *, cut_hooks=None):
+    """Top module of ``nvfp4_pe_round_b{block}:equivalence``: the NVFP4 PE's ``round_to_binary32`` with its
+    four cut registers (``hw.mac_array.NVFP4ProcessingElement``: every hook registered) equals the
+    combinational one of the (magnitude, exponent, sign) of four cycles earlier, at the PE's widths."""
+
+    def build():
+        m = Module()
+        # The PE's widths: |acc| (acc bits - 1) times the block-scale product (8 bits), times sig(T) (24 bits).
+        exact_bits = hw.mac_array._acc_bits(block, Grid.HALF) - 1 + 8
+        magnitude = Signal(exact_bits + 24, name="magnitude")
+        exponent = Signal(signed(EXPONENT_BITS + 4), name="exponent")
+        negative = Signal(name="negative")
+        if cut_hooks is not None:
+            hooks = cut_hooks(m)
+        else:
+            hooks = tuple(hw.mac_array._cut(m, f"term_s{k}") for k in range(ROUND_HOOKS))
+
+        def function(m, magnitude, exponent, negative, prefix, cuts):
+            return round_to_binary32(m, magnitude, exponent.as_signed(), negative, prefix, cuts=cuts)
+
+        _pipeline_miter(m, function, [magnitude, exponent, negative], hooks)
+        return m, [magnitude, exponent, negative]
 
     return build
 

@@ -319,3 +319,14 @@ CSLOW_RING_PROPERTIES: tuple[Property, ...] = tuple(
     for c, depth in RING_CONFIGS
 )
 PROPERTIES = PROPERTIES + CSLOW_RING_PROPERTIES
+
+# The NVFP4 PE's 4-cut rounding (its term pipeline; the same C-slow ring follows it).
+from .cslow import nvfp4_round_equivalence  # noqa: E402
+
+CSLOW_NVFP4_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"nvfp4_pe_round_b{block}:equivalence", "the NVFP4 PE's round_to_binary32 with its four cut registers "
+             "equals the combinational one of the (magnitude, exponent, sign) of 4 cycles earlier",
+             nvfp4_round_equivalence(block), 5)
+    for block in (16, 32)
+)
+PROPERTIES = PROPERTIES + CSLOW_NVFP4_PROPERTIES

@@ -88,6 +88,16 @@ def test_the_term_proof_catches_a_value_that_skips_its_cut(tmp_path):
     assert _outcome(Property("mut-term", "x", cslow.term_equivalence(16, cut_hooks=hooks), 4), tmp_path) == "FAIL"
 
 
+def test_the_nvfp4_round_proof_catches_a_value_that_skips_its_cut(tmp_path):
+    from hw.float32 import ROUND_HOOKS
+
+    def hooks(m):
+        return tuple(_register_all(m, f"mut_r{k}", bypass="sticky" if k == 2 else None) for k in range(ROUND_HOOKS))
+
+    prop = Property("mut-round", "x", cslow.nvfp4_round_equivalence(16, cut_hooks=hooks), 5)
+    assert _outcome(prop, tmp_path) == "FAIL"
+
+
 def test_the_identity_proof_catches_an_adder_that_flushes_subnormals(tmp_path, monkeypatch):
     real = cslow.add_binary32
 
