@@ -307,3 +307,26 @@ CSLOW_ADDER_PROPERTIES: tuple[Property, ...] = tuple(
 )
 PROPERTIES = PROPERTIES + CSLOW_ADDER_PROPERTIES
 QUICK = QUICK + tuple(p for p in CSLOW_ADDER_PROPERTIES if p.name == "ring_adder_l2:equivalence")
+
+# Part 2: the real array and PE control with the tag model of the arithmetic (formal/cslow.py ``ring_order``):
+# every finished output is the K-order fold of one job's terms, in the jobs' `last` order (bounded).
+from .cslow import RING_CONFIGS, ring_order  # noqa: E402
+
+CSLOW_RING_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"{c.name}:ring-order", "arithmetic replaced by an order-recording tag combine through the real cut "
+             "registers: every finished PE output is the K-order fold of one job's terms (beat n -> slot n mod L, a "
+             "job from a slot's first beat to its last), in the order of the jobs' last beats", ring_order(c), depth)
+    for c, depth in RING_CONFIGS
+)
+PROPERTIES = PROPERTIES + CSLOW_RING_PROPERTIES
+
+# The NVFP4 PE's 4-cut rounding (its term pipeline; the same C-slow ring follows it).
+from .cslow import nvfp4_round_equivalence  # noqa: E402
+
+CSLOW_NVFP4_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"nvfp4_pe_round_b{block}:equivalence", "the NVFP4 PE's round_to_binary32 with its four cut registers "
+             "equals the combinational one of the (magnitude, exponent, sign) of 4 cycles earlier",
+             nvfp4_round_equivalence(block), 5)
+    for block in (16, 32)
+)
+PROPERTIES = PROPERTIES + CSLOW_NVFP4_PROPERTIES
