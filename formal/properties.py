@@ -330,3 +330,57 @@ CSLOW_NVFP4_PROPERTIES: tuple[Property, ...] = tuple(
     for block in (16, 32)
 )
 PROPERTIES = PROPERTIES + CSLOW_NVFP4_PROPERTIES
+
+# The stream contract on the units the lists above leave out: the E4M3 (scaled) front-end, the tile's
+# float front-end and E2M1 encoder (MXFP4's quantizer), the NVFP4 MAC array with its scale path (C-slow,
+# a 2-beat output FIFO so the credit bites), the FB32 DSU at the tile's 4 cuts and the pipelined
+# two-stage selector at 4 cuts (their own contracts; the transport proofs include one at 3 cuts).
+from hw import ScaledFrontEndConfig  # noqa: E402
+from hw.tile_front_end import E2M1Encoder, E2M1EncoderConfig, FloatFrontEnd, FloatFrontEndConfig, InputFloat  # noqa: E402
+
+
+def _tile_unit_contract(unit_class, config):
+    def build():
+        m = Module()
+        m.submodules.dut = unit = unit_class(config)
+        stream_contract(m, unit.i, unit.o, latency=unit_class.timing(config).latency, capacity=1)
+        return m, _ports(unit)
+
+    return build
+
+
+MORE_CONTRACT_CONFIGS: tuple[UnitConfig, ...] = (
+    ScaledFrontEndConfig(block=16),
+    MACArrayConfig(rows=1, cols=1, block=16, interleave=2, output_depth=2, nvfp4=True),
+    DSUConfig(book=Book.FB32, block=16, pipeline_stages=4),
+    TwoStageConfig(block=16, pipeline_stages=4),
+)
+
+
+def _pipelined_contract(config: UnitConfig):
+    """``_contract`` with a free-running selector's capacity: every pipeline stage and its skid FIFO's
+    credit (``latency + 1``, as ``_capacity`` gives the pipelined DSU; the two-stage selector's
+    `pipeline_stages` is its DSU twin)."""
+
+    def build():
+        m = Module()
+        m.submodules.dut = unit = build_unit(config)
+        timing = unit_timing(config)
+        completes = (lambda p: p.last) if isinstance(config, MACArrayConfig) else None
+        capacity = timing.latency + 1 if isinstance(config, TwoStageConfig) and config.pipeline_stages else _capacity(config)
+        stream_contract(m, unit.i, unit.o, latency=timing.latency, capacity=capacity, completes=completes)
+        return m, _ports(unit)
+
+    return build
+
+
+MORE_CONTRACT_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"{c.name}:stream-contract", PROPERTIES[0].claim, _pipelined_contract(c), _contract_depth(c))
+    for c in MORE_CONTRACT_CONFIGS
+) + tuple(
+    Property(f"{c.name}:stream-contract", PROPERTIES[0].claim, _tile_unit_contract(cls, c),
+             max(12, 2 * cls.timing(c).latency + 3 * cls.timing(c).initiation_interval + 6))
+    for cls, c in ((FloatFrontEnd, FloatFrontEndConfig(block=16, input=InputFloat.BF16)),
+                   (E2M1Encoder, E2M1EncoderConfig(block=16)))
+)
+PROPERTIES = PROPERTIES + MORE_CONTRACT_PROPERTIES
