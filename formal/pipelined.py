@@ -50,6 +50,7 @@ tree's root and its readers, so that ``cutpoint`` can cut it: a buffer, no logic
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 from amaranth.hdl import Array, Assert, Assume, Const, Cover, Fragment, Module, Signal
@@ -99,21 +100,77 @@ class _ObservedStages:
         return out
 
 
+_PATCH_LOCK = threading.Lock()
+_PATCH_ACTIVE = threading.local()  # .stacks: {(id(namespace), name): [replacement, ...]} of this thread
+_PATCH_INSTALLED: dict = {}  # (id(namespace), name) -> [threads using it, the original]
+
+
+class _Dispatch:
+    """Stands in for a patched name: calls (and attribute reads) go to this thread's replacement while one
+    is active in it, else to the original."""
+
+    def __init__(self, key) -> None:
+        self._key = key
+
+    def _target(self):
+        stack = getattr(_PATCH_ACTIVE, "stacks", {}).get(self._key)
+        return stack[-1] if stack else _PATCH_INSTALLED[self._key][1]
+
+    def __call__(self, *args, **kwargs):
+        return self._target()(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._target(), name)
+
+
+@contextlib.contextmanager
+def thread_local_patch(namespace: dict, make):
+    """Replace names of a module's ``namespace`` for the duration of the block, **in this thread only**:
+    ``python -m formal`` builds properties in several threads, and another thread elaborating the same
+    unit meanwhile gets the originals. ``make(originals)`` returns ``{name: replacement}`` given the
+    current values of those names (``make.names`` lists them)."""
+    keys = {name: (id(namespace), name) for name in make.names}
+    with _PATCH_LOCK:
+        for name, key in keys.items():
+            if key not in _PATCH_INSTALLED:
+                _PATCH_INSTALLED[key] = [0, namespace[name]]
+                namespace[name] = _Dispatch(key)
+            _PATCH_INSTALLED[key][0] += 1
+        originals = {name: _PATCH_INSTALLED[key][1] for name, key in keys.items()}
+    stacks = _PATCH_ACTIVE.__dict__.setdefault("stacks", {})
+    try:
+        replacements = make(originals)
+        for name, key in keys.items():
+            stacks.setdefault(key, []).append(replacements[name])
+        try:
+            yield
+        finally:
+            for key in keys.values():
+                stacks[key].pop()
+    finally:
+        with _PATCH_LOCK:
+            for name, key in keys.items():
+                _PATCH_INSTALLED[key][0] -= 1
+                if _PATCH_INSTALLED[key][0] == 0:
+                    namespace[name] = _PATCH_INSTALLED.pop(key)[1]
+
+
 @contextlib.contextmanager
 def _observing_stages():
-    original = hw.select.Stages
+    """``hw.select.Stages`` recorded (``_ObservedStages``) while the caller elaborates, in this thread only."""
     observers: list[_ObservedStages] = []
 
-    class Recording(_ObservedStages, original):
-        def __init__(self, *args, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
-            observers.append(self)
+    def make(originals):
+        class Recording(_ObservedStages, originals["Stages"]):
+            def __init__(self, *args, **kwargs) -> None:
+                super().__init__(*args, **kwargs)
+                observers.append(self)
 
-    hw.select.Stages = Recording
-    try:
+        return {"Stages": Recording}
+
+    make.names = ("Stages",)
+    with thread_local_patch(vars(hw.select), make):
         yield observers
-    finally:
-        hw.select.Stages = original
 
 
 def _elaborate(config: DSUConfig):

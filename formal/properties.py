@@ -307,3 +307,80 @@ CSLOW_ADDER_PROPERTIES: tuple[Property, ...] = tuple(
 )
 PROPERTIES = PROPERTIES + CSLOW_ADDER_PROPERTIES
 QUICK = QUICK + tuple(p for p in CSLOW_ADDER_PROPERTIES if p.name == "ring_adder_l2:equivalence")
+
+# Part 2: the real array and PE control with the tag model of the arithmetic (formal/cslow.py ``ring_order``):
+# every finished output is the K-order fold of one job's terms, in the jobs' `last` order (bounded).
+from .cslow import RING_CONFIGS, ring_order  # noqa: E402
+
+CSLOW_RING_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"{c.name}:ring-order", "arithmetic replaced by an order-recording tag combine through the real cut "
+             "registers: every finished PE output is the K-order fold of one job's terms (beat n -> slot n mod L, a "
+             "job from a slot's first beat to its last), in the order of the jobs' last beats", ring_order(c), depth)
+    for c, depth in RING_CONFIGS
+)
+PROPERTIES = PROPERTIES + CSLOW_RING_PROPERTIES
+
+# The NVFP4 PE's 4-cut rounding (its term pipeline; the same C-slow ring follows it).
+from .cslow import nvfp4_round_equivalence  # noqa: E402
+
+CSLOW_NVFP4_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"nvfp4_pe_round_b{block}:equivalence", "the NVFP4 PE's round_to_binary32 with its four cut registers "
+             "equals the combinational one of the (magnitude, exponent, sign) of 4 cycles earlier",
+             nvfp4_round_equivalence(block), 5)
+    for block in (16, 32)
+)
+PROPERTIES = PROPERTIES + CSLOW_NVFP4_PROPERTIES
+
+# The stream contract on the units the lists above leave out: the E4M3 (scaled) front-end, the tile's
+# float front-end and E2M1 encoder (MXFP4's quantizer), the NVFP4 MAC array with its scale path (C-slow,
+# a 2-beat output FIFO so the credit bites), the FB32 DSU at the tile's 4 cuts and the pipelined
+# two-stage selector at 4 cuts (their own contracts; the transport proofs include one at 3 cuts).
+from hw import ScaledFrontEndConfig  # noqa: E402
+from hw.tile_front_end import E2M1Encoder, E2M1EncoderConfig, FloatFrontEnd, FloatFrontEndConfig, InputFloat  # noqa: E402
+
+
+def _tile_unit_contract(unit_class, config):
+    def build():
+        m = Module()
+        m.submodules.dut = unit = unit_class(config)
+        stream_contract(m, unit.i, unit.o, latency=unit_class.timing(config).latency, capacity=1)
+        return m, _ports(unit)
+
+    return build
+
+
+MORE_CONTRACT_CONFIGS: tuple[UnitConfig, ...] = (
+    ScaledFrontEndConfig(block=16),
+    MACArrayConfig(rows=1, cols=1, block=16, interleave=2, output_depth=2, nvfp4=True),
+    DSUConfig(book=Book.FB32, block=16, pipeline_stages=4),
+    TwoStageConfig(block=16, pipeline_stages=4),
+)
+
+
+def _pipelined_contract(config: UnitConfig):
+    """``_contract`` with a free-running selector's capacity: every pipeline stage and its skid FIFO's
+    credit (``latency + 1``, as ``_capacity`` gives the pipelined DSU; the two-stage selector's
+    `pipeline_stages` is its DSU twin)."""
+
+    def build():
+        m = Module()
+        m.submodules.dut = unit = build_unit(config)
+        timing = unit_timing(config)
+        completes = (lambda p: p.last) if isinstance(config, MACArrayConfig) else None
+        capacity = timing.latency + 1 if isinstance(config, TwoStageConfig) and config.pipeline_stages else _capacity(config)
+        stream_contract(m, unit.i, unit.o, latency=timing.latency, capacity=capacity, completes=completes)
+        return m, _ports(unit)
+
+    return build
+
+
+MORE_CONTRACT_PROPERTIES: tuple[Property, ...] = tuple(
+    Property(f"{c.name}:stream-contract", PROPERTIES[0].claim, _pipelined_contract(c), _contract_depth(c))
+    for c in MORE_CONTRACT_CONFIGS
+) + tuple(
+    Property(f"{c.name}:stream-contract", PROPERTIES[0].claim, _tile_unit_contract(cls, c),
+             max(12, 2 * cls.timing(c).latency + 3 * cls.timing(c).initiation_interval + 6))
+    for cls, c in ((FloatFrontEnd, FloatFrontEndConfig(block=16, input=InputFloat.BF16)),
+                   (E2M1Encoder, E2M1EncoderConfig(block=16)))
+)
+PROPERTIES = PROPERTIES + MORE_CONTRACT_PROPERTIES

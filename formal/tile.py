@@ -83,31 +83,33 @@ def tile_output_contract(config: TileConfig, *, count_bits: int = 6):
 
 @contextlib.contextmanager
 def _recording(tile_class):
-    """While the tile elaborates, record its buffer rows, its MAC array and its lockstep joins (the classes
-    and helper ``hw.tile`` uses, wrapped: each still does exactly what it did)."""
+    """While the tile elaborates (in this thread), record its buffer rows, its MAC array and its lockstep joins
+    (the classes and helper ``hw.tile`` uses, wrapped: each still does exactly what it did)."""
+    from .pipelined import thread_local_patch
+
     scope = tile_class.elaborate.__globals__  # hw.tile's namespace (or a test's mutated copy of it)
     seen = {"rows": [], "macs": [], "joins": []}
-    originals = {name: scope[name] for name in ("BufferRow", "MACArray", "_lockstep_join")}
 
-    class Row(originals["BufferRow"]):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            seen["rows"].append(self)
+    def make(originals):
+        class Row(originals["BufferRow"]):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                seen["rows"].append(self)
 
-    class Mac(originals["MACArray"]):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            seen["macs"].append(self)
+        class Mac(originals["MACArray"]):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                seen["macs"].append(self)
 
-    def join(m, sources, sink):
-        seen["joins"].append(sink)
-        originals["_lockstep_join"](m, sources, sink)
+        def join(m, sources, sink):
+            seen["joins"].append(sink)
+            originals["_lockstep_join"](m, sources, sink)
 
-    scope.update(BufferRow=Row, MACArray=Mac, _lockstep_join=join)
-    try:
+        return {"BufferRow": Row, "MACArray": Mac, "_lockstep_join": join}
+
+    make.names = ("BufferRow", "MACArray", "_lockstep_join")
+    with thread_local_patch(scope, make):  # in this thread only: `python -m formal` builds in several
         yield seen
-    finally:
-        scope.update(originals)
 
 
 def input_side_bounds(config: TileConfig) -> dict[str, int]:

@@ -3,7 +3,8 @@
 The proofs themselves run in ``make formal`` (``ring_adder_l2:equivalence`` also in the quick subset of
 tests/test_formal_units.py); here every proof is shown to catch a mutant of what it proves: a cut set
 whose stage drops a bit, a value that crosses a cut without its register (a retiming bug), a term
-pipeline that does the same, an adder whose +0 is not an identity.
+pipeline that does the same, an adder whose +0 is not an identity, a ring one register short, a ring
+that ignores a job's first beat.
 """
 
 from __future__ import annotations
@@ -87,6 +88,16 @@ def test_the_term_proof_catches_a_value_that_skips_its_cut(tmp_path):
     assert _outcome(Property("mut-term", "x", cslow.term_equivalence(16, cut_hooks=hooks), 4), tmp_path) == "FAIL"
 
 
+def test_the_nvfp4_round_proof_catches_a_value_that_skips_its_cut(tmp_path):
+    from hw.float32 import ROUND_HOOKS
+
+    def hooks(m):
+        return tuple(_register_all(m, f"mut_r{k}", bypass="sticky" if k == 2 else None) for k in range(ROUND_HOOKS))
+
+    prop = Property("mut-round", "x", cslow.nvfp4_round_equivalence(16, cut_hooks=hooks), 5)
+    assert _outcome(prop, tmp_path) == "FAIL"
+
+
 def test_the_identity_proof_catches_an_adder_that_flushes_subnormals(tmp_path, monkeypatch):
     real = cslow.add_binary32
 
@@ -113,3 +124,67 @@ def test_the_adder_cut_hooks_are_the_hardwares(monkeypatch):
     """The properties build the real ``hw.mac_array.adder_cuts``: a changed cut set changes the proof."""
     monkeypatch.setitem(hw.mac_array.ADDER_CUTS, 2, (0, 3))
     assert cslow.adder_registers(2) == 2
+
+
+# Part 2: the ring order (formal/cslow.py ``ring_order``: the real array and PE control, tag arithmetic).
+def _ring_property(interleave: int, depth: int) -> Property:
+    config = next(c for c, _ in cslow.RING_CONFIGS if c.interleave == interleave)
+    return Property(f"mut-ring-l{interleave}", "x", cslow.ring_order(config), depth)
+
+
+def test_the_ring_model_keeps_the_hardware_ring_length():
+    """The tag adder passes through the real cut hooks: the ring is as long as the hardware's (L)."""
+    for interleave in (1, 2, 4, 8):
+        assert cslow.adder_registers(interleave) + 1 + max(0, interleave - ADDER_HOOKS - 1) == interleave
+
+
+def test_the_ring_order_proof_catches_a_ring_one_register_short(tmp_path, monkeypatch):
+    real = hw.mac_array.adder_cuts
+    monkeypatch.setattr(hw.mac_array, "adder_cuts", lambda m, interleave, prefix: real(m, interleave - 1, prefix))
+    assert _outcome(_ring_property(2, 16), tmp_path) == "FAIL"
+
+
+def test_the_ring_order_proof_catches_a_ring_that_ignores_first(tmp_path, monkeypatch):
+    """A ring whose slot does not restart from +0 at a job's first beat (``start`` ignored)."""
+
+    def ring_without_start(m, term, start, done_in, interleave, done_port):
+        ring = Signal(32, name="ring")
+        total = hw.mac_array.add_binary32(m, ring, term, "add", cuts=hw.mac_array.adder_cuts(m, interleave, "add"))
+        loop = hw.mac_array._register(m, total, "ring_0")
+        m.d.comb += ring.eq(loop)
+        done = done_in
+        for k in range(interleave):
+            done = hw.mac_array._register(m, done, f"done_{k}")
+        m.d.comb += done_port.eq(done)
+        return ring
+
+    monkeypatch.setattr(hw.mac_array, "_adder_ring", ring_without_start)
+    assert _outcome(_ring_property(2, 16), tmp_path) == "FAIL"
+
+
+@pytest.mark.slow
+def test_the_ring_order_proof_passes_on_the_real_ring_at_a_short_depth(tmp_path):
+    assert _outcome(_ring_property(2, 16), tmp_path) == "PASS"
+
+
+def test_the_tag_model_is_only_seen_by_the_thread_that_elaborates_with_it():
+    """``python -m formal`` builds in threads: a MAC array elaborated elsewhere meanwhile stays real."""
+    import threading
+
+    real = hw.mac_array.add_binary32
+    names = {}
+
+    def elaborate(tag):
+        m = Module()
+        m._MustUse__silence = True
+        names[tag] = hw.mac_array.add_binary32(m, Signal(32), Signal(32), tag, cuts=(lambda v: v,) * ADDER_HOOKS)
+        names[tag] = getattr(names[tag], "name", None)
+
+    with cslow._abstract_arithmetic():
+        other = threading.Thread(target=elaborate, args=("other",))
+        other.start()
+        other.join()
+        elaborate("model")
+    assert names["other"] == "other_bits"  # the real adder's result signal
+    assert names["model"] is None  # the tag model: an expression, not the real adder's result signal
+    assert hw.mac_array.add_binary32 is real

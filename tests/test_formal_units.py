@@ -270,6 +270,10 @@ TILE_INPUT_MUTANTS = {
     # The read side releases its bank after the first column group instead of after the last.
     "bank-released-early": ("clear_b = tile_done & (read_bank == b)",
                             "clear_b = take & slot_end & k_end & (read_bank == b)"),
+    # The buffer loses the block of K index 1: its handshake is made, its write never lands (an `a` beat lost).
+    "buffer-write-drops-a-block": (
+        "write_rows.eq(Cat(*(write & (write_group == r // q) for r in range(cfg.rows)))),",
+        "write_rows.eq(Cat(*(write & (write_k == 0) & (write_group == r // q) for r in range(cfg.rows)))),"),
     # The edge FIFO drops the beat that ends a K pass (`last`): a w beat lost before the MAC array.
     "edge-fifo-drops-last-beat": ("edge.w_en.eq(last_out.valid),", "edge.w_en.eq(last_out.valid & ~last_out.payload),"),
 }
