@@ -29,28 +29,36 @@ from .harness import _past
 __all__ = ["input_side_bounds", "tile_input_contract", "tile_output_contract"]
 
 
+def _assume_tile_environment(m: Module, tile, config: TileConfig):
+    """The tile's environment, shared by the output and input contracts: a reset in the first cycle,
+    the control inputs in range and held, and producers on ``a`` and ``w`` that hold a stalled beat.
+    Returns ``(rst, started)``."""
+    rst = ResetSignal()
+    started = Signal(name="started", reset_less=True)
+    m.d.sync += started.eq(1)
+    m.d.comb += Assume(started | rst)
+    # Control inputs: in range, held.
+    for port, top in ((tile.k_blocks, config.buffer_blocks), (tile.col_groups, 2)):
+        m.d.comb += Assume((port >= 1) & (port <= top))
+        past = _past(m, port, f"past_{port.name}")
+        with m.If(started):
+            m.d.comb += Assume(port == past)
+    # Producers on a and w hold a stalled beat.
+    for stream, tag in ((tile.a, "a"), (tile.w, "w")):
+        payload = stream.payload.as_value()
+        stall = _past(m, stream.valid & ~stream.ready & ~rst, f"past_{tag}_stall")
+        held = _past(m, payload, f"past_{tag}_payload")
+        with m.If(started & stall):
+            m.d.comb += Assume(stream.valid & (payload == held))
+    return rst, started
+
+
 def tile_output_contract(config: TileConfig, *, count_bits: int = 6):
     def build():
         m = Module()
         m.submodules.dut = tile = Tile(config)
-        rst = ResetSignal()
-        started = Signal(name="started", reset_less=True)
-        m.d.sync += started.eq(1)
-        m.d.comb += Assume(started | rst)
+        rst, started = _assume_tile_environment(m, tile, config)
         past_rst = _past(m, rst, "past_rst", init=1)
-        # Control inputs: in range, held.
-        for port, top in ((tile.k_blocks, config.buffer_blocks), (tile.col_groups, 2)):
-            m.d.comb += Assume((port >= 1) & (port <= top))
-            past = _past(m, port, f"past_{port.name}")
-            with m.If(started):
-                m.d.comb += Assume(port == past)
-        # Producers on a and w hold a stalled beat.
-        for stream, tag in ((tile.a, "a"), (tile.w, "w")):
-            payload = stream.payload.as_value()
-            stall = _past(m, stream.valid & ~stream.ready & ~rst, f"past_{tag}_stall")
-            held = _past(m, payload, f"past_{tag}_payload")
-            with m.If(started & stall):
-                m.d.comb += Assume(stream.valid & (payload == held))
         # The tile holds a stalled output beat; reset returns o to idle.
         out = tile.o.payload.as_value()
         o_stall = _past(m, tile.o.valid & ~tile.o.ready & ~rst, "past_o_stall")
@@ -158,21 +166,7 @@ def tile_input_contract(config: TileConfig, *, tile_class=Tile, count_bits: int 
             raise RuntimeError(f"{config.name}: the last join is {written.valid.name!r}, not the buffer write's")
         row, mac = seen["rows"][0], seen["macs"][0]
         m.submodules.dut = fragment
-        rst = ResetSignal()
-        started = Signal(name="started", reset_less=True)
-        m.d.sync += started.eq(1)
-        m.d.comb += Assume(started | rst)
-        for port, top in ((tile.k_blocks, config.buffer_blocks), (tile.col_groups, 2)):
-            m.d.comb += Assume((port >= 1) & (port <= top))
-            past = _past(m, port, f"past_{port.name}")
-            with m.If(started):
-                m.d.comb += Assume(port == past)
-        for stream, tag in ((tile.a, "a"), (tile.w, "w")):
-            payload = stream.payload.as_value()
-            stall = _past(m, stream.valid & ~stream.ready & ~rst, f"past_{tag}_stall")
-            held = _past(m, payload, f"past_{tag}_payload")
-            with m.If(started & stall):
-                m.d.comb += Assume(stream.valid & (payload == held))
+        rst, started = _assume_tile_environment(m, tile, config)
         live = started & ~rst
 
         def counter(name, event):
