@@ -52,7 +52,7 @@ class Property:
 #: in the cost stage and one in the output register; the MAC array's three stages can each carry a
 #: finished job; the one-register units hold one.
 def _capacity(config: UnitConfig) -> int:
-    if isinstance(config, DSUConfig) and config.pipeline_stages is not None:  # issue 10: the skid FIFO's credit
+    if isinstance(config, (DSUConfig, TwoStageConfig)) and config.pipeline_stages is not None:  # the skid FIFO's credit
         return unit_timing(config).latency + 1
     if isinstance(config, (DSUConfig, TwoStageConfig)):
         return 2
@@ -357,25 +357,8 @@ MORE_CONTRACT_CONFIGS: tuple[UnitConfig, ...] = (
 )
 
 
-def _pipelined_contract(config: UnitConfig):
-    """``_contract`` with a free-running selector's capacity: every pipeline stage and its skid FIFO's
-    credit (``latency + 1``, as ``_capacity`` gives the pipelined DSU; the two-stage selector's
-    `pipeline_stages` is its DSU twin)."""
-
-    def build():
-        m = Module()
-        m.submodules.dut = unit = build_unit(config)
-        timing = unit_timing(config)
-        completes = (lambda p: p.last) if isinstance(config, MACArrayConfig) else None
-        capacity = timing.latency + 1 if isinstance(config, TwoStageConfig) and config.pipeline_stages else _capacity(config)
-        stream_contract(m, unit.i, unit.o, latency=timing.latency, capacity=capacity, completes=completes)
-        return m, _ports(unit)
-
-    return build
-
-
 MORE_CONTRACT_PROPERTIES: tuple[Property, ...] = tuple(
-    Property(f"{c.name}:stream-contract", PROPERTIES[0].claim, _pipelined_contract(c), _contract_depth(c))
+    Property(f"{c.name}:stream-contract", PROPERTIES[0].claim, _contract(c), _contract_depth(c))
     for c in MORE_CONTRACT_CONFIGS
 ) + tuple(
     Property(f"{c.name}:stream-contract", PROPERTIES[0].claim, _tile_unit_contract(cls, c),
