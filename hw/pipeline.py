@@ -19,14 +19,18 @@ shows the beat one cycle after it was written); initiation interval 1.
 so a slot's load enable is one gate of two registers (the write's valid bit and the slot's bit of a
 one-hot write pointer) instead of ``amaranth.lib.fifo.SyncFIFO``'s ``w_en & (level != depth)`` and
 address decode, which bound both selectors near 91-99 MHz on ECP5 (issue 10): that enable gates
-every storage flop of its slot, so it is a wide fan-out net and must start at a register.
+every storage flop of its slot, so it is a wide fan-out net and must start at a register. A slot
+wider than ``hw.common.ENABLE_FANOUT`` bits is cut into chunks, each with its own copy of both
+pointers, so a slot's enable (and a read pointer bit's select) reaches one chunk's flip-flops only.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
+from .common import enable_chunks
 
 __all__ = ["SkidFIFO", "Stages", "skid_buffer", "skid_output"]
 
@@ -75,7 +79,8 @@ class SkidFIFO(wiring.Component):
     A beat written at a clock edge is at ``r_data`` right after it (``r_valid`` the same cycle), as with
     ``SyncFIFO(fwft=True)``. The storage is ``depth`` registers without reset (a reset empties the FIFO
     by clearing the pointers and the count), the pointers are one-hot rings, and the head is an AND-OR
-    of the slots by the read pointer.
+    of the slots by the read pointer. Each chunk of ``enable_chunks(width)`` bits has its own copy of
+    both pointers (``write_at_c`` / ``read_at_c``), equal at all times.
     """
 
     def __init__(self, width: int, depth: int) -> None:
@@ -90,24 +95,25 @@ class SkidFIFO(wiring.Component):
         m = Module()
         depth = self.depth
         slots = [Signal(self.width, name=f"slot_{k}", reset_less=True) for k in range(depth)]
-        write_at = Signal(depth, init=1, name="write_at")  # one-hot: the slot the next write fills
-        read_at = Signal(depth, init=1, name="read_at")  # one-hot: the head's slot
         held = Signal(range(depth + 1), name="held")
         take = Signal(name="take")
         m.d.comb += [take.eq(self.r_valid & self.r_en), self.r_valid.eq(held != 0)]
-        for k, slot in enumerate(slots):
-            with m.If(self.w_en & write_at[k]):
-                m.d.sync += slot.eq(self.w_data)
-        if depth > 1:
-            with m.If(self.w_en):
-                m.d.sync += write_at.eq(Cat(write_at[-1], write_at[:-1]))
-            with m.If(take):
-                m.d.sync += read_at.eq(Cat(read_at[-1], read_at[:-1]))
         m.d.sync += held.eq(held + self.w_en - take)
-        head = 0
-        for k, slot in enumerate(slots):
-            head = head | Mux(read_at[k], slot, 0)
-        m.d.comb += self.r_data.eq(head)
+        for c, (lo, hi) in enumerate(enable_chunks(self.width)):
+            write_at = Signal(depth, init=1, name=f"write_at_{c}")  # one-hot: the slot the next write fills
+            read_at = Signal(depth, init=1, name=f"read_at_{c}")  # one-hot: the head's slot
+            for k, slot in enumerate(slots):
+                with m.If(self.w_en & write_at[k]):
+                    m.d.sync += slot[lo:hi].eq(self.w_data[lo:hi])
+            if depth > 1:
+                with m.If(self.w_en):
+                    m.d.sync += write_at.eq(Cat(write_at[-1], write_at[:-1]))
+                with m.If(take):
+                    m.d.sync += read_at.eq(Cat(read_at[-1], read_at[:-1]))
+            head = 0
+            for k, slot in enumerate(slots):
+                head = head | Mux(read_at[k], slot[lo:hi], 0)
+            m.d.comb += self.r_data[lo:hi].eq(head)
         return m
 
 
@@ -143,17 +149,19 @@ def skid_buffer(m: Module, i, o, prefix: str) -> None:
     """A one-entry skid buffer from stream ``i`` to stream ``o`` (same payload): ``i.ready`` is a register
     (the skid entry is empty), so the consumer's ``o.ready`` stops here instead of running on into the
     producer's clock enables. Zero latency: while the entry is empty a beat passes straight through and
-    is caught in the entry only if ``o`` does not take it; ``o`` shows the entry first."""
-    held = Signal(name=f"{prefix}_held")
-    incoming = i.payload.as_value() if isinstance(i.payload, data.View) else i.payload
+    is caught in the entry only if ``o`` does not take it; ``o`` shows the entry first. The entry is
+    cut into ``enable_chunks``, each under its own copy of ``held`` (the first is ``i.ready``'s)."""
+    incoming = Value.cast(i.payload)
     entry = Signal(len(incoming), name=f"{prefix}_entry", reset_less=True)
-    m.d.comb += [
-        i.ready.eq(~held),
-        o.valid.eq(held | i.valid),
-        o.payload.eq(Mux(held, entry, incoming)),
-    ]
-    with m.If(held):
-        with m.If(o.ready):
-            m.d.sync += held.eq(0)
-    with m.Elif(i.valid & ~o.ready):
-        m.d.sync += [held.eq(1), entry.eq(incoming)]
+    shown = Signal(len(incoming), name=f"{prefix}_shown")
+    for c, (lo, hi) in enumerate(enable_chunks(len(incoming))):
+        held = Signal(name=f"{prefix}_held" if c == 0 else f"{prefix}_held_copy_{c}")
+        if c == 0:
+            m.d.comb += [i.ready.eq(~held), o.valid.eq(held | i.valid)]
+        m.d.comb += shown[lo:hi].eq(Mux(held, entry[lo:hi], incoming[lo:hi]))
+        with m.If(held):
+            with m.If(o.ready):
+                m.d.sync += held.eq(0)
+        with m.Elif(i.valid & ~o.ready):
+            m.d.sync += [held.eq(1), entry[lo:hi].eq(incoming[lo:hi])]
+    m.d.comb += o.payload.eq(shown)

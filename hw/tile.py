@@ -43,14 +43,13 @@ import os
 import re
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.formats import CODE_BITS, EXPONENT_BITS, Formatbook, Grid, Scale
 
-from .common import UnitTiming, register_stage
+from .common import UnitTiming, enable_chunks, register_stage
 from .config import (BLOCK_SIZES, Book, ConfigError, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig,
                      ScaledFrontEndConfig, TwoStageConfig)  # fmt: skip
 from .decoder import MultiFormatDecoder
@@ -504,23 +503,33 @@ class Tile(wiring.Component):
                 m.d.sync += write_k.eq(Mux(last_k, 0, write_k + 1))
                 with m.If(last_k):
                     m.d.sync += write_bank.eq(~write_bank)
-        write_address = Cat(write_k[: (cfg.buffer_blocks - 1).bit_length() or 1], write_bank) if _power_of_two(
-            cfg.buffer_blocks) else write_bank * cfg.buffer_blocks + write_k  # fmt: skip
         # The write is registered (issue 10, Fmax): the memories' write enables gate every storage flop
         # of a word, so they start at registers, not at the selectors' handshake. A bank counts as full
         # once its last block has landed (``filled`` one cycle late), so a read never races the write.
         write_rows = Signal(cfg.rows, name="buffer_write_rows")  # one bit per row: its memory writes
-        write_address_q = Signal.like(write_address, name="buffer_write_address")
         write_data = [Signal(entry, name=f"buffer_write_data_{j}") for j in range(q)]
         filled = Signal(name="bank_filled")
         filled_bank = Signal(name="bank_filled_bank")
+        advanced = Signal(name="buffer_write_advanced")  # the last write moved (write_k, write_bank) on
         m.d.sync += [
             write_rows.eq(Cat(*(write & (write_group == r // q) for r in range(cfg.rows)))),
-            write_address_q.eq(write_address),
+            advanced.eq(write & last_group),
             filled.eq(write & last_group & last_k),
             filled_bank.eq(write_bank),
             *(write_data[j].eq(selected[j].payload) for j in range(q)),
         ]
+        # The registered write's word, one-hot (``BufferRow.write_select``): one copy per chunk of a word,
+        # each following the address on its own (a move within the bank is a shift; the bank's last block
+        # jumps to the other bank's first, where ``write_bank`` now points), so a word chunk's enable is one
+        # LUT of two registers beside its flip-flops (issue 10: the decoded word enable of one register
+        # fanned out to 136 flip-flops across the die).
+        first_of = {0: 1, 1: 1 << cfg.buffer_blocks}
+        write_selects = []
+        for c in range(len(BufferRow.chunks(entry))):
+            select = Signal(depth, init=1, name=f"buffer_write_select_{c}")  # = onehot(write address, one cycle ago)
+            with m.If(advanced):
+                m.d.sync += select.eq(Mux(filled, Mux(write_bank, first_of[1], first_of[0]), Cat(0, select[:-1])))
+            write_selects.append(select)
 
         # ---- Compute side, free-running (issue 10: no stall fans out into the read stage, the decoders
         # or the PEs): a `w` beat is taken while the bank is full and the edge FIFO in front of the MAC
@@ -548,11 +557,10 @@ class Tile(wiring.Component):
             row = BufferRow(entry, depth)
             m.submodules[f"buffer_row_{r}"] = row
             m.d.comb += [
-                row.write_address.eq(write_address_q),
+                *(row.write_select[c].eq(select) for c, select in enumerate(write_selects)),
                 row.write_data.eq(write_data[r % q]),  # row r = group r // q of quantizer r % q
                 row.write_enable.eq(write_rows[r]),
                 row.read_address.eq(read_address),
-                row.read_enable.eq(1),
             ]
             row_blocks.append(row.read_data)
         k_end = read_k + 1 >= self.k_blocks
@@ -645,35 +653,43 @@ def predicted_utilization(config: TileConfig, out_features: int, k_blocks: int) 
 
 
 class BufferRow(wiring.Component):
-    """One row of the quantized-activation buffer: ``depth`` encoded blocks, one write port, one
-    synchronous read port (``read_data`` holds while ``read_enable`` is low)."""
+    """One row of the quantized-activation buffer: ``depth`` encoded blocks in flip-flops, one write port,
+    one synchronous read port (read every cycle).
+
+    The write port takes the word one-hot, one copy per chunk of the word (``write_select[c]``, chunks
+    ``BufferRow.chunks(entry)``; every copy holds the same word): a word chunk's clock enable is
+    ``write_enable & write_select[c][k]``, one LUT of two registers driving ``ENABLE_FANOUT`` flip-flops
+    at most, where a decoded address would fan one enable out to the whole word (issue 10, Fmax).
+    """
+
+    @staticmethod
+    def chunks(entry) -> list[tuple[int, int]]:
+        return enable_chunks(data.Layout.cast(entry).size)
 
     def __init__(self, entry, depth: int) -> None:
         self.entry, self.depth = entry, depth
         super().__init__(
             {
-                "write_address": In(range(depth)),
+                "write_select": In(data.ArrayLayout(depth, len(self.chunks(entry)))),
                 "write_data": In(entry),
                 "write_enable": In(1),
                 "read_address": In(range(depth)),
-                "read_enable": In(1),
                 "read_data": Out(entry),
             }
         )
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.submodules.memory = memory = Memory(shape=self.entry, depth=self.depth, init=[])
-        wp = memory.write_port()
-        rp = memory.read_port(domain="sync", transparent_for=())
-        m.d.comb += [
-            wp.addr.eq(self.write_address),
-            wp.data.eq(self.write_data),
-            wp.en.eq(self.write_enable),
-            rp.addr.eq(self.read_address),
-            rp.en.eq(self.read_enable),
-            self.read_data.eq(rp.data),
-        ]
+        width = data.Layout.cast(self.entry).size
+        words = [Signal(width, name=f"word_{k}", reset_less=True) for k in range(self.depth)]
+        incoming = self.write_data.as_value()
+        for c, (lo, hi) in enumerate(self.chunks(self.entry)):
+            for k, word in enumerate(words):
+                with m.If(self.write_enable & self.write_select[c][k]):
+                    m.d.sync += word[lo:hi].eq(incoming[lo:hi])
+        read = Signal(width, name="read", reset_less=True)
+        m.d.sync += read.eq(Array(words)[self.read_address])
+        m.d.comb += self.read_data.eq(read)
         return m
 
 

@@ -191,8 +191,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "stage-payload-moves-while-stalled",
         "hw/common.py",
-        "    with m.If(i.ready):\n        m.d.sync += o.valid.eq(i.valid)\n        with m.If(i.valid):",
-        "    with m.If(i.ready):\n        m.d.sync += o.valid.eq(i.valid)\n    if True:\n        with m.If(i.valid):",
+        "        with m.If(ready):\n            m.d.sync += valid.eq(i.valid)\n            with m.If(i.valid):",
+        "        with m.If(ready):\n            m.d.sync += valid.eq(i.valid)\n        if True:\n            with m.If(i.valid):",
         ("tests/test_hw_units.py::test_bit_exact_under_backpressure[decoder_fb32_dialectfp4_e2m1_l3]",),
         "a registered stage overwrites its payload while the output is stalled",
     ),
