@@ -594,10 +594,13 @@ class Tile(wiring.Component):
         last_out = _channel("last", unsigned(1))
         register_stage(m, last_in, last_out, last_in.payload)
         m.d.comb += last_in.payload.eq(staged_last)
-        # Every lane is a one-register stage fed by `staged` and never held (ready tied high), so all
-        # their valid bits equal `last_out.valid`: that one bit writes the edge FIFO.
-        for sink in [s for lane in lanes for s in lane[:2]] + [last_in]:
-            m.d.comb += sink.valid.eq(staged)
+        # Every lane is a one-register stage, never held (ready tied high) and loaded every cycle (valid
+        # tied high: no clock enable fans out from `staged` into the ~700 flip-flops of the edge beat,
+        # issue 10), so a lane holds the decode of the read stage's beat of one cycle before, which is
+        # valid when `last_out.valid` is: that one bit writes the edge FIFO.
+        for sink in [s for lane in lanes for s in lane[:2]]:
+            m.d.comb += sink.valid.eq(1)
+        m.d.comb += last_in.valid.eq(staged)
         for source in [s for lane in lanes for s in lane[2:]] + [last_out]:
             m.d.comb += source.ready.eq(1)
         beat = Signal(mac.i.payload.shape(), name="edge_beat")
