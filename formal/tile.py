@@ -201,7 +201,7 @@ def tile_input_contract(config: TileConfig, *, tile_class=Tile, count_bits: int 
             has_block = Signal(name=f"block_{address}_written")
             reads = Signal(count_bits, name=f"block_{address}_reads")
             write_here = landed & row.write_select[0][address]  # every copy holds the same word
-            read_here = take & (row.read_address == address)
+            read_here = take & row.read_select[0][address]
             with m.If(live & read_here):
                 m.d.comb += [Assert(has_block), Assert(reads < reads_owed)]
             with m.If(live & write_here):

@@ -346,7 +346,10 @@ class NVFP4ProcessingElement(wiring.Component):
         exponent5 = _delay(m, exponent_sum, "exponent_at", EXACT_STAGES)
         negative5, flags5 = _delay(m, negative3, "negative_at", EXACT_STAGES), _delay(m, flags3, "flags_at", EXACT_STAGES)
         # Stages 7-9: times the tensor-scale significand (the wide multiplier of NVFP4).
-        wide, stages = _pipelined_multiply(m, exact, self.scale_significand, "wide")
+        # T's significand is static while streaming: a copy registered in each PE, so the array-wide net from
+        # the one unpacked T ends at a register here, not in the partial products' LUTs (issue 10, Fmax).
+        local_significand = _register(m, self.scale_significand, "tensor_scale_significand_here")
+        wide, stages = _pipelined_multiply(m, exact, local_significand, "wide")
         assert stages == WIDE_STAGES, stages
         exponent = _delay(m, exponent5, "exponent_wide", WIDE_STAGES)
         nonzero = _delay(m, exact != 0, "nonzero_wide", WIDE_STAGES)

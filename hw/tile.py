@@ -43,7 +43,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -429,10 +429,12 @@ class Tile(wiring.Component):
         mac = MACArray(cfg.mac_config, pe_factory=factory)
         m.submodules.mac_array = mac
 
-        # ---- Quantizers: q front-end + selector pairs, fed in lockstep from `a`. A skid buffer sits at
-        # the selector's input (pipelined selectors) or after the E2M1 encoder / pre-quantized lane, so no
-        # ready runs from the buffer or a selector's credit into the front-ends' clock enables
-        # (issue 10: that `a` handshake chain was the 2 x 2 tile's 72 MHz path).
+        # ---- Quantizers: q front-end + selector pairs, fed in lockstep from `a`. The front-end's output
+        # register feeds the selector directly (its first stage, the LUT DSU's ROM reads, starts at a
+        # register; issue 10: a zero-latency skid buffer between them put its multiplexer in front of the
+        # ROMs, the FB32 2 x 2 tile's 55 MHz path); the selector's credit reaches the front-end's enables
+        # through one LUT per 32 flip-flops (``register_stage``). A skid buffer follows the E2M1 encoder
+        # and the pre-quantized lane, so the buffer's ready stops there.
         a_sinks, selected = [], []
         for j in range(q if cfg.format.quantizes else 0):
             front_end, selector = self._front_end(), self._selector()
@@ -458,14 +460,13 @@ class Tile(wiring.Component):
             else:
                 _lockstep_join(m, [front_end.o], into)
                 m.d.comb += into.payload.eq(front_end.o.payload)
+            m.d.comb += [selector.i.valid.eq(into.valid), into.ready.eq(selector.i.ready),
+                         selector.i.payload.eq(into.payload)]  # fmt: skip
             if isinstance(selector, E2M1Encoder):  # a one-register unit: the skid buffer follows it
-                m.d.comb += [selector.i.valid.eq(into.valid), into.ready.eq(selector.i.ready),
-                             selector.i.payload.eq(into.payload)]  # fmt: skip
                 out = _channel(f"quantizer_{j}_out", selector.o.payload.shape())
                 skid_buffer(m, selector.o, out, f"quantizer_{j}_skid")
                 selected.append(out)
             else:
-                skid_buffer(m, into, selector.i, f"quantizer_{j}_skid")
                 selected.append(selector.o)
         if not cfg.format.quantizes:  # NVFP4: pre-quantized blocks, one register stage per lane
             for j in range(q):
@@ -550,9 +551,10 @@ class Tile(wiring.Component):
         take = Signal(name="w_take")
         m.d.comb += [self.w.ready.eq(full.bit_select(read_bank, 1) & (inside < fifo_depth)),
                      take.eq(self.w.valid & self.w.ready)]  # fmt: skip
+        k_end = read_k + 1 >= self.k_blocks
+        slot_end = read_slot == cfg.interleave - 1
+        group_end = read_group + 1 >= self.col_groups
         row_blocks = []
-        read_address = Cat(read_k[: (cfg.buffer_blocks - 1).bit_length() or 1], read_bank) if _power_of_two(
-            cfg.buffer_blocks) else read_bank * cfg.buffer_blocks + read_k  # fmt: skip
         for r in range(cfg.rows):
             row = BufferRow(entry, depth)
             m.submodules[f"buffer_row_{r}"] = row
@@ -560,12 +562,17 @@ class Tile(wiring.Component):
                 *(row.write_select[c].eq(select) for c, select in enumerate(write_selects)),
                 row.write_data.eq(write_data[r % q]),  # row r = group r // q of quantizer r % q
                 row.write_enable.eq(write_rows[r]),
-                row.read_address.eq(read_address),
             ]
+            # The read word, one-hot, one copy per row and chunk (the read multiplexer's selects start at
+            # registers beside their chunk; a decoded read address had fanned out to every word of every
+            # row): block read_k of read_bank, moved on with them.
+            for c in range(len(BufferRow.chunks(entry))):
+                select = Signal(depth, init=1, name=f"buffer_row_{r}_read_select_{c}")
+                with m.If(take & slot_end):
+                    m.d.sync += select.eq(Mux(k_end, Mux(group_end ^ read_bank, first_of[1], first_of[0]),
+                                              Cat(0, select[:-1])))  # fmt: skip
+                m.d.comb += row.read_select[c].eq(select)
             row_blocks.append(row.read_data)
-        k_end = read_k + 1 >= self.k_blocks
-        slot_end = read_slot == cfg.interleave - 1
-        group_end = read_group + 1 >= self.col_groups
         m.d.sync += [staged.eq(take), staged_w.eq(self.w.payload), staged_last.eq(k_end)]
         with m.If(take):
             m.d.sync += read_slot.eq(Mux(slot_end, 0, read_slot + 1))
@@ -659,10 +666,11 @@ class BufferRow(wiring.Component):
     """One row of the quantized-activation buffer: ``depth`` encoded blocks in flip-flops, one write port,
     one synchronous read port (read every cycle).
 
-    The write port takes the word one-hot, one copy per chunk of the word (``write_select[c]``, chunks
-    ``BufferRow.chunks(entry)``; every copy holds the same word): a word chunk's clock enable is
-    ``write_enable & write_select[c][k]``, one LUT of two registers driving ``ENABLE_FANOUT`` flip-flops
-    at most, where a decoded address would fan one enable out to the whole word (issue 10, Fmax).
+    Both ports take the word one-hot, one copy per chunk of the word (``write_select[c]`` and
+    ``read_select[c]``, chunks ``BufferRow.chunks(entry)``; every copy holds the same word): a word
+    chunk's clock enable is ``write_enable & write_select[c][k]``, one LUT of two registers driving
+    ``ENABLE_FANOUT`` flip-flops at most, and the read is an AND-OR of the words' chunks by
+    ``read_select[c]``, where a decoded address would fan out to every word (issue 10, Fmax).
     """
 
     @staticmethod
@@ -676,7 +684,7 @@ class BufferRow(wiring.Component):
                 "write_select": In(data.ArrayLayout(depth, len(self.chunks(entry)))),
                 "write_data": In(entry),
                 "write_enable": In(1),
-                "read_address": In(range(depth)),
+                "read_select": In(data.ArrayLayout(depth, len(self.chunks(entry)))),
                 "read_data": Out(entry),
             }
         )
@@ -686,15 +694,14 @@ class BufferRow(wiring.Component):
         width = data.Layout.cast(self.entry).size
         words = [Signal(width, name=f"word_{k}", reset_less=True) for k in range(self.depth)]
         incoming = self.write_data.as_value()
+        read = Signal(width, name="read", reset_less=True)
         for c, (lo, hi) in enumerate(self.chunks(self.entry)):
             for k, word in enumerate(words):
                 with m.If(self.write_enable & self.write_select[c][k]):
                     m.d.sync += word[lo:hi].eq(incoming[lo:hi])
-        read = Signal(width, name="read", reset_less=True)
-        m.d.sync += read.eq(Array(words)[self.read_address])
+            chunk = 0
+            for k, word in enumerate(words):
+                chunk = chunk | Mux(self.read_select[c][k], word[lo:hi], 0)
+            m.d.sync += read[lo:hi].eq(chunk)
         m.d.comb += self.read_data.eq(read)
         return m
-
-
-def _power_of_two(n: int) -> bool:
-    return n & (n - 1) == 0
