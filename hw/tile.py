@@ -529,7 +529,7 @@ class Tile(wiring.Component):
         for c in range(len(BufferRow.chunks(entry))):
             select = Signal(depth, init=1, name=f"buffer_write_select_{c}")  # = onehot(write address, one cycle ago)
             with m.If(advanced):
-                m.d.sync += select.eq(Mux(filled, Mux(write_bank, first_of[1], first_of[0]), Cat(0, select[:-1])))
+                m.d.sync += select.eq(Mux(filled, Mux(write_bank, first_of[1], first_of[0]), _rotated(select)))
             write_selects.append(select)
 
         # ---- Compute side, free-running (issue 10: no stall fans out into the read stage, the decoders
@@ -570,7 +570,7 @@ class Tile(wiring.Component):
                 select = Signal(depth, init=1, name=f"buffer_row_{r}_read_select_{c}")
                 with m.If(take & slot_end):
                     m.d.sync += select.eq(Mux(k_end, Mux(group_end ^ read_bank, first_of[1], first_of[0]),
-                                              Cat(0, select[:-1])))  # fmt: skip
+                                              _rotated(select)))  # fmt: skip
                 m.d.comb += row.read_select[c].eq(select)
             row_blocks.append(row.read_data)
         m.d.sync += [staged.eq(take), staged_w.eq(self.w.payload), staged_last.eq(k_end)]
@@ -705,3 +705,10 @@ class BufferRow(wiring.Component):
             m.d.sync += read[lo:hi].eq(chunk)
         m.d.comb += self.read_data.eq(read)
         return m
+
+
+def _rotated(select: Signal):
+    """A one-hot word select moved to the next word. Within a bank this is a shift (a bank's last block
+    always jumps instead); it is written as a rotation so that the copies' bits form a loop: a plain shift
+    starts every copy from the same constant bit, and Yosys merges such copies bit by bit."""
+    return Cat(select[-1], select[:-1])
