@@ -121,11 +121,13 @@ def test_mac_corner_stimulus_reaches_its_corners():
     assert tiny >= 10
 
 
+@pytest.mark.parametrize("width", [8, 100])
 @pytest.mark.parametrize("depth", [1, 2, 5])
-def test_skid_fifo_keeps_order_and_shows_a_beat_the_cycle_after_its_write(depth):
+def test_skid_fifo_keeps_order_and_shows_a_beat_the_cycle_after_its_write(depth, width):
     """hw.pipeline.SkidFIFO against a deque: the writer writes only while it holds a credit (fewer than
     ``depth`` beats inside), random writes and reads, a reset in the middle; every beat comes out once,
-    in order, and ``r_valid`` rises the cycle after the write into an empty FIFO."""
+    in order, and ``r_valid`` rises the cycle after the write into an empty FIFO. 100 bits: four chunks,
+    each with its own pointer copies."""
     from collections import deque
 
     from amaranth.hdl import ClockDomain, Module
@@ -133,7 +135,7 @@ def test_skid_fifo_keeps_order_and_shows_a_beat_the_cycle_after_its_write(depth)
 
     from hw.pipeline import SkidFIFO
 
-    dut = SkidFIFO(8, depth)
+    dut = SkidFIFO(width, depth)
     top = Module()
     top.submodules.dut = dut
     top.domains.sync = domain = ClockDomain("sync")
@@ -163,7 +165,7 @@ def test_skid_fifo_keeps_order_and_shows_a_beat_the_cycle_after_its_write(depth)
                 seen["out"].append(model.popleft())
             if write:
                 model.append(value)
-                value = (value + 1) % 256
+                value = (value * 0x9E3779B97F4A7C15 + 1) % (1 << width)  # every chunk changes
 
     sim = Simulator(top)
     sim.add_clock(1e-8, domain="sync")
