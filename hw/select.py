@@ -66,25 +66,6 @@ def _threshold_read(m: Module, book: Formatbook, dialect, name: str) -> list:
     return [word[bits * k : bits * (k + 1)] for k in range(MAGNITUDE_CODES - 1)]
 
 
-def _threshold_copies(thresholds) -> list[list]:
-    """The thresholds twice for a registered encoder stage: as read, and complemented (``~t``).
-
-    Half the lanes compare against each copy (``_index(u, _uncopied(copy))``), so a threshold register bit
-    fans out to 16 lanes, not 32 (issue 10, Fmax: one copy's routing to all 32 lanes bound the pipelined
-    selectors' encoder stage). The complement keeps the copies apart: Yosys merges flip-flops of
-    identical inputs, but not a flip-flop and its complement's, and the inversion folds into the ROM's
-    and the comparators' LUTs. Two copies are the most distinct encodings a bit has.
-    """
-    return [list(thresholds), [~t for t in thresholds]]
-
-
-def _uncopied(copies: list[list], lane: int, lanes: int) -> list:
-    """Lane ``lane``'s thresholds from ``_threshold_copies`` (registered): the first half of the lanes reads
-    the plain copy, the second half the complemented one."""
-    copy = 2 * lane // lanes
-    return list(copies[copy]) if copy == 0 else [~t for t in copies[copy]]
-
-
 def _index(u, thresholds):
     """``#{k : u >= T_k}``: the nearest-value index (ties up, saturating), as a 3-bit count."""
     return tree_reduce([(u >= t).as_unsigned() for t in thresholds], lambda a, b: a + b)
@@ -244,14 +225,14 @@ class DialectSelectUnit(_Selector):
         m.d.comb += dialect.eq(Mux(win_valid, win_id, 0))
 
         # Threshold read (once per block), then the encoder.
-        thresholds = _threshold_copies(_threshold_read(m, book, dialect, "thresholds"))
+        thresholds = _threshold_read(m, book, dialect, "thresholds")
         live = stages.cut(level, {**live, "dialect": dialect, "thresholds": thresholds})
         level += 1
         encoded = Signal(selector_out_layout(config), name="encoded")
         m.d.comb += [encoded.exponent.eq(live["exponent"]), encoded.dialect.eq(live["dialect"])]
         for i in range(config.block):
             index = Signal(INDEX_BITS, name=f"index_{i}")
-            m.d.comb += index.eq(_index(live["ucodes"][i], _uncopied(live["thresholds"], i, config.block)))
+            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"]))
             m.d.comb += encoded.codes[i].eq(Cat(index, live["signs"][i]))
         final = stages.cut(level, {"encoded": encoded})
         skid_output(m, self.i, self.o, final["encoded"], stages.valid, stages.cuts + 1, prefix="dsu")
@@ -396,14 +377,14 @@ class TwoStageSelector(_Selector):
         live = stages.cut(level, {**live, "dialect": dialect})
         level += 1
         # Threshold read (once per block), then the encoder.
-        thresholds = _threshold_copies(_threshold_read(m, book, live["dialect"], "thresholds"))
+        thresholds = _threshold_read(m, book, live["dialect"], "thresholds")
         live = stages.cut(level, {**live, "thresholds": thresholds})
         level += 1
         encoded = Signal(selector_out_layout(config), name="encoded")
         m.d.comb += [encoded.exponent.eq(live["exponent"]), encoded.dialect.eq(live["dialect"])]
         for i in range(block):
             index = Signal(INDEX_BITS, name=f"index_{i}")
-            m.d.comb += index.eq(_index(live["ucodes"][i], _uncopied(live["thresholds"], i, block)))
+            m.d.comb += index.eq(_index(live["ucodes"][i], live["thresholds"]))
             m.d.comb += encoded.codes[i].eq(Cat(index, live["signs"][i]))
         final = stages.cut(level, {"encoded": encoded})
         skid_output(m, self.i, self.o, final["encoded"], stages.valid, stages.cuts + 1, prefix="two_stage")

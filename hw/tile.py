@@ -43,7 +43,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -551,9 +551,11 @@ class Tile(wiring.Component):
         take = Signal(name="w_take")
         m.d.comb += [self.w.ready.eq(full.bit_select(read_bank, 1) & (inside < fifo_depth)),
                      take.eq(self.w.valid & self.w.ready)]  # fmt: skip
-        k_end = read_k + 1 >= self.k_blocks
         slot_end = read_slot == cfg.interleave - 1
-        group_end = read_group + 1 >= self.col_groups
+        # The ends of K and of the column groups are registers (issue 10, Fmax: ``read_k + 1 >= k_blocks``,
+        # two 16-bit carry chains, had been the critical path into every row's read select).
+        k_end = _registered_end(m, read_k, self.k_blocks, take & slot_end, "read_k_end")
+        group_end = _registered_end(m, read_group, self.col_groups, take & slot_end & k_end, "read_group_end")
         row_blocks = []
         for r in range(cfg.rows):
             row = BufferRow(entry, depth)
@@ -705,6 +707,17 @@ class BufferRow(wiring.Component):
             m.d.sync += read[lo:hi].eq(chunk)
         m.d.comb += self.read_data.eq(read)
         return m
+
+
+def _registered_end(m: Module, counter: Signal, limit: Value, advance: Value, name: str) -> Signal:
+    """A register equal to ``counter + 1 >= limit`` for a counter that moves on (to 0 at its end, else
+    by one) in the cycles ``advance`` is high: the comparison is computed one cycle ahead, from the
+    counter's next value, so it leaves the register instead of a carry chain. While the counter holds,
+    the register follows ``limit`` one cycle late (``limit`` is a control input held while streaming;
+    it may change only while no beat is taken)."""
+    end = Signal(name=name)
+    m.d.sync += end.eq(Mux(advance, Mux(end, limit <= 1, counter + 2 >= limit), counter + 1 >= limit))
+    return end
 
 
 def _rotated(select: Signal):
