@@ -31,10 +31,10 @@ only, and each is proved here:
 2. **The ring hands each output its terms in K order** (``ring_order``). Proved on the real
    ``hw.mac_array.MACArray`` (its phase/slot/``open_slots``/``first`` logic, the input registers,
    the output FIFO and its credit) with the real ``ProcessingElement.elaborate`` (its flag delay
-   lines, the idle-slot and first-beat gating registers ``term``/``start``/``done_in``, and the real
-   ``_adder_ring``: ``Mux(start, +0, ring)``, the adder with the real ``adder_cuts`` registers, the
-   ring register(s), the ``done`` delay), with the PE's *arithmetic* replaced, on the formal side,
-   for the duration of the elaboration (``hw`` is unchanged):
+   lines, the idle-slot and first-beat gating registers ``term``/``done_in``, and the real
+   ``_adder_ring``: the feedback register loaded with ``Mux(start_ahead, +0, sum)``, the adder with the
+   real ``adder_cuts`` registers, the ring register(s), the ``done`` delay), with the PE's *arithmetic*
+   replaced, on the formal side, for the duration of the elaboration (``hw`` is unchanged):
 
    - the product stages (``_partial_sums``) by a tag of the beat (the low bits of the PE's ``a``
      and ``w`` operands) through the same ``PRODUCT_STAGES`` registers;
@@ -61,8 +61,8 @@ only, and each is proved here:
 
    *Why an abstract operator proves it for the real adder (data independence):* no control signal
    of the array or the ring (``phase``, ``slot``, ``open_slots``, ``pending``, ``valid``, ``first``,
-   ``last``, ``start``, ``done``) reads a term, an operand or a sum; data moves only through
-   registers, the ``Mux(valid, term, 0)`` and ``Mux(start, 0, ring)`` selections and the adder. So
+   ``last``, ``start_ahead``, ``done``) reads a term, an operand or a sum; data moves only through
+   registers, the ``Mux(valid, term, 0)`` and ``Mux(start_ahead, 0, sum)`` selections and the adder. So
    the ring output at any cycle is one fixed expression over the adder and the terms, fixed by the
    valid/last/ready history alone; the proof shows that expression is the K-order fold of one job
    (for a solver-chosen history, up to the bound). Reinterpreting ``f`` as the real pipelined adder

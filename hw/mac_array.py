@@ -172,23 +172,30 @@ class ProcessingElement(wiring.Component):
         term_bits = term_to_binary32(m, acc, shift, "term", cuts=cuts)
         # The idle-slot and first-beat gating is registered here, so the loop sees single flip-flops.
         term = _register(m, Mux(flags_at[0], term_bits, 0), "term")
-        start = _register(m, flags_at[0] & flags_at[1], "start")
+        start_ahead = flags_at[0] & flags_at[1]  # registered by the ring (``_adder_ring``)
         done_in = _register(m, flags_at[0] & flags_at[2], "done_in")
-        m.d.comb += self.y.eq(_adder_ring(m, term, start, done_in, interleave, self.done))
+        m.d.comb += self.y.eq(_adder_ring(m, term, start_ahead, done_in, interleave, self.done))
         return m
 
 
-def _adder_ring(m: Module, term, start, done_in, interleave: int, done_port) -> Signal:
+def _adder_ring(m: Module, term, start_ahead, done_in, interleave: int, done_port) -> Signal:
     """The C-slow adder ring: L registers in the loop (L - 1 inside the adder for L <= 8, then the ring
-    register, then L - 8 plain delays); an idle slot adds +0.0 (``term`` is 0), a ``start`` beat
-    starts from +0.0; ``done_port`` rises with the ring output of a ``done_in`` beat. Returns the ring output."""
-    ring = Signal(FLOAT32_BITS, name="ring")
-    y_in = Mux(start, 0, ring)
-    total = add_binary32(m, y_in, term, "add", cuts=adder_cuts(m, interleave, "add"))
-    loop = _register(m, total, "ring_0")
-    for k in range(interleave - ADDER_HOOKS - 1):
-        loop = _register(m, loop, f"ring_{k + 1}")
-    m.d.comb += ring.eq(loop)
+    register, then L - 8 plain delays); an idle slot adds +0.0 (``term`` is 0), a start beat starts from
+    +0.0; ``done_port`` rises with the ring output of a ``done_in`` beat. Returns the ring output.
+
+    ``start_ahead`` is a start beat's flag one cycle before the beat reaches the adder. The loop's last
+    register has two copies: the ring output, and ``ring_feedback``, which loads +0.0 for a start beat
+    instead of the slot's finished sum. So the adder's operand is a register with no multiplexer behind
+    it (issue 10, Fmax: ``start`` -> ``Mux(start, +0, ring)`` -> the swap compare bound the NVFP4 2 x 2 tile),
+    and the output still holds the finished sum in the cycle the slot's next job starts."""
+    feedback = Signal(FLOAT32_BITS, name="ring_feedback")
+    total = add_binary32(m, feedback, term, "add", cuts=adder_cuts(m, interleave, "add"))
+    before_last = total
+    delays = max(0, interleave - ADDER_HOOKS - 1)
+    for k in range(delays):
+        before_last = _register(m, before_last, f"ring_{k}")
+    ring = _register(m, before_last, f"ring_{delays}")
+    m.d.sync += feedback.eq(Mux(start_ahead, 0, before_last))
     done = done_in
     for k in range(interleave):
         done = _register(m, done, f"done_{k}")
@@ -364,9 +371,9 @@ class NVFP4ProcessingElement(wiring.Component):
         m.d.comb += term_bits.eq(Mux(self.scale_nan | (self.scale_inf & ~nonzero6), CANONICAL_NAN,
                                      Mux(self.scale_inf, infinity, rounded)))  # fmt: skip
         term = _register(m, Mux(flags6[0], term_bits, 0), "term")
-        start = _register(m, flags6[0] & flags6[1], "start")
+        start_ahead = flags6[0] & flags6[1]  # registered by the ring (``_adder_ring``)
         done_in = _register(m, flags6[0] & flags6[2], "done_in")
-        m.d.comb += self.y.eq(_adder_ring(m, term, start, done_in, self.interleave, self.done))
+        m.d.comb += self.y.eq(_adder_ring(m, term, start_ahead, done_in, self.interleave, self.done))
         return m
 
 

@@ -78,8 +78,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "the accumulator state ignores reset (the adder ring's register and the C-slow slot bookkeeping): a "
         "partial sum in flight at a reset leaks into the resent job. Either half alone is an equivalent mutant: a "
         "reset ring restarts from +0.0, and a reset slot map marks the next beat `first`, which discards the ring",
-        also=(("hw/mac_array.py", 'loop = _register(m, total, "ring_0")',
-               'loop = Signal(FLOAT32_BITS, name="ring_0", reset_less=True)\n    m.d.sync += loop.eq(total)'),),
+        also=(("hw/mac_array.py", 'feedback = Signal(FLOAT32_BITS, name="ring_feedback")',
+               'feedback = Signal(FLOAT32_BITS, name="ring_feedback", reset_less=True)'),),
     ),
     Mutant(
         "tile-join-ignores-sink-ready",
@@ -119,8 +119,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "mac-no-restart-after-last",
         "hw/mac_array.py",
-        "y_in = Mux(start, 0, ring)",
-        "y_in = ring",
+        "m.d.sync += feedback.eq(Mux(start_ahead, 0, before_last))",
+        "m.d.sync += feedback.eq(before_last)",
         (MAC_AMARANTH,),
         "the accumulators are not cleared after a job's last K block",
     ),
