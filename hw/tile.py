@@ -433,8 +433,11 @@ class Tile(wiring.Component):
         # register feeds the selector directly (its first stage, the LUT DSU's ROM reads, starts at a
         # register; issue 10: a zero-latency skid buffer between them put its multiplexer in front of the
         # ROMs, the FB32 2 x 2 tile's 55 MHz path); the selector's credit reaches the front-end's enables
-        # through one LUT per 32 flip-flops (``register_stage``). A skid buffer follows the E2M1 encoder
-        # and the pre-quantized lane, so the buffer's ready stops there.
+        # through one LUT per 32 flip-flops (``register_stage``). The E2M1 encoder, one shallow register
+        # stage, has a skid buffer in front of it, so the buffer's ready stops there and does not run on
+        # into the front-end's enables (issue 10: skid -> encoder -> front-end enables, 8 ns of routing, was
+        # the MXFP4 2 x 2 tile's 70.7 MHz path with the skid after the encoder); a skid buffer follows the
+        # pre-quantized lane.
         a_sinks, selected = [], []
         for j in range(q if cfg.format.quantizes else 0):
             front_end, selector = self._front_end(), self._selector()
@@ -460,14 +463,12 @@ class Tile(wiring.Component):
             else:
                 _lockstep_join(m, [front_end.o], into)
                 m.d.comb += into.payload.eq(front_end.o.payload)
-            m.d.comb += [selector.i.valid.eq(into.valid), into.ready.eq(selector.i.ready),
-                         selector.i.payload.eq(into.payload)]  # fmt: skip
-            if isinstance(selector, E2M1Encoder):  # a one-register unit: the skid buffer follows it
-                out = _channel(f"quantizer_{j}_out", selector.o.payload.shape())
-                skid_buffer(m, selector.o, out, f"quantizer_{j}_skid")
-                selected.append(out)
+            if isinstance(selector, E2M1Encoder):  # a one-register unit: the skid buffer is in front of it
+                skid_buffer(m, into, selector.i, f"quantizer_{j}_skid")
             else:
-                selected.append(selector.o)
+                m.d.comb += [selector.i.valid.eq(into.valid), into.ready.eq(selector.i.ready),
+                             selector.i.payload.eq(into.payload)]  # fmt: skip
+            selected.append(selector.o)
         if not cfg.format.quantizes:  # NVFP4: pre-quantized blocks, one register stage per lane
             for j in range(q):
                 lane_in = _channel(f"prequantized_{j}_in", entry)
