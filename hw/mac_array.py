@@ -170,7 +170,7 @@ class ProcessingElement(wiring.Component):
         m.d.comb += acc.eq(tree_reduce(halves, lambda x, y: x + y))
         cuts = tuple(_cut(m, f"term_s{PRODUCT_STAGES + 1 + k}") for k in range(TERM_HOOKS))
         term_bits = term_to_binary32(m, acc, shift, "term", cuts=cuts)
-        # The idle-slot and first-beat gating is registered here, so the loop sees single flip-flops.
+        # An idle slot enters the ring as +0.0 through this register; ``_adder_ring`` registers the start.
         term = _register(m, Mux(flags_at[0], term_bits, 0), "term")
         start_ahead = flags_at[0] & flags_at[1]  # registered by the ring (``_adder_ring``)
         done_in = _register(m, flags_at[0] & flags_at[2], "done_in")
