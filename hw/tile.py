@@ -525,13 +525,11 @@ class Tile(wiring.Component):
         # jumps to the other bank's first, where ``write_bank`` now points), so a word chunk's enable is one
         # LUT of two registers beside its flip-flops (issue 10: the decoded word enable of one register
         # fanned out to 136 flip-flops across the die).
-        first_of = {0: 1, 1: 1 << cfg.buffer_blocks}
-        write_selects = []
-        for c in range(len(BufferRow.chunks(entry))):
-            select = Signal(depth, init=1, name=f"buffer_write_select_{c}")  # = onehot(write address, one cycle ago)
-            with m.If(advanced):
-                m.d.sync += select.eq(Mux(filled, Mux(write_bank, first_of[1], first_of[0]), _rotated(select)))
-            write_selects.append(select)
+        first_of = (1, 1 << cfg.buffer_blocks)  # each bank's first word, one-hot
+        write_selects = [  # = onehot(write address, one cycle ago)
+            _word_select(m, depth, f"buffer_write_select_{c}", advanced, filled, write_bank, first_of)
+            for c in range(len(BufferRow.chunks(entry)))
+        ]
 
         # ---- Compute side, free-running (issue 10: no stall fans out into the read stage, the decoders
         # or the PEs): a `w` beat is taken while the bank is full and the edge FIFO in front of the MAC
@@ -570,10 +568,8 @@ class Tile(wiring.Component):
             # registers beside their chunk; a decoded read address had fanned out to every word of every
             # row): block read_k of read_bank, moved on with them.
             for c in range(len(BufferRow.chunks(entry))):
-                select = Signal(depth, init=1, name=f"buffer_row_{r}_read_select_{c}")
-                with m.If(take & slot_end):
-                    m.d.sync += select.eq(Mux(k_end, Mux(group_end ^ read_bank, first_of[1], first_of[0]),
-                                              _rotated(select)))  # fmt: skip
+                select = _word_select(m, depth, f"buffer_row_{r}_read_select_{c}", take & slot_end, k_end,
+                                      group_end ^ read_bank, first_of)  # fmt: skip
                 m.d.comb += row.read_select[c].eq(select)
             row_blocks.append(row.read_data)
         m.d.sync += [staged.eq(take), staged_w.eq(self.w.payload), staged_last.eq(k_end)]
@@ -719,6 +715,16 @@ def _registered_end(m: Module, counter: Signal, limit: Value, advance: Value, na
     end = Signal(name=name)
     m.d.sync += end.eq(Mux(advance, Mux(end, limit <= 1, counter + 2 >= limit), counter + 1 >= limit))
     return end
+
+
+def _word_select(m: Module, depth: int, name: str, advance, jump, to_bank_1, first_of) -> Signal:
+    """A buffer word select, one-hot (``BufferRow``'s ports): starts at word 0; on ``advance`` it moves to
+    the next word (``_rotated``), or, with ``jump``, to the first word of bank 1 if ``to_bank_1`` else
+    bank 0 (``first_of``: both one-hot). The write side and every read row keep copies of their own."""
+    select = Signal(depth, init=1, name=name)
+    with m.If(advance):
+        m.d.sync += select.eq(Mux(jump, Mux(to_bank_1, first_of[1], first_of[0]), _rotated(select)))
+    return select
 
 
 def _rotated(select: Signal):
