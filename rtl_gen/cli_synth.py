@@ -6,6 +6,7 @@
     sdialect synth --only tile_mxfp4    # designs whose name contains a substring
     sdialect synth --flows generic      # skip the ECP5 flow
     sdialect synth --readme README.md   # also rewrite the README's hardware table from hw.json
+    sdialect synth --seed 2 --only tile_dialectfp4_bf16_r2_c2   # place and route with another seed
 
 Each tile is synthesized with its hierarchy kept (the PE one module, instantiated rows x cols times),
 so one run per tile gives the tile's total and the share of each unit inside it; every unit is also
@@ -36,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="place and route a tile array only up to N LUT4s (default rtl_gen.synth_report.PLACE_LUT_BUDGET)")  # fmt: skip
     parser.add_argument("--place-size", default=None, metavar="RxC",
                         help="place and route the tiles of this size (default rtl_gen.synth_report.PLACED_SIZE, 2x2)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="nextpnr placer seed (default rtl_gen.synth.DEFAULT_SEED, 1); each seed is cached on its own")  # fmt: skip
     parser.add_argument("--cached-only", action="store_true",
                         help="start no tool: report the cached results (designs without one are listed as not measured)")  # fmt: skip
     parser.add_argument("--readme", default=None, metavar="PATH",
@@ -45,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .synth import generator_digest
+    from .synth import DEFAULT_SEED, generator_digest
 
     generator_digest()  # the sources' digest before hw/ is imported (rtl_gen.synth.generator_digest)
     from .synth_report import DESIGNS, PLACE_LUT_BUDGET, PLACED_SIZE, PROFILES, update_readme, run_report
@@ -56,6 +59,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown flow {unknown[0] if unknown else args.flows!r}; expected some of {', '.join(FLOWS)}")
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.seed is not None and args.seed < 1:
+        raise UsageError(f"--seed must be a positive integer, got {args.seed}")
     place_size = PLACED_SIZE
     if args.place_size is not None:
         try:
@@ -76,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
     report = run_report(designs, flows=flows, out=Path(args.out), work=Path(args.work), timeout=args.timeout,
                         workers=args.jobs, place_budget=args.place_max_luts or PLACE_LUT_BUDGET,
                         cached_only=args.cached_only, place_size=place_size,
+                        seed=DEFAULT_SEED if args.seed is None else args.seed,
                         command=command + (f" --readme {readme}" if readme is not None else ""))  # fmt: skip
     print(report)
     if readme is not None:
@@ -98,6 +104,8 @@ def _argv_tail(args) -> list[str]:
         out += ["--flows", args.flows]
     if args.place_size is not None:
         out += ["--place-size", args.place_size]
+    if args.seed is not None:
+        out += ["--seed", str(args.seed)]
     if args.cached_only:
         out += ["--cached-only"]
     if args.place_max_luts is not None:

