@@ -473,10 +473,10 @@ def readme_table(data: dict) -> str:
                   for r in units]  # fmt: skip
     if missing:
         lines += ["", f"Not synthesized for this Verilog (no cached result): {', '.join(f'`{m}`' for m in missing)}."]
-    unrouted = [r for r in data["designs"] if "place_and_route" in r.get("errors", {})]
-    if unrouted:
-        lines += [""] + [f"Synthesized, not placed and routed: `{r['name']}`: {r['errors']['place_and_route']}."
-                         for r in unrouted]  # fmt: skip
+    for r in data["designs"]:
+        if "place_and_route" in r.get("errors", {}):  # the message names the design too: named once here
+            reason = r["errors"]["place_and_route"].replace(f" on {r['name']}", "")
+            lines += ["", f"Synthesized, not placed and routed: `{r['name']}`: {reason}."]
     return "\n".join(lines) + "\n"
 
 
@@ -528,7 +528,7 @@ def _markdown(data: dict) -> str:
     failed = [f"- {r['label']}, {stage.get(flow, f'{flow} flow')}: {message}"
               for r in data["designs"] for flow, message in r.get("errors", {}).items()]  # fmt: skip
     if failed:
-        lines += ["", "Failed runs (no numbers):", *failed]
+        lines += ["", "Failed runs (their numbers are missing):", *failed]
     lines += ["", "## Units inside each tile (transistors incl. FF; share of the tile)", "",
               "| tile | unit | transistors incl. FF | share | LUT4 | share |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
     for r in data["designs"]:

